@@ -1,0 +1,1 @@
+"""Backends: ``Graph`` -> trainable native model. One package per framework, imported lazily."""

@@ -1,0 +1,68 @@
+"""Surgery passes on ``Graph``s. Each pass is small and pure; ``embedding_head`` composes them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..graph import Graph
+from .base import Pass, PassResult, Sequential
+from .cut import classifier_input, default_cut
+from .freeze import Freeze, layer_weights
+from .head import HEAD, OUTPUT, POOLING_MODES, Normalize, Pool, Project, Rename, validate_output_dim
+from .truncate import Truncate, extract, layer_output, layer_outputs
+
+__all__ = [
+    "HEAD",
+    "OUTPUT",
+    "POOLING_MODES",
+    "Freeze",
+    "Normalize",
+    "Pass",
+    "PassResult",
+    "Pool",
+    "Project",
+    "Rename",
+    "Sequential",
+    "Truncate",
+    "classifier_input",
+    "default_cut",
+    "embedding_head",
+    "extract",
+    "layer_output",
+    "layer_outputs",
+    "layer_weights",
+]
+
+
+def embedding_head(
+    graph: Graph,
+    *,
+    layer_name: str | None = None,
+    tensor: str | None = None,
+    pooling: str = "auto",
+    output_dim: int | None = 128,
+    normalize: bool = True,
+    freeze: bool | Sequence[str] = False,
+    seed: int = 0,
+) -> Graph:
+    """Turn a general model's graph into an embedding graph with one output named ``embedding``.
+
+    Cut at ``layer_name`` (a layer's output), ``tensor`` (a value name) or, with neither, at the input of the
+    final classifier (or the final output when there is none); then pool, project to ``output_dim`` (None keeps
+    the cut's width), L2-normalise, and mark ``freeze`` (True = all but the new head, or a list of layers).
+    """
+    if output_dim is not None:
+        validate_output_dim(output_dim)
+    if layer_name is not None:
+        cut: Pass = Truncate(layer=layer_name)
+    else:
+        cut = Truncate(tensor=tensor if tensor is not None else default_cut(graph))
+    steps = Sequential(
+        cut,
+        Pool(pooling),
+        Project(output_dim, seed=seed) if output_dim is not None else None,
+        Normalize() if normalize else None,
+        Rename(OUTPUT),
+        Freeze(freeze),
+    )
+    return steps.call(graph).graph

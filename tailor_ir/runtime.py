@@ -1,0 +1,75 @@
+"""onnxruntime: the reference every rehydrated model is checked against."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import onnx
+
+from .errors import EquivalenceError, InvalidGraphError
+from .graph import Graph
+
+
+def available_providers(prefer_gpu: bool = True) -> list[str]:
+    import onnxruntime as ort
+
+    have = ort.get_available_providers()
+    order = ["CUDAExecutionProvider", "CPUExecutionProvider"] if prefer_gpu else ["CPUExecutionProvider"]
+    return [p for p in order if p in have] or ["CPUExecutionProvider"]
+
+
+def session(
+    model: Graph | onnx.ModelProto | str | bytes,
+    providers: Sequence[str] | None = None,
+    intra_op_threads: int = 0,
+    optimization: str = "all",
+):
+    """An onnxruntime InferenceSession for a Graph, ModelProto, file path or serialized bytes."""
+    import onnxruntime as ort
+
+    if isinstance(model, Graph):
+        model = model.model
+    if isinstance(model, onnx.ModelProto):
+        model = model.SerializeToString()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
+    options.log_severity_level = 3
+    options.graph_optimization_level = {
+        "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[optimization]
+    try:
+        return ort.InferenceSession(model, options, providers=list(providers or available_providers()))
+    except Exception as exc:
+        raise InvalidGraphError(f"onnxruntime cannot load the model: {exc}") from exc
+
+
+def run(
+    model: Graph | onnx.ModelProto,
+    inputs: Mapping[str, np.ndarray] | Sequence[np.ndarray],
+    outputs: Sequence[str] | None = None,
+) -> list[np.ndarray]:
+    """Run the model in onnxruntime (CPU) and return its outputs as numpy arrays."""
+    sess = session(model, providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+    feed = dict(inputs) if isinstance(inputs, Mapping) else dict(zip(names, inputs))
+    return sess.run(list(outputs) if outputs else None, {k: np.asarray(v) for k, v in feed.items() if k in names})
+
+
+def assert_close(
+    actual: np.ndarray, expected: np.ndarray, rtol: float = 1e-4, atol: float = 1e-5, what: str = "output"
+) -> None:
+    """Raise EquivalenceError when ``actual`` differs from ``expected`` beyond ``rtol`` relative to its scale."""
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    if actual.shape != expected.shape:
+        raise EquivalenceError(f"{what}: shape {actual.shape} differs from the reference {expected.shape}.")
+    err = float(np.max(np.abs(actual - expected))) if actual.size else 0.0
+    scale = float(np.max(np.abs(expected))) if expected.size else 0.0
+    if err > atol + rtol * scale:
+        raise EquivalenceError(
+            f"{what}: max abs difference {err:.3g} exceeds {rtol:g} relative to the reference scale {scale:.3g}."
+        )

@@ -1,0 +1,109 @@
+"""Sample inputs: guessed from a model's first layer when the user gives none, and converted to numpy.
+
+``to_embedding(resnet18(), output_dim=128)`` must just work, so when neither ``sample_input`` nor
+``input_shape`` is given we look at the model's first weighted layer (without running it) to choose a shape:
+a convolution with C input channels -> a (C, 224, 224) image, a linear layer with F inputs -> (F,) vectors, an
+embedding table of V rows -> 16 int64 token ids below V, a Hugging Face model -> ``input_ids`` and
+``attention_mask``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+SAMPLE_BATCH = 2
+SAMPLE_TOKENS = 16
+IMAGE_SIDE = {1: 224, 2: 224, 3: 32}  # spatial size per conv dimensionality (1-D: length)
+
+
+def _random(shape: Sequence[int], dtype: str, high: int | None, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if np.issubdtype(np.dtype(dtype), np.integer):
+        return rng.integers(0, high or 2, size=tuple(shape)).astype(dtype)
+    return rng.standard_normal(tuple(shape)).astype(dtype)
+
+
+def from_shape(input_shape: Sequence[int], input_dtype: str = "float32", batch: int = SAMPLE_BATCH) -> np.ndarray:
+    """A random sample of ``input_shape`` (without the batch axis)."""
+    if not isinstance(input_shape, (tuple, list)) or not all(
+        isinstance(d, (int, np.integer)) and d > 0 for d in input_shape
+    ):
+        raise ValueError(f"input_shape must be a tuple of positive ints without the batch axis, got {input_shape!r}.")
+    return _random((batch, *input_shape), input_dtype, high=2)
+
+
+def guess_torch(model: object, batch: int = SAMPLE_BATCH) -> np.ndarray | dict[str, np.ndarray] | None:
+    """A sample for a torch module from its first conv / linear / embedding layer, or None."""
+    config = getattr(model, "config", None)
+    if config is not None and getattr(config, "vocab_size", None):
+        ids = _random((batch, SAMPLE_TOKENS), "int64", high=config.vocab_size)
+        mask = np.ones_like(ids)
+        mask[1:, SAMPLE_TOKENS // 2 :] = 0  # a padded row, so masked pooling is exercised
+        return {"input_ids": ids, "attention_mask": mask}
+    for module in model.modules():  # type: ignore[attr-defined]
+        kind = type(module).__name__
+        if kind in ("Conv1d", "Conv2d", "Conv3d"):
+            dims = int(kind[4])
+            return _random((batch, module.in_channels, *[IMAGE_SIDE[dims]] * dims), "float32", None)
+        if kind == "Linear":
+            return _random((batch, module.in_features), "float32", None)
+        if kind == "Embedding":
+            return _random((batch, SAMPLE_TOKENS), "int64", high=module.num_embeddings)
+    return None
+
+
+def guess_paddle(model: object, batch: int = SAMPLE_BATCH) -> np.ndarray | None:
+    """A sample for a paddle Layer from its first conv / linear / embedding layer, or None."""
+    for layer in model.sublayers(include_self=True):  # type: ignore[attr-defined]
+        kind = type(layer).__name__
+        if kind in ("Conv1D", "Conv2D", "Conv3D"):
+            dims = int(kind[4])
+            return _random((batch, layer._in_channels, *[IMAGE_SIDE[dims]] * dims), "float32", None)
+        if kind == "Linear":
+            return _random((batch, layer.weight.shape[0]), "float32", None)
+        if kind == "Embedding":
+            return _random((batch, SAMPLE_TOKENS), "int64", high=layer._num_embeddings)
+    return None
+
+
+def guess_keras(model: object, batch: int = SAMPLE_BATCH) -> np.ndarray | list[np.ndarray] | None:
+    """A sample for a built Keras model from its declared inputs, or None."""
+    try:
+        inputs = model.inputs  # type: ignore[attr-defined]
+    except (AttributeError, ValueError):
+        return None
+    if not inputs:
+        return None
+    samples = []
+    for tensor in inputs:
+        shape = [d if d is not None else SAMPLE_TOKENS for d in tuple(tensor.shape)[1:]]
+        dtype = str(getattr(tensor.dtype, "name", tensor.dtype))
+        samples.append(_random((batch, *shape), dtype, high=2))
+    return samples[0] if len(samples) == 1 else samples
+
+
+def to_numpy(value: object) -> np.ndarray:
+    """A torch/tf/paddle tensor or array-like as numpy."""
+    if isinstance(value, np.ndarray):
+        return value
+    for attr in ("detach",):
+        if hasattr(value, attr):
+            value = value.detach().cpu()
+    if hasattr(value, "numpy"):
+        return np.asarray(value.numpy())
+    return np.asarray(value)
+
+
+def as_feed(sample: object, input_names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Map a sample (array, tuple/list of arrays, or dict by name) onto the graph's input names."""
+    if isinstance(sample, Mapping):
+        missing = [n for n in input_names if n not in sample]
+        if missing:
+            raise ValueError(f"sample_input lacks the model inputs {missing}; it has {list(sample)}.")
+        return {n: to_numpy(sample[n]) for n in input_names}
+    items = list(sample) if isinstance(sample, (tuple, list)) else [sample]
+    if len(items) != len(input_names):
+        raise ValueError(f"the model takes {len(input_names)} inputs {input_names}, the sample has {len(items)}.")
+    return {n: to_numpy(v) for n, v in zip(input_names, items)}
