@@ -1,0 +1,282 @@
+"""``rehydrate``: build the trainable module and check it against onnxruntime."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import onnx
+
+from ...errors import EquivalenceError, UnsupportedOpError
+from ...graph import Graph
+from ...imports import import_onnx2torch, import_torch
+
+torch = import_torch()
+import_onnx2torch()
+import onnx2torch  # noqa: E402
+import onnx2torch.converter as _o2t_converter  # noqa: E402
+from torch import fx, nn  # noqa: E402
+
+from . import converters as _converters  # noqa: E402,F401  (registers the converters)
+from .prepass import prepare  # noqa: E402
+from .registry import find  # noqa: E402
+
+BACKEND = "torch"
+
+
+class WeightTree(nn.Module):
+    """Holds the graph's weights as parameters under their own dotted names (``layer1.0.conv1.weight``)."""
+
+    def forward(self) -> None:  # pragma: no cover - a container
+        raise RuntimeError("WeightTree is a parameter container")
+
+
+class RehydratedModule(nn.Module):
+    """A Graph run as a torch module: ``forward`` takes the graph inputs positionally or by name.
+
+    ``weights`` holds one parameter per weight initializer; ``weight_names`` maps initializer name ->
+    parameter; ``graph`` is the torch.fx GraphModule built by onnx2torch (BatchNorm / Dropout modules inside).
+    """
+
+    def __init__(self, graph_module: fx.GraphModule, tree: WeightTree, params: dict[str, nn.Parameter],
+                 input_names: list[str], output_names: list[str]) -> None:
+        super().__init__()
+        self.weights = tree
+        self.graph = graph_module
+        self.input_names = list(input_names)
+        self.output_names = list(output_names)
+        self._params = params
+        self._single = len(output_names) == 1
+
+    @property
+    def weight_names(self) -> dict[str, nn.Parameter]:
+        """Initializer (ONNX / user) name -> its parameter."""
+        return dict(self._params)
+
+    def weight(self, name: str) -> nn.Parameter:
+        """The parameter of one initializer."""
+        try:
+            return self._params[name]
+        except KeyError:
+            from ...errors import UnknownLayerError
+
+            raise UnknownLayerError(name, self._params, what="weight") from None
+
+    def freeze(self, names: Iterable[str], frozen: bool = True) -> None:
+        """Set ``requires_grad`` of the named weights (``frozen=False`` unfreezes)."""
+        for name in names:
+            self.weight(name).requires_grad_(not frozen)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs:
+            args = _bind(self.input_names, args, kwargs)
+        elif len(args) != len(self.input_names):
+            raise TypeError(f"the model takes {len(self.input_names)} inputs {self.input_names}, got {len(args)}")
+        out = self.graph(*args)
+        if self._single:
+            return out[0] if isinstance(out, (tuple, list)) else out
+        return tuple(out)
+
+
+def _bind(names: list[str], args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    values = list(args)
+    for name in names[len(args):]:
+        if name not in kwargs:
+            raise TypeError(f"missing model input {name!r}; the model takes {names}")
+        values.append(kwargs[name])
+    extra = set(kwargs) - set(names[len(args):])
+    if extra:
+        raise TypeError(f"unexpected model inputs {sorted(extra)}; the model takes {names}")
+    return tuple(values)
+
+
+# --------------------------------------------------------------------------- checks
+def check_supported(graph: Graph) -> None:
+    """Raise UnsupportedOpError for the first node without a converter at the graph's opset."""
+    versions = {imp.domain or "": int(imp.version) for imp in graph.model.opset_import}
+    for node in graph.model.graph.node:
+        domain = "" if node.domain == "ai.onnx" else node.domain
+        opset = versions.get(domain, 0)
+        if find(node.op_type, opset, domain) is None:
+            raise UnsupportedOpError(node.op_type, opset, node.name or node.op_type, graph.layer_of(node), BACKEND)
+
+
+class _NodeErrors:
+    """Wrap onnx2torch's converter lookup so a converter's refusal names the ONNX node."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+        self.by_unique: dict[str, onnx.NodeProto] = {}
+
+    def __enter__(self) -> None:
+        original = _o2t_converter.get_converter
+        graph = self.graph
+
+        def get_converter(domain: str, operation_type: str, version: int) -> Any:
+            fn = original(domain=domain, operation_type=operation_type, version=version)
+
+            def wrapped(node: Any, onnx_graph: Any) -> Any:
+                try:
+                    return fn(node, onnx_graph)
+                except (NotImplementedError, KeyError) as exc:
+                    proto = node.proto
+                    err = UnsupportedOpError(proto.op_type, version, proto.name or node.unique_name,
+                                             graph.layer_map.get(proto.name), BACKEND)
+                    err.args = (f"{err.args[0]} Reason: {exc}",)
+                    raise err from exc
+
+            return wrapped
+
+        self._original = original
+        _o2t_converter.get_converter = get_converter
+
+    def __exit__(self, *exc: object) -> None:
+        _o2t_converter.get_converter = self._original
+
+
+# --------------------------------------------------------------------------- build
+def rehydrate(graph: Graph, check: bool = True, sample_inputs: Any = None) -> RehydratedModule:
+    """Build a trainable torch module computing ``graph`` (see the package docstring); eval mode on return."""
+    check_supported(graph)
+    weights = [i.name for i in graph.model.graph.initializer if i.name in (graph.weights or ())]
+    prepared = prepare(graph, weights)
+    with _NodeErrors(graph):
+        gm = onnx2torch.convert(prepared)
+    tree, params = _weight_tree(graph, weights)
+    _promote(gm, tree, params, len(graph.input_names))
+    model = RehydratedModule(gm, tree, params, graph.input_names, graph.output_names)
+    model.eval()
+    if check:
+        check_equivalence(model, graph, sample_inputs)
+    return model
+
+
+def _weight_tree(graph: Graph, weights: list[str]) -> tuple[WeightTree, dict[str, nn.Parameter]]:
+    tree = WeightTree()
+    params: dict[str, nn.Parameter] = {}
+    for name in weights:
+        array = np.array(graph.initializer_array(name))  # a writable copy
+        param = nn.Parameter(torch.from_numpy(array), requires_grad=name not in graph.frozen)
+        params[name] = param
+        _place(tree, name, param)
+    return tree, params
+
+
+def _place(tree: nn.Module, name: str, param: nn.Parameter) -> str:
+    """Register ``param`` under its dotted path; fall back to a flat, escaped name on conflicts."""
+    parts = name.split(".")
+    if all(parts):
+        module = tree
+        ok = True
+        for part in parts[:-1]:
+            child = module._modules.get(part)
+            if child is None:
+                if part in module._parameters or hasattr(module, part):
+                    ok = False
+                    break
+                child = WeightTree()
+                module.add_module(part, child)
+            module = child
+        if ok and parts[-1] not in module._modules and parts[-1] not in module._parameters and not hasattr(
+            type(module), parts[-1]
+        ):
+            module.register_parameter(parts[-1], param)
+            return name
+    flat = "_w_" + "".join(c if c.isalnum() else "_" for c in name)
+    while flat in tree._parameters:
+        flat += "_"
+    tree.register_parameter(flat, param)
+    return flat
+
+
+def _promote(gm: fx.GraphModule, tree: WeightTree, params: dict[str, nn.Parameter], n_inputs: int) -> None:
+    """Replace the weight placeholders of the fx graph with reads of the tree's parameters."""
+    gm.add_module("weights", tree)
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    weight_nodes = placeholders[n_inputs:]
+    if len(weight_nodes) != len(params):
+        raise RuntimeError(f"expected {len(params)} weight placeholders, found {len(weight_nodes)}")
+    qual = {id(p): n for n, p in tree.named_parameters(remove_duplicate=False)}
+    first = next(n for n in gm.graph.nodes if n.op != "placeholder")
+    for param, node in zip(params.values(), weight_nodes):
+        with gm.graph.inserting_before(first):
+            getter = gm.graph.get_attr("weights." + qual[id(param)])
+        node.replace_all_uses_with(getter)
+        gm.graph.erase_node(node)
+    gm.graph.lint()
+    gm.recompile()
+
+
+# --------------------------------------------------------------------------- equivalence
+def random_inputs(graph: Graph, batch: int = 2, seq: int = 8, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random inputs from the graph's input types; token ids stay below the embedding table they index."""
+    rng = np.random.default_rng(seed)
+    feeds: dict[str, np.ndarray] = {}
+    for value in graph.model.graph.input:
+        if value.name not in graph.input_names:
+            continue
+        tt = value.type.tensor_type
+        shape = []
+        for axis, d in enumerate(tt.shape.dim):
+            if d.HasField("dim_value") and d.dim_value > 0:
+                shape.append(d.dim_value)
+            else:
+                shape.append(batch if axis == 0 else seq if axis == 1 else 4)
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)
+        if np.issubdtype(dtype, np.floating):
+            feeds[value.name] = rng.standard_normal(shape).astype(dtype)
+        elif dtype == np.bool_:
+            feeds[value.name] = np.ones(shape, dtype=bool)
+        elif "mask" in value.name.lower():
+            mask = np.ones(shape, dtype=dtype)
+            if len(shape) >= 2 and shape[0] > 1:
+                mask[1:, shape[1] // 2 :] = 0
+            feeds[value.name] = mask
+        else:
+            feeds[value.name] = rng.integers(0, _index_bound(graph, value.name), size=shape).astype(dtype)
+    return feeds
+
+
+def _index_bound(graph: Graph, name: str) -> int:
+    """The smallest first dimension of a table this input indexes through Gather (token ids), else 2."""
+    bounds = []
+    frontier, seen = [name], set()
+    while frontier:
+        value = frontier.pop()
+        if value in seen:
+            continue
+        seen.add(value)
+        for node in graph.consumers.get(value, []):
+            if node.op_type == "Gather" and len(node.input) > 1 and node.input[1] == value:
+                shape = graph.shape_of(node.input[0])
+                if shape and isinstance(shape[0], int) and shape[0] > 0:
+                    bounds.append(shape[0])
+            elif node.op_type in ("Cast", "Unsqueeze", "Reshape", "Identity", "Squeeze", "Flatten"):
+                frontier.extend(o for o in node.output if o)
+    return min(bounds) if bounds else 2
+
+
+def check_equivalence(model: RehydratedModule, graph: Graph, sample_inputs: Any = None, rtol: float = 1e-4) -> None:
+    """Compare the module (eval mode) with onnxruntime; raise EquivalenceError beyond ``rtol`` relative."""
+    from ... import runtime
+    from ...samples import as_feed
+
+    feed = random_inputs(graph) if sample_inputs is None else as_feed(sample_inputs, graph.input_names)
+    expected = runtime.run(graph, feed)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(*[torch.from_numpy(np.ascontiguousarray(feed[n])) for n in graph.input_names])
+    finally:
+        model.train(was_training)
+    outs = [out] if len(graph.output_names) == 1 else list(out)
+    for name, got, ref in zip(graph.output_names, outs, expected):
+        try:
+            runtime.assert_close(got.detach().numpy(), ref, rtol=rtol, what=f"output {name!r}")
+        except EquivalenceError as exc:
+            raise EquivalenceError(
+                f"the rehydrated torch model differs from onnxruntime: {exc} Please report the model; "
+                "rehydrate(..., check=False) skips this check."
+            ) from exc

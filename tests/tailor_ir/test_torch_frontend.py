@@ -1,0 +1,156 @@
+"""The torch frontend: export -> Graph with layer map, weights, frozen marks, dynamic axes; user state kept."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch_cases import exported
+
+from models import torch_zoo
+from tailor_ir import runtime
+from tailor_ir.errors import ExportError, ModelTypeError
+from tailor_ir.frontends import torch as torch_frontend
+
+
+def test_non_model_raises_model_type_error() -> None:
+    with pytest.raises(ModelTypeError, match="torch.nn.Module"):
+        torch_frontend.export(object(), torch.zeros(2, 3))
+    with pytest.raises(ModelTypeError):
+        torch_frontend.export(lambda x: x, torch.zeros(2, 3))
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "inputs"),
+    [
+        ("small_cnn", "image", {"x": ["batch", 1, 8, 8]}),
+        ("mlp", "vector", {"x": ["batch", 64]}),
+        ("lstm", "tokens", {"input_ids": ["batch", "sequence"]}),
+        ("tiny_bert", "tokens", {"input_ids": ["batch", "sequence"], "attention_mask": ["batch", "sequence"]}),
+    ],
+)
+def test_inputs_are_dynamic_and_kind_recorded(name: str, kind: str, inputs: dict[str, list]) -> None:
+    _, graph = exported(name)
+    assert graph.framework == "torch"
+    assert graph.extra["input_kind"] == kind
+    got = {
+        i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in graph.model.graph.input
+    }
+    assert got == inputs
+
+
+@pytest.mark.parametrize("name", ["small_cnn", "resnet18", "tiny_bert", "lstm"])
+def test_weights_are_the_parameters_and_buffers_are_not(name: str) -> None:
+    model, graph = exported(name)
+    assert graph.weights == {n for n, _ in model.named_parameters()}
+    buffers = {n for n, _ in model.named_buffers()} & set(graph.initializers)
+    assert not buffers & graph.weights
+    assert graph.frozen == frozenset()
+    if name in ("small_cnn", "resnet18"):
+        assert "bn1.running_mean" in graph.initializers and "bn1.running_mean" not in graph.weights
+
+
+def test_layer_map_uses_module_paths() -> None:
+    _, resnet = exported("resnet18")
+    layers = set(resnet.layer_map.values())
+    assert {"conv1", "bn1", "layer3.1.conv2", "layer4.0.downsample.0", "fc"} <= layers
+    conv = next(n for n in resnet.model.graph.node if n.op_type == "Conv" and "layer3.1.conv2.weight" in n.input)
+    assert resnet.layer_map[conv.name] == "layer3.1.conv2"
+    assert "layer3" in resnet.layer_names and "layer3.1" in resnet.layer_names
+    _, bert = exported("tiny_bert")
+    assert "encoder.layer.0.attention.self.query" in set(bert.layer_map.values())
+    assert not any(v.startswith("_") for v in bert.layer_map.values())
+
+
+def test_batchnorm_and_dropout_survive_export() -> None:
+    _, cnn = exported("small_cnn")
+    ops = [n.op_type for n in cnn.model.graph.node]
+    assert ops.count("BatchNormalization") == 2 and ops.count("Dropout") == 1
+    _, mobilenet = exported("mobilenet_v3_small")  # its Dropout is in-place: still a Dropout node
+    ops = {n.op_type for n in mobilenet.model.graph.node}
+    assert "Dropout" in ops and "RandomUniformLike" not in ops
+
+
+@pytest.mark.parametrize("name", ["small_cnn", "transformer", "tiny_bert"])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_onnxruntime_matches_the_model_at_other_batch_sizes(name: str, batch: int) -> None:
+    model, graph = exported(name)
+    _, sample = torch_zoo.build(name, batch=batch)
+    with torch.no_grad():
+        ref = model(**sample) if isinstance(sample, dict) else model(sample)
+    ref = ref if isinstance(ref, torch.Tensor) else ref[0]
+    feed = {n: (sample[n] if isinstance(sample, dict) else sample).numpy() for n in graph.input_names}
+    out = runtime.run(graph, feed)[0]
+    runtime.assert_close(out, ref.numpy(), rtol=1e-4)
+
+
+def _snapshot(model: torch.nn.Module) -> tuple[dict, dict, dict]:
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    modes = {n: m.training for n, m in model.named_modules()}
+    grads = {n: p.requires_grad for n, p in model.named_parameters()}
+    return state, modes, grads
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_export_leaves_the_user_model_unchanged(mode: str) -> None:
+    model, sample = torch_zoo.small_cnn()
+    model.fc.weight.requires_grad_(False)
+    model.train(mode == "train")
+    model.dropout.train(False)  # a mixed state must come back as it was
+    before = _snapshot(model)
+    graph = torch_frontend.export(model, sample)
+    after = _snapshot(model)
+    assert before[1] == after[1] and before[2] == after[2]
+    assert before[0].keys() == after[0].keys()
+    assert all(torch.equal(before[0][k], after[0][k]) for k in before[0])
+    assert graph.frozen == {"fc.weight"} and "fc.weight" in graph.weights
+
+
+def test_inplace_flags_restored() -> None:
+    model, sample = torch_zoo.mobilenet_v3_small()
+    flags = [m.inplace for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+    assert any(flags)
+    _, graph = exported("mobilenet_v3_small")
+    assert graph.extra["input_kind"] == "image"
+    torch_frontend.export(torch_zoo.small_cnn()[0], input_shape=(1, 8, 8))
+    assert [m.inplace for m in model.modules() if isinstance(m, torch.nn.Dropout)] == flags
+
+
+def test_input_shape_builds_a_sample() -> None:
+    model, _ = torch_zoo.mlp()
+    graph = torch_frontend.export(model, input_shape=(64,))
+    x = np.random.default_rng(1).standard_normal((5, 64)).astype(np.float32)
+    model.eval()
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    runtime.assert_close(runtime.run(graph, [x])[0], ref)
+
+
+def test_tuple_sample_and_positional_names() -> None:
+    class TwoInputs(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = torch.nn.Linear(4, 3)
+            self.b = torch.nn.Linear(5, 3)
+
+        def forward(self, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+            return self.a(left) * self.b(right)
+
+    graph = torch_frontend.export(TwoInputs(), (torch.randn(2, 4), torch.randn(2, 5)))
+    assert graph.input_names == ["left", "right"]
+    assert graph.weights == {"a.weight", "a.bias", "b.weight", "b.bias"}
+
+
+def test_export_failure_is_an_export_error_with_advice() -> None:
+    class DataDependent(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if self.fc(x).sum() > 0:  # control flow on a tensor value
+                return x.nonzero().float()
+            return x
+
+    with pytest.raises(ExportError, match="data-dependent"):
+        torch_frontend.export(DataDependent(), torch.randn(2, 4))
