@@ -1,0 +1,131 @@
+"""What a document contributes to a batch: its content (loaded lazily) and the default ways to collate it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from finetuner.data.errors import DataError
+
+LABEL_TAG = "finetuner_label"
+"""The tag holding a document's class label, or a match's relevance (+1 / -1) in session data."""
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff")
+
+CollateFn = Callable[[list[Any]], Any]
+
+
+def is_document(item: Any) -> bool:
+    """Whether ``item`` is a docarray v1 ``Document``."""
+    return type(item).__name__ == "Document" and type(item).__module__.startswith("docarray")
+
+
+def content_kind(doc: Any) -> str | None:
+    """Which content ``doc`` has, by priority: ``'tensor'``, ``'blob'``, ``'uri'``, ``'text'`` or None."""
+    if doc.tensor is not None:
+        return "tensor"
+    if doc.blob:
+        return "blob"
+    if doc.uri:
+        return "uri"
+    if doc.text:
+        return "text"
+    return None
+
+
+def image_to_float(image: np.ndarray) -> np.ndarray:
+    """An (H, W, C) uint8 image as a float32 (C, H, W) array in [0, 1] (the layout of exported image models)."""
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[:, :, None]
+    return np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32) / 255.0
+
+
+def _is_image_uri(uri: str) -> bool:
+    return uri.startswith("data:image") or uri.lower().split("?")[0].endswith(IMAGE_EXTENSIONS)
+
+
+def load_content(item: Any) -> Any:
+    """The default ``preprocess_fn``: a document's content, loaded now.
+
+    ``.tensor`` as a numpy array; else ``.blob`` decoded as an image; else ``.uri`` loaded as an image
+    (``load_uri_to_image_tensor``; float32 CHW in [0, 1]) or, for other files, as text; else ``.text``.
+    Raw items (array rows, strings) pass through. The user's document is not modified.
+    """
+    if not is_document(item):
+        return item
+    from docarray import Document
+
+    kind = content_kind(item)
+    if kind == "tensor":
+        return np.asarray(item.tensor)
+    if kind == "blob":
+        return image_to_float(Document(blob=item.blob).convert_blob_to_image_tensor().tensor)
+    if kind == "uri":
+        if _is_image_uri(item.uri):
+            return image_to_float(Document(uri=item.uri).load_uri_to_image_tensor().tensor)
+        return Document(uri=item.uri).load_uri_to_text().text
+    if kind == "text":
+        return item.text
+    raise DataError("the document has no tensor, blob, uri or text: give it content or pass preprocess_fn")
+
+
+def _stack(arrays: Sequence[Any]) -> np.ndarray:
+    stacked = np.stack([np.asarray(a) for a in arrays])
+    if np.issubdtype(stacked.dtype, np.signedinteger):
+        return stacked.astype(np.int64, copy=False)
+    return stacked.astype(np.float32, copy=False)
+
+
+def default_collate(contents: list[Any]) -> Any:
+    """Stack arrays into one float32 array (signed integer arrays, e.g. token ids, into int64); keep strings as a
+    list (tokenise them with :func:`tokenizer_collate`); stack dicts of arrays key by key."""
+    if not contents:
+        raise ValueError("nothing to collate: the batch is empty")
+    first = contents[0]
+    if isinstance(first, str):
+        return list(contents)
+    if isinstance(first, Mapping):
+        return {key: _stack([c[key] for c in contents]) for key in first}
+    return _stack(contents)
+
+
+def tokenizer_collate(tokenizer: Any, max_length: int = 128) -> CollateFn:
+    """A ``collate_fn`` that tokenises a batch of strings into int64 ``input_ids``, ``attention_mask`` (and
+    ``token_type_ids`` when the tokenizer gives them), padded to the longest text, truncated to ``max_length``.
+
+    ``tokenizer``: a Hugging Face ``transformers`` tokenizer, or a ``tokenizers.Tokenizer``.
+    """
+    if max_length < 1:
+        raise ValueError(f"max_length must be >= 1, got {max_length}")
+    wanted = ("input_ids", "attention_mask", "token_type_ids")
+    if hasattr(tokenizer, "encode_batch"):  # a `tokenizers.Tokenizer`: truncate a copy (keeps [SEP])
+        tokenizer = type(tokenizer).from_str(tokenizer.to_str())
+        tokenizer.no_padding()
+        tokenizer.enable_truncation(max_length)
+
+    def collate(texts: list[Any]) -> dict[str, np.ndarray]:
+        bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+        if bad:
+            raise DataError(
+                f"item {bad[0]} of the batch is a {type(texts[bad[0]]).__name__}, not text: tokenizer_collate "
+                "needs strings (docs with .text, or a preprocess_fn returning str)"
+            )
+        if hasattr(tokenizer, "encode_batch"):
+            encodings = tokenizer.encode_batch(list(texts))
+            width = max(len(e.ids) for e in encodings)
+            out = {name: np.zeros((len(texts), width), dtype=np.int64) for name in wanted}
+            for row, enc in enumerate(encodings):
+                n = len(enc.ids)
+                out["input_ids"][row, :n] = enc.ids
+                out["attention_mask"][row, :n] = enc.attention_mask
+                out["token_type_ids"][row, :n] = enc.type_ids
+            return out
+        encoded = tokenizer(
+            list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="np"
+        )
+        return {name: np.asarray(encoded[name], dtype=np.int64) for name in wanted if name in encoded}
+
+    return collate
