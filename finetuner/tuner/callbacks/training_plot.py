@@ -1,0 +1,38 @@
+"""Draw the per-epoch loss and metrics into a PNG after every epoch (matplotlib, Agg canvas)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from finetuner.tuner.callbacks.base import Callback
+
+if TYPE_CHECKING:
+    from finetuner.tuner.base import BaseTuner
+
+
+class TrainingPlot(Callback):
+    """Rewrites the PNG at ``path`` after each epoch: one panel for the loss, one per metric."""
+
+    def __init__(self, path: str | os.PathLike, dpi: int = 100):
+        self.path = Path(path)
+        self.dpi = dpi
+
+    def on_epoch_end(self, tuner: BaseTuner) -> None:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        from finetuner.tuner.base import atomic_write
+
+        history = tuner.state.history
+        epochs = history.pop("epoch")
+        figure = Figure(figsize=(4.5 * len(history), 3.5), layout="constrained")
+        FigureCanvasAgg(figure)
+        for i, (name, values) in enumerate(history.items(), start=1):
+            axes = figure.add_subplot(1, len(history), i)
+            axes.plot(epochs, values, marker="o")
+            axes.set_title(name)
+            axes.set_xlabel("epoch")
+            axes.grid(alpha=0.3)
+        atomic_write(self.path, lambda tmp: figure.savefig(tmp, format="png", dpi=self.dpi))
