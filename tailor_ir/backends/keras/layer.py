@@ -1,0 +1,247 @@
+"""``rehydrate``: build the Keras model around one graph layer and check it against onnxruntime."""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from ...errors import EquivalenceError, UnknownLayerError, UnsupportedOpError
+from ...graph import FLOAT_TYPES, Graph
+from ...imports import import_keras, import_tensorflow
+from .context import BuildContext, RunState
+from .registry import find
+from .values import Value
+
+tf = import_tensorflow()
+keras = import_keras()
+from . import ops as _ops  # noqa: E402,F401  (registers the converters)
+
+BACKEND = "keras"
+LAYER_NAME = "onnx_graph"
+_RANDOM_OPS = {"Dropout", "RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
+               "BatchNormalization"}
+
+
+def variable_initializers(graph: Graph) -> dict[str, bool]:
+    """Initializers that become Keras variables -> trainable: the weights, and BatchNormalization statistics."""
+    inits = graph.initializers
+    result = {name: name not in graph.frozen for name in inits if name in (graph.weights or ())}
+    for node in graph.model.graph.node:
+        if node.op_type == "BatchNormalization":
+            for name in node.input[3:5]:
+                if name in inits and name not in result and inits[name].data_type in FLOAT_TYPES:
+                    result[name] = False
+    return result
+
+
+def _sanitize(name: str, taken: set[str]) -> str:
+    """A Keras variable name for an initializer: Keras forbids '/', so anything but [A-Za-z0-9_.-] becomes '_'."""
+    base = re.sub(r"[^A-Za-z0-9_.\-]", "_", name) or "w"
+    candidate, k = base, 1
+    while candidate in taken:
+        candidate, k = f"{base}_{k}", k + 1
+    taken.add(candidate)
+    return candidate
+
+
+@keras.saving.register_keras_serializable(package="tailor_ir")
+class OnnxGraphLayer(keras.layers.Layer):
+    """Runs an ONNX graph with TensorFlow ops; holds one Keras variable per weight / BN statistic initializer.
+
+    ``onnx_model`` is the base64 of the graph (``Graph.to_model_proto``) whose variable initializers may be
+    stripped of data (their values then come from ``set_initial_values`` or from a saved ``.keras`` file).
+    ``weight_names`` maps each initializer name to its variable.
+    """
+
+    def __init__(self, onnx_model: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.onnx_model = onnx_model
+        graph = Graph.from_model_proto(onnx.load_from_string(base64.b64decode(onnx_model)))
+        self.input_names = list(graph.input_names)
+        self.output_names = list(graph.output_names)
+        taken: set[str] = set()
+        self._vars: dict[str, Any] = {}
+        inits = graph.initializers
+        for name, trainable in variable_initializers(graph).items():
+            init = inits[name]
+            self._vars[name] = self.add_weight(
+                name=_sanitize(name, taken), shape=tuple(init.dims),
+                dtype=onnx.helper.tensor_dtype_to_np_dtype(init.data_type).name,
+                initializer="zeros", trainable=trainable,
+            )
+        consts = {n: numpy_helper.to_array(i) for n, i in inits.items() if n not in self._vars}
+        self._steps, self._consts = _build(graph, self._vars, consts)
+        self.built = True
+
+    @property
+    def weight_names(self) -> dict[str, Any]:
+        """Initializer (ONNX / user) name -> its Keras variable."""
+        return dict(self._vars)
+
+    def weight(self, name: str) -> Any:
+        try:
+            return self._vars[name]
+        except KeyError:
+            raise UnknownLayerError(name, self._vars, what="weight") from None
+
+    def freeze(self, names: Iterable[str], frozen: bool = True) -> None:
+        """Make the named weights non-trainable (``frozen=False`` makes them trainable again)."""
+        for name in names:
+            self.weight(name).trainable = not frozen
+
+    def set_initial_values(self, graph: Graph) -> None:
+        for name, var in self._vars.items():
+            var.assign(graph.initializer_array(name))
+
+    def call(self, *inputs: Any, training: bool | None = None) -> Any:
+        state = RunState(training=bool(training))
+        env: dict[str, Value] = {n: Value(x) for n, x in zip(self.input_names, inputs)}
+        env.update((n, Value(v.value)) for n, v in self._vars.items())
+        env.update((n, Value(tf.constant(c))) for n, c in self._consts.items())
+        for run, ins, outs in self._steps:
+            result = run(state, *[env[i] if i else None for i in ins])
+            results = result if isinstance(result, tuple) else (result,)
+            for name, value in zip(outs, results):
+                if name:
+                    env[name] = value
+        outputs = [env[n].logical() for n in self.output_names]
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "onnx_model": self.onnx_model}
+
+
+def _build(
+    graph: Graph, variables: dict[str, Any], consts: dict[str, np.ndarray]
+) -> tuple[list[tuple[Any, list[str], list[str]]], dict[str, np.ndarray]]:
+    """Convert every node; nodes whose inputs are all constants run once now (folding never touches weights)."""
+    ctx = BuildContext(graph=graph, variables=variables, consts=consts, opset=graph.opset)
+    versions = _versions(graph)
+    steps = []
+    for node in graph.model.graph.node:
+        version = versions.get(_domain(node.domain), 0)
+        fn = find(node.op_type, version, node.domain)
+        try:
+            run = fn(node, ctx)
+            inputs = list(node.input)
+            if node.op_type not in _RANDOM_OPS and all(not i or i in consts for i in inputs):
+                result = run(RunState(False), *[Value(tf.constant(consts[i])) if i else None for i in inputs])
+                results = result if isinstance(result, tuple) else (result,)
+                for name, value in zip(node.output, results):
+                    if name:
+                        consts[name] = np.asarray(value.logical())
+                continue
+        except (NotImplementedError, KeyError, ValueError, TypeError) as exc:
+            err = UnsupportedOpError(node.op_type, version, node.name or node.op_type, graph.layer_of(node), BACKEND)
+            err.args = (f"{err.args[0]} Reason: {type(exc).__name__}: {exc}",)
+            raise err from exc
+        steps.append((run, inputs, list(node.output)))
+    needed = {i for _, ins, _ in steps for i in ins} | set(graph.output_names)
+    return steps, {n: c for n, c in consts.items() if n in needed}
+
+
+def _domain(domain: str) -> str:
+    return "" if domain == "ai.onnx" else domain
+
+
+def _versions(graph: Graph) -> dict[str, int]:
+    return {_domain(imp.domain): int(imp.version) for imp in graph.model.opset_import}
+
+
+def check_supported(graph: Graph) -> None:
+    """Raise UnsupportedOpError for the first node without a converter at the graph's opset."""
+    versions = _versions(graph)
+    for node in graph.model.graph.node:
+        opset = versions.get(_domain(node.domain), 0)
+        if find(node.op_type, opset, node.domain) is None:
+            raise UnsupportedOpError(node.op_type, opset, node.name or node.op_type, graph.layer_of(node), BACKEND)
+
+
+def _stripped(graph: Graph, names: Iterable[str]) -> str:
+    """The graph as base64 with the data of variable initializers removed (Keras saves those itself)."""
+    model = graph.to_model_proto()
+    strip = set(names)
+    for init in model.graph.initializer:
+        if init.name in strip:
+            for field in ("raw_data", "float_data", "double_data", "int32_data", "int64_data"):
+                init.ClearField(field)
+    return base64.b64encode(model.SerializeToString()).decode("ascii")
+
+
+def _keras_name(name: str, index: int) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", name) or f"input_{index}"
+
+
+def rehydrate(graph: Graph, check: bool = True, sample_inputs: Any = None) -> Any:
+    """Build a trainable ``keras.Model`` computing ``graph`` (see the package docstring)."""
+    check_supported(graph)
+    layer = OnnxGraphLayer(_stripped(graph, variable_initializers(graph)), name=LAYER_NAME)
+    layer.set_initial_values(graph)
+    inputs = []
+    for index, value in enumerate(v for v in graph.model.graph.input if v.name in graph.input_names):
+        tt = value.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in tt.shape.dim]
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type).name
+        inputs.append(keras.Input(shape=tuple(dims[1:]), dtype=dtype, name=_keras_name(value.name, index)))
+    outputs = layer(*inputs)
+    model = keras.Model(inputs if len(inputs) > 1 else inputs[0], outputs, name="rehydrated")
+    if check:
+        check_equivalence(model, graph, sample_inputs)
+    return model
+
+
+def graph_layer(model: Any) -> OnnxGraphLayer:
+    """The graph layer of a rehydrated model (``weight_names``, ``freeze``)."""
+    return model.get_layer(LAYER_NAME)
+
+
+# --------------------------------------------------------------------------- equivalence
+def random_inputs(graph: Graph, batch: int = 2, seq: int = 8, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random inputs from the graph's input types; integer inputs stay below the smallest Gather table."""
+    rng = np.random.default_rng(seed)
+    tables = [graph.initializers[n.input[0]].dims[0] for n in graph.model.graph.node
+              if n.op_type == "Gather" and n.input[0] in graph.initializers]
+    bound = int(min(tables)) if tables else 2
+    feeds = {}
+    for value in graph.model.graph.input:
+        if value.name not in graph.input_names:
+            continue
+        tt = value.type.tensor_type
+        shape = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (batch if i == 0 else seq)
+                 for i, d in enumerate(tt.shape.dim)]
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)
+        if np.issubdtype(dtype, np.floating):
+            feeds[value.name] = rng.standard_normal(shape).astype(dtype)
+        elif dtype == np.bool_:
+            feeds[value.name] = np.ones(shape, dtype=bool)
+        elif "mask" in value.name.lower():
+            feeds[value.name] = np.ones(shape, dtype=dtype)
+        else:
+            feeds[value.name] = rng.integers(0, bound, size=shape).astype(dtype)
+    return feeds
+
+
+def check_equivalence(model: Any, graph: Graph, sample_inputs: Any = None, rtol: float = 1e-4) -> None:
+    """Compare the model (inference mode) with onnxruntime; raise EquivalenceError beyond ``rtol`` relative."""
+    from ... import runtime
+    from ...samples import as_feed
+
+    feed = random_inputs(graph) if sample_inputs is None else as_feed(sample_inputs, graph.input_names)
+    expected = runtime.run(graph, feed)
+    out = model([feed[n] for n in graph.input_names] if len(graph.input_names) > 1 else feed[graph.input_names[0]],
+                training=False)
+    outs = [out] if len(graph.output_names) == 1 else list(out)
+    for name, got, ref in zip(graph.output_names, outs, expected):
+        try:
+            runtime.assert_close(np.asarray(got), ref, rtol=rtol, what=f"output {name!r}")
+        except EquivalenceError as exc:
+            raise EquivalenceError(
+                f"the rehydrated Keras model differs from onnxruntime: {exc} Please report the model; "
+                "rehydrate(..., check=False) skips this check."
+            ) from exc

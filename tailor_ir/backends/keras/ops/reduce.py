@@ -1,0 +1,105 @@
+"""Reductions, Softmax and ArgMax: axes are mapped onto the physical layout, which they keep."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import onnx
+
+from ....imports import import_tensorflow
+from ..context import BuildContext, RunState, attr, input_or_attr
+from ..registry import converter
+from ..values import Value, drop_axes
+
+tf = import_tensorflow()
+
+_REDUCERS: dict[str, Callable[..., Any]] = {
+    "ReduceMean": tf.reduce_mean,
+    "ReduceSum": tf.reduce_sum,
+    "ReduceMax": tf.reduce_max,
+    "ReduceMin": tf.reduce_min,
+    "ReduceProd": tf.reduce_prod,
+    "ReduceL2": lambda t, axis, keepdims: tf.sqrt(tf.reduce_sum(tf.square(t), axis=axis, keepdims=keepdims)),
+    "ReduceL1": lambda t, axis, keepdims: tf.reduce_sum(tf.abs(t), axis=axis, keepdims=keepdims),
+    "ReduceSumSquare": lambda t, axis, keepdims: tf.reduce_sum(tf.square(t), axis=axis, keepdims=keepdims),
+    "ReduceLogSumExp": tf.reduce_logsumexp,
+}
+# the opset from which ``axes`` is an input instead of an attribute
+_AXES_INPUT_SINCE = {"ReduceSum": 13}
+
+
+def _reducer(op: str, fn: Callable[..., Any]) -> None:
+    @converter(op, since=1)
+    def convert(node: onnx.NodeProto, ctx: BuildContext) -> Any:
+        keepdims = attr(node, "keepdims", 1)
+        noop = attr(node, "noop_with_empty_axes", 0)
+        if ctx.opset >= _AXES_INPUT_SINCE.get(op, 18):
+            axes = input_or_attr(node, ctx, 1, "axes")
+        else:
+            axes = attr(node, "axes")
+
+        def run(state: RunState, x: Value, _axes: Value | None = None) -> Value:
+            if not axes and noop:
+                return x
+            logical = [a % x.rank for a in axes] if axes else list(range(x.rank))
+            physical = [x.physical_axis(a) for a in logical]
+            out = fn(x.t, axis=physical, keepdims=bool(keepdims))
+            return Value(out, x.perm if keepdims else drop_axes(x.perm, logical))
+
+        return run
+
+
+for _op, _fn in _REDUCERS.items():
+    _reducer(_op, _fn)
+
+
+def _softmax(fn: Callable[..., Any]) -> Callable[..., Any]:
+    def convert(node: onnx.NodeProto, ctx: BuildContext) -> Any:
+        if ctx.opset < 13:
+            axis = attr(node, "axis", 1)
+
+            def run_old(state: RunState, x: Value) -> Value:  # softmax over the flattened trailing axes
+                t = x.logical()
+                a = axis % x.rank
+                if a == x.rank - 1:
+                    return Value(fn(t, axis=-1))
+                shape = tf.shape(t)
+                flat = tf.reshape(t, [tf.reduce_prod(shape[:a]), -1])
+                return Value(tf.reshape(fn(flat, axis=-1), shape))
+
+            return run_old
+        axis = attr(node, "axis", -1)
+
+        def run(state: RunState, x: Value) -> Value:
+            return Value(fn(x.t, axis=x.physical_axis(axis)), x.perm)
+
+        return run
+
+    return convert
+
+
+converter("Softmax", since=1)(_softmax(tf.nn.softmax))
+converter("LogSoftmax", since=1)(_softmax(tf.nn.log_softmax))
+
+
+def _arg(fn: Callable[..., Any]) -> Callable[..., Any]:
+    def convert(node: onnx.NodeProto, ctx: BuildContext) -> Any:
+        axis, keepdims = attr(node, "axis", 0), attr(node, "keepdims", 1)
+        if attr(node, "select_last_index", 0):
+            raise NotImplementedError("select_last_index=1")
+
+        def run(state: RunState, x: Value) -> Value:
+            a = x.physical_axis(axis)
+            out = fn(x.t, axis=a, output_type=tf.int64)
+            if keepdims:
+                return Value(tf.expand_dims(out, a), x.perm)
+            return Value(out, drop_axes(x.perm, [axis % x.rank]))
+
+        return run
+
+    return convert
+
+
+converter("ArgMax", since=1)(_arg(tf.argmax))
+converter("ArgMin", since=1)(_arg(tf.argmin))
