@@ -1,0 +1,16 @@
+"""PaddlePaddle backend: ``Graph`` -> a trainable ``paddle.nn.Layer`` built by one converter per ONNX op.
+
+Every initializer named in ``graph.weights`` becomes exactly one paddle Parameter (weight tying kept; those in
+``graph.frozen`` with ``stop_gradient=True``); other initializers are non-persistable buffers or build-time
+constants (never int64 parameters). Patterns with a real paddle layer become one (Conv1D/2D/3D, Linear,
+BatchNorm, LayerNorm, Embedding, LSTM/GRU, Dropout); everything else runs as paddle functions. BatchNorm
+running statistics update in train mode; Dropout is random in train mode and identity in eval mode.
+``rehydrate(..., check=True)`` compares the layer with onnxruntime. Paddle is imported with RTLD_DEEPBIND.
+"""
+
+from __future__ import annotations
+
+from .layer import RehydratedLayer, rehydrate
+from .registry import converter, supported_ops
+
+__all__ = ["RehydratedLayer", "converter", "rehydrate", "supported_ops"]

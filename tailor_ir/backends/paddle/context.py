@@ -1,0 +1,95 @@
+"""What a converter sees while building: the node's constants, weights, shapes and attributes."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from ...graph import Graph
+
+
+@dataclasses.dataclass
+class Converted:
+    """A converter's result: ``fn`` (a paddle Layer or a plain callable) called with the values ``inputs``.
+
+    ``inputs`` are value names fed positionally ('' feeds None); the node's outputs receive the result (a tuple
+    for several outputs). ``layer`` marks a real paddle Layer to register as a sublayer (train/eval, params).
+    """
+
+    fn: Callable[..., Any]
+    inputs: tuple[str, ...]
+    layer: bool = False
+
+
+@dataclasses.dataclass
+class BuildContext:
+    """Build-time view of the prepared graph for converters."""
+
+    graph: Graph
+    params: dict[str, Any]  # weight initializer -> paddle Parameter
+    consts: dict[str, np.ndarray]  # initializers that are not weights, and folded values
+    opset: int
+    slots: dict[str, tuple[Any, str]] = dataclasses.field(default_factory=dict)  # weight -> (container, attr)
+
+    def adopt(self, name: str, param: Any) -> None:
+        """Make a real layer's own parameter the one parameter of weight ``name`` (its value set from it).
+
+        For layers that lay their parameters out themselves (paddle's LSTM/GRU flatten theirs into one buffer).
+        """
+        old = self.params[name]
+        param.set_value(old.numpy())
+        param.stop_gradient = old.stop_gradient
+        self.params[name] = param
+        container, attr = self.slots[name]
+        container._parameters[attr] = param
+
+    def const(self, name: str) -> np.ndarray | None:
+        """The build-time value of ``name`` (not a weight), or None when it is computed at run time."""
+        if not name:
+            return None
+        return self.consts.get(name)
+
+    def const_list(self, name: str) -> list[int] | None:
+        value = self.const(name)
+        return None if value is None else [int(v) for v in np.asarray(value).reshape(-1)]
+
+    def is_param(self, name: str) -> bool:
+        return name in self.params
+
+    def param(self, name: str) -> Any:
+        return self.params[name]
+
+    def shape(self, name: str) -> tuple[int | str | None, ...] | None:
+        if name in self.params:
+            return tuple(self.params[name].shape)
+        if name in self.consts:
+            return tuple(self.consts[name].shape)
+        return self.graph.shape_of(name)
+
+    def rank(self, name: str) -> int | None:
+        shape = self.shape(name)
+        return None if shape is None else len(shape)
+
+
+def attr(node: onnx.NodeProto, name: str, default: Any = None) -> Any:
+    """An attribute of ``node`` (strings decoded), or ``default``."""
+    for a in node.attribute:
+        if a.name == name:
+            value = helper.get_attribute_value(a)
+            return value.decode() if isinstance(value, bytes) else value
+    return default
+
+
+def fn_of(func: Callable[..., Any], inputs: Sequence[str]) -> Converted:
+    """A functional step."""
+    return Converted(func, tuple(inputs))
+
+
+def layer_of(layer: Any, inputs: Sequence[str]) -> Converted:
+    """A real paddle Layer step."""
+    return Converted(layer, tuple(inputs), layer=True)

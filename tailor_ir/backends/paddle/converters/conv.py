@@ -1,0 +1,111 @@
+"""Convolution and pooling: Conv (a real Conv1D/2D/3D layer on a weight), MaxPool, AveragePool, global pools."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import onnx
+
+from ..context import BuildContext, Converted, attr, fn_of, layer_of
+from ..registry import converter
+from ._common import F, onnx_pads, paddle, zero_init
+
+CONV_LAYERS = {1: "Conv1D", 2: "Conv2D", 3: "Conv3D"}
+CONV_FUNCS = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+
+
+def _padding(node: onnx.NodeProto, dims: int) -> Any:
+    auto = attr(node, "auto_pad", "NOTSET")
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        if auto == "SAME_LOWER":
+            raise NotImplementedError("auto_pad=SAME_LOWER is not implemented")
+        return "SAME"
+    if auto == "VALID":
+        return "VALID"
+    pads = onnx_pads(attr(node, "pads"), dims)
+    symmetric = all(pads[2 * i] == pads[2 * i + 1] for i in range(dims))
+    return [pads[2 * i] for i in range(dims)] if symmetric else pads
+
+
+@converter("Conv", since=1)
+def convert_conv(node: onnx.NodeProto, ctx: BuildContext) -> Converted:
+    x, w = node.input[0], node.input[1]
+    b = node.input[2] if len(node.input) > 2 else ""
+    shape = ctx.shape(w)
+    if shape is None or any(not isinstance(d, int) for d in shape):
+        raise NotImplementedError("Conv with a weight of unknown shape is not implemented")
+    dims = len(shape) - 2
+    if dims not in CONV_LAYERS:
+        raise NotImplementedError(f"{dims}-D convolution is not implemented")
+    groups = int(attr(node, "group", 1))
+    stride = list(attr(node, "strides", [1] * dims))
+    dilation = list(attr(node, "dilations", [1] * dims))
+    padding = _padding(node, dims)
+    if ctx.is_param(w) and (not b or ctx.is_param(b)):
+        layer = getattr(paddle.nn, CONV_LAYERS[dims])(
+            shape[1] * groups, shape[0], shape[2:], stride=stride, padding=padding, dilation=dilation,
+            groups=groups, weight_attr=zero_init(), bias_attr=zero_init() if b else False,
+        )
+        layer.weight = ctx.param(w)
+        if b:
+            layer.bias = ctx.param(b)
+        return layer_of(layer, [x])
+    func = CONV_FUNCS[dims]
+
+    def conv(x: Any, w: Any, b: Any = None) -> Any:
+        return func(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+    return fn_of(conv, [x, w] + ([b] if b else []))
+
+
+def _pool_args(node: onnx.NodeProto) -> tuple[int, list[int], list[int], Any]:
+    kernel = list(attr(node, "kernel_shape"))
+    dims = len(kernel)
+    if dims not in (1, 2, 3):
+        raise NotImplementedError(f"{dims}-D pooling is not implemented")
+    if any(d != 1 for d in attr(node, "dilations", [1] * dims)):
+        raise NotImplementedError("pooling with dilations is not implemented")
+    return dims, kernel, list(attr(node, "strides", [1] * dims)), _padding(node, dims)
+
+
+@converter("MaxPool", since=1)
+def convert_max_pool(node: onnx.NodeProto, ctx: BuildContext) -> Converted:
+    if len([o for o in node.output if o]) > 1:
+        raise NotImplementedError("MaxPool with an Indices output is not implemented")
+    dims, kernel, stride, padding = _pool_args(node)
+    func = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[dims]
+    ceil = bool(attr(node, "ceil_mode", 0))
+
+    def max_pool(x: Any) -> Any:
+        return func(x, kernel, stride, padding, ceil_mode=ceil)
+
+    return fn_of(max_pool, [node.input[0]])
+
+
+@converter("AveragePool", since=1)
+def convert_avg_pool(node: onnx.NodeProto, ctx: BuildContext) -> Converted:
+    dims, kernel, stride, padding = _pool_args(node)
+    func = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}[dims]
+    ceil = bool(attr(node, "ceil_mode", 0))
+    exclusive = not attr(node, "count_include_pad", 0)
+
+    def avg_pool(x: Any) -> Any:
+        return func(x, kernel, stride, padding, ceil_mode=ceil, exclusive=exclusive)
+
+    return fn_of(avg_pool, [node.input[0]])
+
+
+@converter("GlobalAveragePool", since=1)
+def convert_global_avg_pool(node: onnx.NodeProto, ctx: BuildContext) -> Converted:
+    def global_avg_pool(x: Any) -> Any:
+        return x.mean(axis=list(range(2, x.ndim)), keepdim=True)
+
+    return fn_of(global_avg_pool, [node.input[0]])
+
+
+@converter("GlobalMaxPool", since=1)
+def convert_global_max_pool(node: onnx.NodeProto, ctx: BuildContext) -> Converted:
+    def global_max_pool(x: Any) -> Any:
+        return x.amax(axis=list(range(2, x.ndim)), keepdim=True)
+
+    return fn_of(global_max_pool, [node.input[0]])

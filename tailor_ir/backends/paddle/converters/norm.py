@@ -1,0 +1,90 @@
+"""Normalisation: BatchNormalization (a real paddle BatchNorm), LayerNormalization, LpNormalization."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import onnx
+
+from ..context import BuildContext, Converted, attr, fn_of, layer_of
+from ..registry import converter
+from ._common import F, paddle, zero_init
+
+DATA_FORMATS = {2: "NC", 3: "NCL", 4: "NCHW", 5: "NCDHW"}
+
+
+class BatchNorm(paddle.nn.layer.norm._BatchNormBase):
+    """paddle's batch norm for inputs of any rank (N, C, ...): running statistics update in train mode."""
+
+    def _check_input_dim(self, input: Any) -> None:
+        if input.ndim < 2:
+            raise ValueError(f"batch norm expects (N, C, ...) input, got rank {input.ndim}")
+
+    def _check_data_format(self, input: Any) -> None:
+        return None
+
+
+@converter("BatchNormalization", since=1)
+def convert_batch_norm(node: onnx.NodeProto, ctx: BuildContext) -> Converted:
+    if len([o for o in node.output if o]) > 1:
+        raise NotImplementedError("BatchNormalization with running mean/var outputs (training mode) is not implemented")
+    if attr(node, "training_mode", 0):
+        raise NotImplementedError("BatchNormalization with training_mode=1 is not implemented")
+    x, scale, bias, mean_name, var_name = node.input[:5]
+    mean, var = ctx.const(mean_name), ctx.const(var_name)
+    if mean is None or var is None:
+        raise NotImplementedError("BatchNormalization whose running statistics are computed is not implemented")
+    rank = ctx.rank(x)
+    layer = BatchNorm(
+        int(mean.shape[0]), momentum=float(attr(node, "momentum", 0.9)), epsilon=float(attr(node, "epsilon", 1e-5)),
+        weight_attr=zero_init(), bias_attr=zero_init(), data_format=DATA_FORMATS.get(rank or 4, "NCHW"),
+    )
+    for name, slot in ((scale, "weight"), (bias, "bias")):
+        if ctx.is_param(name):
+            setattr(layer, slot, ctx.param(name))
+        else:
+            value = ctx.const(name)
+            if value is None:
+                raise NotImplementedError("BatchNormalization with a computed scale or bias is not implemented")
+            getattr(layer, slot).set_value(np.asarray(value, dtype=np.float32))
+            getattr(layer, slot).stop_gradient = True
+    layer._mean.set_value(np.asarray(mean, dtype=np.float32))
+    layer._variance.set_value(np.asarray(var, dtype=np.float32))
+    return layer_of(layer, [x])
+
+
+@converter("LayerNormalization", since=17)
+def convert_layer_norm(node: onnx.NodeProto, ctx: BuildContext) -> Converted:
+    if len([o for o in node.output if o]) > 1:
+        raise NotImplementedError("LayerNormalization with Mean/InvStdDev outputs is not implemented")
+    x, scale = node.input[0], node.input[1]
+    bias = node.input[2] if len(node.input) > 2 else ""
+    axis = int(attr(node, "axis", -1))
+    eps = float(attr(node, "epsilon", 1e-5))
+    rank = ctx.rank(x)
+    scale_shape = ctx.shape(scale)
+    normalized = (rank - axis) if (rank is not None and axis >= 0) else -axis
+    if ctx.is_param(scale) and (not bias or ctx.is_param(bias)) and scale_shape and len(scale_shape) == normalized:
+        layer = paddle.nn.LayerNorm(list(scale_shape), epsilon=eps, weight_attr=zero_init(),
+                                    bias_attr=zero_init() if bias else False)
+        layer.weight = ctx.param(scale)
+        if bias:
+            layer.bias = ctx.param(bias)
+        return layer_of(layer, [x])
+
+    def layer_norm(x: Any, w: Any, b: Any = None) -> Any:
+        start = axis if axis >= 0 else x.ndim + axis
+        return F.layer_norm(x, x.shape[start:], w, b, eps)
+
+    return fn_of(layer_norm, [x, scale] + ([bias] if bias else []))
+
+
+@converter("LpNormalization", since=1)
+def convert_lp_norm(node: onnx.NodeProto, ctx: BuildContext) -> Converted:
+    p, axis = int(attr(node, "p", 2)), int(attr(node, "axis", -1))
+
+    def lp_norm(x: Any) -> Any:
+        return x / paddle.linalg.norm(x, p=float(p), axis=axis, keepdim=True)
+
+    return fn_of(lp_norm, [node.input[0]])

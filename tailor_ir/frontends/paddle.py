@@ -1,0 +1,427 @@
+"""PaddlePaddle frontend: ``paddle.nn.Layer`` -> ``Graph`` through ``paddle.jit.save`` and paddle2onnx.
+
+The model is saved as a static program (``paddle.jit.save`` with ``InputSpec``s whose batch axis, and the
+sequence axis of integer token inputs, are dynamic) into a temp folder and converted by paddle2onnx's C++
+exporter (opset 17) directly, so that exporter errors raise instead of being logged. The exported graph is then
+normalised for the rest of the compiler:
+
+- paddle2onnx writes weights as ``Constant`` nodes named by ``Parameter.name`` (``conv2d_0.w_0``): every
+  ``Constant`` becomes an initializer, and parameter initializers are renamed to the user's
+  ``named_parameters()`` paths (``conv1.weight``, BatchNorm statistics ``bn1._mean``/``bn1._variance``);
+- BatchNormalization survives as an inference-mode node (paddle2onnx keeps it in eval mode too);
+- paddle2onnx turns Dropout into an ``Identity`` whose output is named ``p2o.pd_op.dropout.N.0``, preceded by
+  the (then unused) constant holding ``p``: such Identities become real ``Dropout`` nodes with that ratio
+  (identity in onnxruntime; the backends make them random in train mode). Other Identity nodes are removed.
+
+Graph.weights are the parameter initializers except BatchNorm running statistics; parameters with
+``stop_gradient=True`` or ``trainable=False`` are ``Graph.frozen``.
+
+Layer map rule (paddle2onnx node names are bare, ``Conv.0``):
+1. a node that reads weights (directly, or through nodes that only transform weights, such as the bias
+   ``Reshape`` before a conv's ``Add`` or an RNN's gate reordering) belongs to the sublayer owning them, if
+   they all belong to one sublayer;
+2. each connected region of the remaining computing nodes belongs to the deepest common ancestor of the
+   layers around it (producers of its inputs, readers of its outputs), if that is not the root model: the
+   attention reshapes/softmax between ``q_proj``/``k_proj``/``v_proj`` and ``out_proj`` fall into
+   ``self_attn``, while functional ops between top-level layers (a ReLU after ``bn1``) stay unassigned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import os
+import re
+import tempfile
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from ..errors import ExportError, ModelTypeError
+from ..graph import FLOAT_TYPES, Graph
+from ..imports import framework_of, import_paddle, import_paddle2onnx
+
+OPSET = 17
+BATCH_DIM = "batch"
+SEQUENCE_DIM = "sequence"
+_DROPOUT_OUTPUT = re.compile(r"^p2o\.pd_op\.dropout\.\d+\.0$")
+_FULL_CONST = re.compile(r"^p2o\.pd_op\.full\.\d+\.0$")
+
+
+def export(
+    model: Any,
+    sample_input: Any = None,
+    input_shape: Sequence[int] | None = None,
+    input_dtype: str = "float32",
+) -> Graph:
+    """Export a paddle Layer to a Graph (ONNX + layer map + weights), dynamic in batch (and sequence) axes.
+
+    ``sample_input`` may be an array/tensor, a tuple/list of them (positional inputs) or a dict by forward
+    argument name. Without it, ``input_shape`` (no batch axis) and ``input_dtype`` build a random sample;
+    without both, a sample is guessed from the first conv / linear / embedding sublayer.
+    """
+    if framework_of(model) != "paddle":
+        raise ModelTypeError(
+            f"expected a paddle.nn.Layer, got {type(model).__module__}.{type(model).__qualname__}."
+        )
+    paddle = import_paddle()
+    samples = _samples(model, sample_input, input_shape, input_dtype)
+    specs = [
+        paddle.static.InputSpec(_dynamic_shape(array), str(array.dtype), name) for name, array in samples.items()
+    ]
+    with tempfile.TemporaryDirectory(prefix="tailor_ir_paddle_") as tmp, _preserved_mode(model):
+        model.eval()
+        proto = _to_onnx(model, specs, os.path.join(tmp, "model"))
+    _restore_dropout(proto)
+    _constants_to_initializers(proto)
+    _remove_identities(proto)
+    _name_nodes(proto)
+    _name_dynamic_dims(proto)
+    params, rename = _parameter_names(model, proto)
+    _rename_values(proto, rename)
+    _prune_initializers(proto)
+    bn_stats = {n.input[i] for n in proto.graph.node if n.op_type == "BatchNormalization" for i in (3, 4)
+                if len(n.input) > i}
+    inits = {i.name: i for i in proto.graph.initializer}
+    weights = frozenset(
+        name for name, param in params.items()
+        if name in inits and name not in bn_stats and inits[name].data_type in FLOAT_TYPES
+    )
+    frozen = frozenset(n for n in weights if params[n].stop_gradient or not getattr(params[n], "trainable", True))
+    layer_map = _layer_map(proto, weights | bn_stats)
+    first = proto.graph.input[0]
+    extra = {"input_kind": _input_kind(first), "source_class": f"{type(model).__module__}.{type(model).__qualname__}"}
+    return Graph(proto, layer_map=layer_map, framework="paddle", weights=weights, frozen=frozen, extra=extra)
+
+
+# --------------------------------------------------------------------------- samples and export
+def _samples(
+    model: Any, sample_input: Any, input_shape: Sequence[int] | None, input_dtype: str
+) -> dict[str, np.ndarray]:
+    """The sample inputs as numpy arrays keyed by the forward() argument names."""
+    from ..samples import from_shape, guess_paddle, to_numpy
+
+    if sample_input is None and input_shape is not None:
+        sample_input = from_shape(tuple(input_shape), input_dtype)
+    if sample_input is None:
+        sample_input = guess_paddle(model)
+    if sample_input is None:
+        raise ExportError(
+            f"cannot guess an input for {type(model).__qualname__}: pass sample_input=... (an array, a tuple of "
+            "arrays or a dict by forward() argument name) or input_shape=(...) without the batch axis."
+        )
+    if isinstance(sample_input, Mapping):
+        return {str(k): to_numpy(v) for k, v in sample_input.items()}
+    items = list(sample_input) if isinstance(sample_input, (tuple, list)) else [sample_input]
+    names = _input_names(model, len(items))
+    return {name: to_numpy(v) for name, v in zip(names, items)}
+
+
+def _input_names(model: Any, count: int) -> list[str]:
+    try:
+        params = [
+            p.name for p in inspect.signature(model.forward).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+    except (TypeError, ValueError):
+        params = []
+    return params[:count] if len(params) >= count else [f"input_{i}" for i in range(count)]
+
+
+def _dynamic_shape(array: np.ndarray) -> list[int | None]:
+    """Batch axis dynamic; for integer inputs (token ids, masks) of rank >= 2 the sequence axis too."""
+    shape: list[int | None] = list(array.shape)
+    if shape:
+        shape[0] = None
+    if len(shape) >= 2 and np.issubdtype(array.dtype, np.integer):
+        shape[1] = None
+    return shape
+
+
+def _to_onnx(model: Any, specs: list[Any], prefix: str) -> onnx.ModelProto:
+    paddle = import_paddle()
+    import_paddle2onnx()
+    import paddle2onnx.paddle2onnx_cpp2py_export as c_p2o
+
+    what = f"{type(model).__qualname__}"
+    hint = (
+        "Try: pass a representative sample_input (an array or a tuple of arrays); avoid Python control flow on "
+        "tensor values in forward() or decorate it for paddle.jit.to_static; return tensors from forward()."
+    )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            paddle.jit.save(model, prefix, input_spec=specs)
+    except Exception as exc:  # paddle raises many types; keep its reason
+        raise ExportError(f"paddle.jit.save failed for {what}: {type(exc).__name__}: {_reason(exc)}. {hint}") from exc
+    program = prefix + ".json" if os.path.isfile(prefix + ".json") else prefix + ".pdmodel"
+    params = prefix + ".pdiparams" if os.path.isfile(prefix + ".pdiparams") else ""
+    try:
+        data = c_p2o.export(program, params, OPSET, True, False, True, True, True, {}, "onnxruntime", "", "", False)
+    except Exception as exc:
+        raise ExportError(
+            f"paddle2onnx failed for {what}: {type(exc).__name__}: {_reason(exc)}. {hint} An op paddle2onnx "
+            "does not support must be replaced in the model, or the model cut before it."
+        ) from exc
+    return onnx.load_from_string(data)
+
+
+def _reason(exc: BaseException) -> str:
+    return " ".join(str(exc).strip().splitlines()[:6])[:1500]
+
+
+@contextlib.contextmanager
+def _preserved_mode(model: Any) -> Iterator[None]:
+    """Restore every sublayer's train/eval mode afterwards."""
+    modes = [(layer, layer.training) for layer in model.sublayers(include_self=True)]
+    try:
+        yield
+    finally:
+        for layer, mode in modes:
+            layer.training = mode
+
+
+# --------------------------------------------------------------------------- graph clean-up
+def _constants_to_initializers(proto: onnx.ModelProto) -> None:
+    """Every Constant node (paddle2onnx writes weights this way) becomes an initializer of the same name."""
+    g = proto.graph
+    keep = []
+    for node in g.node:
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and len(node.attribute) == 1:
+            attr = node.attribute[0]
+            value = helper.get_attribute_value(attr)
+            if attr.name == "value":
+                tensor = value
+            elif attr.name in ("value_float", "value_int", "value_floats", "value_ints"):
+                dtype = np.float32 if "float" in attr.name else np.int64
+                tensor = numpy_helper.from_array(np.asarray(value, dtype=dtype))
+            else:
+                keep.append(node)
+                continue
+            tensor.name = node.output[0]
+            g.initializer.append(tensor)
+        else:
+            keep.append(node)
+    del g.node[:]
+    g.node.extend(keep)
+
+
+def _restore_dropout(proto: onnx.ModelProto) -> None:
+    """Identity nodes that were paddle dropouts become Dropout nodes reading the ratio paddle2onnx left behind.
+
+    paddle2onnx emits ``p`` as an unused ``Constant`` (``p2o.pd_op.full.K.0``) just before the Identity; runs
+    before ``_constants_to_initializers`` so the node order still tells which constant belongs to which dropout.
+    """
+    used = {i for n in proto.graph.node for i in n.input}
+    recent: str | None = None
+    for node in proto.graph.node:
+        if node.op_type == "Constant" and _FULL_CONST.match(node.output[0]) and node.output[0] not in used:
+            ratio = _dropout_ratio(node)
+            recent = node.output[0] if ratio is not None else None
+            if ratio is not None:  # ONNX wants a scalar ratio
+                node.attribute[0].t.CopyFrom(numpy_helper.from_array(np.asarray(ratio, np.float32), node.output[0]))
+        elif node.op_type == "Identity" and _DROPOUT_OUTPUT.match(node.output[0]) and recent is not None:
+            node.op_type = "Dropout"
+            node.name = node.name.replace("Identity", "Dropout", 1)
+            node.input.append(recent)
+            recent = None
+
+
+def _dropout_ratio(node: onnx.NodeProto) -> float | None:
+    if len(node.attribute) != 1 or node.attribute[0].name != "value":
+        return None
+    value = numpy_helper.to_array(node.attribute[0].t)
+    if value.size != 1 or not np.issubdtype(value.dtype, np.floating):
+        return None
+    ratio = float(value.reshape(()))
+    return ratio if 0.0 < ratio < 1.0 else None
+
+
+def _remove_identities(proto: onnx.ModelProto) -> None:
+    """Drop Identity nodes, rewiring readers to their input (graph outputs keep their names)."""
+    g = proto.graph
+    outputs = {o.name for o in g.output}
+    inputs = {i.name for i in g.input} | {i.name for i in g.initializer}
+    alias: dict[str, str] = {}
+    keep = []
+    for node in g.node:
+        node.input[:] = [alias.get(i, i) for i in node.input]
+        if node.op_type != "Identity":
+            keep.append(node)
+            continue
+        source, target = node.input[0], node.output[0]
+        if target in outputs:
+            producer = next((n for n in keep if source in n.output), None)
+            if producer is None or source in outputs or source in inputs or _read_elsewhere(g, source, node):
+                keep.append(node)
+                continue
+            producer.output[:] = [target if o == source else o for o in producer.output]
+            alias[source] = target
+        else:
+            alias[target] = source
+    for node in keep:
+        node.input[:] = [alias.get(i, i) for i in node.input]
+    del g.node[:]
+    g.node.extend(keep)
+
+
+def _read_elsewhere(g: onnx.GraphProto, value: str, skip: onnx.NodeProto) -> bool:
+    return any(value in n.input for n in g.node if n is not skip)
+
+
+def _name_nodes(proto: onnx.ModelProto) -> None:
+    """Every node gets a unique name (``Op.N``)."""
+    seen: set[str] = set()
+    counters: dict[str, int] = {}
+    for node in proto.graph.node:
+        if not node.name or node.name in seen:
+            while True:
+                counters[node.op_type] = counters.get(node.op_type, 0) + 1
+                candidate = f"{node.op_type}.tir{counters[node.op_type]}"
+                if candidate not in seen:
+                    break
+            node.name = candidate
+        seen.add(node.name)
+
+
+def _name_dynamic_dims(proto: onnx.ModelProto) -> None:
+    """paddle2onnx's ``DynamicDimension.N`` become ``batch`` (axis 0) and ``sequence`` (axis 1 of int inputs)."""
+    rename: dict[str, str] = {}
+    for value in proto.graph.input:
+        dims = value.type.tensor_type.shape.dim
+        if dims and dims[0].dim_param:
+            rename.setdefault(dims[0].dim_param, BATCH_DIM)
+        if len(dims) > 1 and dims[1].dim_param and value.type.tensor_type.elem_type not in FLOAT_TYPES:
+            rename.setdefault(dims[1].dim_param, SEQUENCE_DIM)
+    for value in proto.graph.output:
+        dims = value.type.tensor_type.shape.dim
+        if dims and dims[0].dim_param:  # every output of a batch-first paddle model leads with the batch
+            rename.setdefault(dims[0].dim_param, BATCH_DIM)
+    for value in (*proto.graph.input, *proto.graph.output, *proto.graph.value_info):
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param in rename:
+                dim.dim_param = rename[dim.dim_param]
+
+
+def _parameter_names(model: Any, proto: onnx.ModelProto) -> tuple[dict[str, Any], dict[str, str]]:
+    """Parameters by their ``named_parameters()`` path, and initializer renames ``Parameter.name`` -> path."""
+    inits = {i.name for i in proto.graph.initializer}
+    params: dict[str, Any] = {}
+    rename: dict[str, str] = {}
+    for path, param in model.named_parameters():
+        if param.name in inits and param.name not in rename:
+            rename[param.name] = path
+            params[path] = param
+    taken = inits - set(rename)
+    for old, new in list(rename.items()):
+        if new in taken:  # an exporter constant already has that name: keep the paddle name
+            rename.pop(old)
+            params[old] = params.pop(new)
+    return params, rename
+
+
+def _rename_values(proto: onnx.ModelProto, rename: dict[str, str]) -> None:
+    g = proto.graph
+    for init in g.initializer:
+        init.name = rename.get(init.name, init.name)
+    for node in g.node:
+        node.input[:] = [rename.get(i, i) for i in node.input]
+
+
+def _prune_initializers(proto: onnx.ModelProto) -> None:
+    """Drop initializers nothing reads (paddle2onnx leaves dropout ratios and pooling sizes behind)."""
+    g = proto.graph
+    used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
+    keep = [i for i in g.initializer if i.name in used]
+    del g.initializer[:]
+    g.initializer.extend(keep)
+
+
+def _input_kind(value: onnx.ValueInfoProto) -> str:
+    elem = value.type.tensor_type.elem_type
+    rank = len(value.type.tensor_type.shape.dim)
+    if elem not in FLOAT_TYPES:
+        return "tokens"
+    return {4: "image", 2: "vector"}.get(rank, "sequence")
+
+
+# --------------------------------------------------------------------------- layer map
+def _layer_map(proto: onnx.ModelProto, param_inits: frozenset[str] | set[str]) -> dict[str, str]:
+    """ONNX node -> sublayer path (see the module docstring for the rule)."""
+    g = proto.graph
+    graph_inputs = {i.name for i in g.input}
+    owner_of_value: dict[str, set[str]] = {n: {n.rsplit(".", 1)[0]} for n in param_inits if "." in n}
+    dynamic = set(graph_inputs)
+    layer_map: dict[str, str] = {}
+    for node in g.node:
+        reads = [i for i in node.input if i]
+        owners: set[str] = set()
+        for name in reads:
+            owners |= owner_of_value.get(name, set())
+        is_dynamic = any(i in dynamic for i in reads)
+        if is_dynamic:
+            dynamic.update(o for o in node.output if o)
+        elif owners:  # a weight-only transformation: its outputs carry the owners on
+            for o in node.output:
+                owner_of_value[o] = set(owners)
+        if len(owners) == 1:
+            layer_map[node.name] = next(iter(owners))
+    _assign_regions(g, layer_map, dynamic)
+    return layer_map
+
+
+def _assign_regions(g: onnx.GraphProto, layer_map: dict[str, str], dynamic: set[str]) -> None:
+    """Rule 2: each connected region of unassigned computing nodes joins the deepest common ancestor of the
+    layers around it, unless that is the root (a graph input or output next to the region counts as root)."""
+    producers = {o: n.name for n in g.node for o in n.output if o}
+    free = [n for n in g.node if n.name not in layer_map and any(i in dynamic for i in n.input)]
+    parent = {n.name: n.name for n in free}
+
+    def find(name: str) -> str:
+        while parent[name] != name:
+            parent[name] = parent[parent[name]]
+            name = parent[name]
+        return name
+
+    boundary: dict[str, list[str]] = {}
+    edges: list[tuple[str, str]] = []
+    for node in g.node:
+        for value in node.input:
+            if value not in dynamic:
+                continue
+            source = producers.get(value)
+            a, b = source, node.name
+            if a in parent and b in parent:
+                edges.append((a, b))
+            elif b in parent:
+                boundary.setdefault(b, []).append(layer_map.get(a, "") if a else "")
+            elif a in parent:
+                boundary.setdefault(a, []).append(layer_map.get(b, ""))
+    outputs = {o.name for o in g.output}
+    for node in free:
+        if any(o in outputs for o in node.output):
+            boundary.setdefault(node.name, []).append("")
+    for a, b in edges:
+        parent[find(a)] = find(b)
+    regions: dict[str, list[str]] = {}
+    for name in parent:
+        regions.setdefault(find(name), []).append(name)
+    for members in regions.values():
+        around = [layer for m in members for layer in boundary.get(m, [])]
+        common = _common_ancestor(around) if around and all(around) else ""
+        for name in members if common else ():
+            layer_map[name] = common
+
+
+def _common_ancestor(layers: list[str]) -> str:
+    parts = [layer.split(".") for layer in layers]
+    common: list[str] = []
+    for items in zip(*parts):
+        if len(set(items)) != 1:
+            break
+        common.append(items[0])
+    return ".".join(common)
