@@ -1,0 +1,299 @@
+"""Serving throughput: torch eager vs onnxruntime vs a Jina Flow (gRPC/HTTP, 1-2 replicas), plus int8 quality.
+
+Models: resnet18 at 224 px (random weights, fc removed: 512-d) and the pretrained all-MiniLM-L6-v2 at sequence
+128 (mean pooled, normalised), at batch 1 and 32. (a) torch eager and (b) onnxruntime run in this process on
+the same threads, interleaved so that machine noise hits both alike; (c) the Flow is driven by a bounded
+asyncio load generator on loopback (``--concurrency`` requests in flight), reporting p50/p99 latency.
+MiniLM is served from the fused export (``finetuner.optimize``); its unfused export is measured too.
+int8: dynamic quantization of the fused MiniLM, scored by recall@10 on a paraphrase-retrieval set built from
+text on this machine (each query is a sentence with words dropped; its source sentence is the one relevant).
+
+    python benchmarks/serving.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import inspect
+import re
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from _common import median_seconds, write_results
+
+COLUMNS = ["model", "batch", "runner", "protocol", "replicas", "items_per_s", "p50_ms", "p99_ms", "note"]
+
+
+def _export(module, args, names, dynamic):  # noqa: ANN001, ANN202
+    import torch
+
+    return torch.onnx.export(module.eval(), args, input_names=names, dynamic_shapes=dynamic, dynamo=True,
+                             verbose=False).model_proto
+
+
+def build_resnet(folder: Path):  # noqa: ANN201
+    import torch
+
+    from finetuner.onnx_meta import EmbeddingModelMeta, write_embedding_model
+    from models.torch_zoo import resnet18
+
+    net, _ = resnet18(batch=2, side=224)
+    net.fc = torch.nn.Identity()
+    net.eval()
+    proto = _export(net, (torch.randn(2, 3, 224, 224),), ["image"], ({0: torch.export.Dim("batch")},))
+    meta = EmbeddingModelMeta.for_model(proto, "torch", {"kind": "image", "layout": "NCHW"})
+    return net, write_embedding_model(proto, meta, folder / "resnet18.onnx")
+
+
+class MiniLMEmbed:
+    """Factory of the MiniLM embedding module (masked mean + L2 norm), kept torch-lazy."""
+
+    @staticmethod
+    def build():  # noqa: ANN205
+        import torch
+
+        from models.torch_zoo import minilm
+
+        bert, sample = minilm(batch=2)
+
+        class Embed(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.bert = bert
+
+            def forward(self, input_ids, attention_mask):  # noqa: ANN001, ANN202
+                hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+                mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                return torch.nn.functional.normalize(pooled, dim=-1)
+
+        return Embed().eval(), sample
+
+
+def build_minilm(folder: Path):  # noqa: ANN201
+    import torch
+
+    from finetuner.onnx_meta import EmbeddingModelMeta, write_embedding_model
+    from finetuner.optimize import fuse_transformer, quantize_int8
+    from models.torch_zoo import minilm_path
+
+    net, sample = MiniLMEmbed.build()
+    batch, seq = torch.export.Dim("batch"), torch.export.Dim("seq")
+    proto = _export(net, (sample["input_ids"], sample["attention_mask"]), ["input_ids", "attention_mask"],
+                    ({0: batch, 1: seq}, {0: batch, 1: seq}))
+    meta = EmbeddingModelMeta.for_model(proto, "torch", {"kind": "text", "tokenizer": "-", "max_length": 128},
+                                        normalized=True)
+    fused = fuse_transformer(proto)
+    paths = {
+        "unfused": write_embedding_model(proto, meta, folder / "minilm_unfused.onnx", tokenizer=minilm_path()),
+        "fused": write_embedding_model(fused, meta, folder / "minilm.onnx", tokenizer=minilm_path()),
+        "int8": write_embedding_model(quantize_int8(fused), meta, folder / "minilm_int8.onnx",
+                                      tokenizer=minilm_path()),
+    }
+    return net, paths
+
+
+def ort_session(path: Path, threads: int):  # noqa: ANN201
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()  # default settings apart from the thread count
+    options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def long_texts(n: int, seed: int = 0) -> list[str]:
+    """Sentences long enough that MiniLM's tokenizer truncates every one of them to 128 tokens."""
+    words = re.findall(r"[a-z]{3,}", " ".join(inspect.getdoc(f) or "" for f in vars(np).values() if callable(f)))
+    rng = np.random.default_rng(seed)
+    return [" ".join(rng.choice(words, 160)) for _ in range(n)]
+
+
+def interleaved(fns: dict[str, object], rounds: int, repeat: int) -> dict[str, float]:
+    """Median seconds per call of each function, measured in alternating rounds."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for fn in fns.values():
+        fn()
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            times[name].append(median_seconds(fn, repeat=repeat, warmup=0))
+    return {k: float(np.median(v)) for k, v in times.items()}
+
+
+def load_flow(flow, docs_factory, seconds: float, concurrency: int, min_requests: int,  # noqa: ANN001, ANN201
+              heavy_http: bool = False):
+    """Throughput (requests/s) and latencies (s) of the Flow's gRPC and HTTP gateways under bounded load.
+
+    ``heavy_http``: requests too large for JSON (a batch of 224 px images is ~100 MB) get one round over HTTP.
+    """
+    from jina import Client
+
+    out = {}
+    protocols = [str(p).lower().split(".")[-1] for p in flow.protocol]
+    for protocol, port in zip(protocols, flow.port):
+        client = Client(host="127.0.0.1", port=port, protocol=protocol, asyncio=True)
+
+        async def one(latencies: list[float], client=client) -> None:  # noqa: ANN001
+            docs = docs_factory()
+            start = time.perf_counter()
+            async for _ in client.post("/encode", docs, request_size=len(docs)):
+                pass
+            latencies.append(time.perf_counter() - start)
+
+        async def drive(budget: float, least: int, lats: list[float]) -> float:
+            begin = time.perf_counter()
+
+            async def worker() -> None:
+                while time.perf_counter() - begin < budget or len(lats) < least:
+                    await one(lats)
+
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            return time.perf_counter() - begin
+
+        light = not (heavy_http and protocol == "http")
+        if light:
+            asyncio.run(drive(0, concurrency, []))  # warm-up: one request per worker
+        latencies: list[float] = []
+        elapsed = asyncio.run(drive(seconds if light else 0, min_requests if light else concurrency, latencies))
+        out[protocol] = (len(latencies) / elapsed, latencies)
+    return out
+
+
+def recall_at_10(path: Path, corpus: list[str], queries: list[str], threads: int) -> float:
+    from finetuner.serving.model import EmbeddingRuntime
+
+    runtime = EmbeddingRuntime(path, threads=threads, batch_size=64)
+    docs = np.concatenate([runtime.run(runtime.feed_from_texts(corpus[i : i + 64])) for i in range(0, len(corpus), 64)])
+    qs = np.concatenate([runtime.run(runtime.feed_from_texts(queries[i : i + 64])) for i in range(0, len(queries), 64)])
+    top = np.argsort(-(qs @ docs.T), axis=1)[:, :10]
+    return float(np.mean([i in row for i, row in enumerate(top)]))
+
+
+def paraphrase_set(n: int, seed: int = 0) -> tuple[list[str], list[str]]:
+    """Sentences from the docstrings of this Python's standard library; queries drop 40% of their words."""
+    import email
+    import json
+    import logging
+    import os
+    import pathlib
+    import subprocess
+
+    text = " ".join(inspect.getdoc(obj) or "" for mod in (os, json, logging, pathlib, subprocess, email, asyncio)
+                    for obj in vars(mod).values() if callable(obj))
+    sentences = sorted({s.strip() for s in re.split(r"(?<=[.!?])\s+", text) if 8 <= len(s.split()) <= 40})
+    rng = np.random.default_rng(seed)
+    corpus = [sentences[i] for i in rng.choice(len(sentences), min(n, len(sentences)), replace=False)]
+    queries = []
+    for sentence in corpus:
+        words = sentence.split()
+        keep = rng.random(len(words)) > 0.4
+        queries.append(" ".join(w for w, k in zip(words, keep) if k) or words[0])
+    return corpus, queries
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and shorter load runs")
+    parser.add_argument("--threads", type=int, default=2, help="threads for torch, onnxruntime and the Flow")
+    parser.add_argument("--concurrency", type=int, default=2, help="requests in flight from the load generator")
+    parser.add_argument("--models", nargs="+", default=["resnet18", "minilm"])
+    args = parser.parse_args()
+
+    import torch
+
+    from finetuner.serving import build_flow
+
+    torch.set_num_threads(args.threads)
+    rounds, repeat = (2, 2) if args.quick else (3, 5)
+    seconds = 3.0 if args.quick else 10.0
+    rows: list[dict] = []
+    notes: list[str] = [f"threads={args.threads}, concurrency={args.concurrency}, quick={args.quick}"]
+    folder = Path(tempfile.mkdtemp(prefix="finetuner-bench-serving-"))
+
+    for name in args.models:
+        if name == "resnet18":
+            net, path = build_resnet(folder)
+            serve_path, extra = path, {}
+        else:
+            net, paths = build_minilm(folder)
+            serve_path, extra = paths["fused"], {"onnxruntime unfused": paths["unfused"]}
+        for batch in (1, 32):
+            if name == "resnet18":
+                x = np.random.default_rng(0).standard_normal((batch, 3, 224, 224)).astype(np.float32)
+                feed = {"image": x}
+                torch_args = (torch.from_numpy(x),)
+                texts = None
+            else:
+                texts = long_texts(batch)
+                from finetuner.serving.model import EmbeddingRuntime
+
+                feed = EmbeddingRuntime(serve_path, threads=1).feed_from_texts(texts)
+                assert feed["input_ids"].shape == (batch, 128)
+                torch_args = (torch.from_numpy(feed["input_ids"]), torch.from_numpy(feed["attention_mask"]))
+            sessions = {"onnxruntime": ort_session(serve_path, args.threads),
+                        **{k: ort_session(p, args.threads) for k, p in extra.items()}}
+
+            def eager(torch_args=torch_args, net=net):  # noqa: ANN001, ANN202
+                with torch.inference_mode():
+                    return net(*torch_args)
+
+            fns = {"torch eager": eager, **{k: (lambda s=s, f=feed: s.run(None, f)) for k, s in sessions.items()}}
+            with torch.inference_mode():
+                reference = net(*torch_args).numpy()
+            worst = max(float(np.abs(s.run(None, feed)[0] - reference).max()) for s in sessions.values())
+            reps = repeat if batch == 32 else repeat * 10
+            secs = interleaved(fns, rounds, reps)
+            for runner, sec in secs.items():
+                rows.append({"model": name, "batch": batch, "runner": runner, "protocol": "-", "replicas": "-",
+                             "items_per_s": round(batch / sec, 2), "p50_ms": round(sec * 1e3, 2), "p99_ms": "",
+                             "note": f"max abs diff vs torch {worst:.2e}" if runner == "onnxruntime" else ""})
+            ratio = secs["torch eager"] / secs["onnxruntime"]
+            notes.append(f"{name} batch {batch}: onnxruntime / torch eager = {ratio:.2f}x (max diff {worst:.1e})")
+            if "onnxruntime unfused" in secs:
+                notes.append(f"{name} batch {batch}: unfused onnxruntime / torch eager = "
+                             f"{secs['torch eager'] / secs['onnxruntime unfused']:.2f}x")
+
+            def docs_factory(x=feed, texts=texts):  # noqa: ANN001, ANN202
+                from docarray import Document, DocumentArray
+
+                if texts is not None:
+                    return DocumentArray([Document(text=t) for t in texts])
+                return DocumentArray([Document(tensor=t) for t in x["image"]])
+
+            for replicas in (1, 2):
+                flow = build_flow(serve_path, replicas=replicas, threads=max(1, args.threads // replicas),
+                                  batch_size=64)
+                with flow:
+                    heavy_http = name == "resnet18" and batch == 32  # JSON tensors: ~100 MB per request
+                    results = load_flow(flow, docs_factory, seconds, args.concurrency, 2 * args.concurrency,
+                                        heavy_http=heavy_http)
+                for protocol, (rps, lats) in results.items():
+                    lats_ms = np.array(lats) * 1e3
+                    rows.append({"model": name, "batch": batch, "runner": "flow", "protocol": protocol,
+                                 "replicas": replicas, "items_per_s": round(rps * batch, 2),
+                                 "p50_ms": round(float(np.percentile(lats_ms, 50)), 2),
+                                 "p99_ms": round(float(np.percentile(lats_ms, 99)), 2),
+                                 "note": f"{len(lats)} requests" + (", tensors as JSON" if heavy_http and protocol == "http" else "")})
+                    if protocol == "grpc" and replicas == 1:
+                        notes.append(f"{name} batch {batch}: Flow gRPC (1 replica) / onnxruntime = "
+                                     f"{rps * batch / (batch / secs['onnxruntime']):.2f}x")
+        if name == "minilm":
+            corpus, queries = paraphrase_set(200 if args.quick else 1000)
+            fp32 = recall_at_10(paths["fused"], corpus, queries, args.threads)
+            int8 = recall_at_10(paths["int8"], corpus, queries, args.threads)
+            size = {k: paths[k].stat().st_size / 2**20 for k in ("fused", "int8")}
+            notes.append(f"minilm int8: recall@10 {int8 * 100:.1f} vs fp32 {fp32 * 100:.1f} "
+                         f"({(fp32 - int8) * 100:+.1f} points lost) on {len(corpus)} paraphrase queries; "
+                         f"{size['int8']:.0f} MB vs {size['fused']:.0f} MB")
+            rows.append({"model": "minilm int8", "batch": len(corpus), "runner": "recall@10", "protocol": "-",
+                         "replicas": "-", "items_per_s": "", "p50_ms": "", "p99_ms": "",
+                         "note": f"int8 {int8:.3f} vs fp32 {fp32:.3f}"})
+    path = write_results("serving", rows, COLUMNS, notes)
+    print("\n".join(notes))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

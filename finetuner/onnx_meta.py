@@ -1,0 +1,363 @@
+"""The metadata contract of an exported embedding model (docs/architecture.md, 'Exported embedding model metadata').
+
+An exported model is one ONNX file whose single output is ``embedding`` (B, output_dim) and whose
+``metadata_props`` say what serving needs: input names/dtypes/shapes, the preprocessing contract, output_dim,
+normalisation, the source framework and the finetuner version. A text model's tokenizer lives in a sidecar
+folder ``<model stem>.tokenizer/`` beside the ``.onnx`` file, the one thing ONNX metadata cannot hold.
+
+This module imports onnx and numpy only; tokenizers are loaded lazily.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+PREFIX = "finetuner."
+OUTPUT_NAME = "embedding"
+PREPROCESS_KINDS = ("image", "vector", "text", "tokens", "sequence")
+TOKENIZER_SUFFIX = ".tokenizer"
+_TWO_GB = 2**31 - 1
+
+
+class ModelMetadataError(ValueError):
+    """An ONNX file lacks, or carries malformed, finetuner embedding-model metadata."""
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One model input: its name, numpy dtype name and shape (ints for fixed dims, strings for symbolic ones)."""
+
+    name: str
+    dtype: str
+    shape: tuple[int | str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
+
+    @classmethod
+    def from_json(cls, item: Mapping[str, Any]) -> InputSpec:
+        try:
+            return cls(str(item["name"]), str(np.dtype(item["dtype"])), tuple(item["shape"]))
+        except (KeyError, TypeError) as exc:
+            raise ModelMetadataError(f"Malformed input entry {item!r}: needs 'name', 'dtype' and 'shape'.") from exc
+
+    @classmethod
+    def from_value_info(cls, info: onnx.ValueInfoProto) -> InputSpec:
+        tensor = info.type.tensor_type
+        dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type)).name
+        shape = tuple(
+            d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tensor.shape.dim
+        )
+        return cls(info.name, dtype, shape)
+
+
+def graph_inputs(model: onnx.ModelProto) -> list[InputSpec]:
+    """The real inputs of the graph (initializers that older exporters list as inputs are skipped)."""
+    initializers = {init.name for init in model.graph.initializer}
+    return [InputSpec.from_value_info(i) for i in model.graph.input if i.name not in initializers]
+
+
+def graph_output_dim(model: onnx.ModelProto) -> int | None:
+    """The static last dimension of the first graph output, or None when it is symbolic."""
+    dims = model.graph.output[0].type.tensor_type.shape.dim
+    return dims[-1].dim_value if dims and dims[-1].HasField("dim_value") else None
+
+
+@dataclass(frozen=True)
+class EmbeddingModelMeta:
+    """What a server needs to know about an exported embedding model; stored as ONNX ``metadata_props``."""
+
+    framework: str
+    output_dim: int
+    inputs: tuple[InputSpec, ...]
+    preprocess: dict[str, Any] = field(default_factory=lambda: {"kind": "vector"})
+    normalized: bool = False
+    version: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.version:
+            from finetuner import __version__
+
+            object.__setattr__(self, "version", __version__)
+        object.__setattr__(self, "inputs", tuple(self.inputs))
+        kind = self.preprocess.get("kind")
+        if kind not in PREPROCESS_KINDS:
+            raise ModelMetadataError(
+                f"Unknown preprocess kind {kind!r}; use one of {', '.join(PREPROCESS_KINDS)}."
+            )
+        if kind == "text" and not self.preprocess.get("tokenizer"):
+            raise ModelMetadataError("A text model's preprocess needs 'tokenizer' (the sidecar folder name).")
+        if int(self.output_dim) <= 0:
+            raise ModelMetadataError(f"output_dim must be positive, got {self.output_dim}.")
+
+    @property
+    def kind(self) -> str:
+        return str(self.preprocess["kind"])
+
+    @property
+    def input_names(self) -> list[str]:
+        return [spec.name for spec in self.inputs]
+
+    def to_props(self) -> dict[str, str]:
+        """The ``finetuner.*`` metadata_props: all strings, JSON where structured."""
+        return {
+            f"{PREFIX}version": self.version,
+            f"{PREFIX}framework": self.framework,
+            f"{PREFIX}output_dim": str(int(self.output_dim)),
+            f"{PREFIX}normalized": "true" if self.normalized else "false",
+            f"{PREFIX}inputs": json.dumps([spec.to_json() for spec in self.inputs]),
+            f"{PREFIX}preprocess": json.dumps(self.preprocess, sort_keys=True),
+        }
+
+    @classmethod
+    def from_props(cls, props: Mapping[str, str], source: str = "the model") -> EmbeddingModelMeta:
+        """Parse the ``finetuner.*`` entries; raise ModelMetadataError naming what is missing or malformed."""
+        needed = ("version", "framework", "output_dim", "normalized", "inputs", "preprocess")
+        missing = [f"{PREFIX}{key}" for key in needed if f"{PREFIX}{key}" not in props]
+        if missing:
+            raise ModelMetadataError(
+                f"{source} lacks finetuner metadata {', '.join(missing)}: it was not written by "
+                "finetuner.export. Export the model with finetuner.export(model, path)."
+            )
+        try:
+            inputs = tuple(InputSpec.from_json(item) for item in json.loads(props[f"{PREFIX}inputs"]))
+            preprocess = json.loads(props[f"{PREFIX}preprocess"])
+            output_dim = int(props[f"{PREFIX}output_dim"])
+        except (ValueError, TypeError) as exc:
+            raise ModelMetadataError(f"{source} carries malformed finetuner metadata: {exc}") from exc
+        normalized = props[f"{PREFIX}normalized"].strip().lower()
+        if normalized not in ("true", "false"):
+            raise ModelMetadataError(f"{source}: finetuner.normalized must be 'true' or 'false', got {normalized!r}.")
+        return cls(
+            framework=props[f"{PREFIX}framework"],
+            output_dim=output_dim,
+            inputs=inputs,
+            preprocess=preprocess,
+            normalized=normalized == "true",
+            version=props[f"{PREFIX}version"],
+        )
+
+    @classmethod
+    def from_model(cls, model: onnx.ModelProto, source: str = "the model") -> EmbeddingModelMeta:
+        return cls.from_props({p.key: p.value for p in model.metadata_props}, source)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> EmbeddingModelMeta:
+        """Read the metadata of an ONNX file without loading its external weights."""
+        model = onnx.load(os.fspath(path), load_external_data=False)
+        return cls.from_model(model, source=str(path))
+
+    @classmethod
+    def for_model(
+        cls, model: onnx.ModelProto, framework: str, preprocess: Mapping[str, Any] | None = None,
+        normalized: bool = False, output_dim: int | None = None,
+    ) -> EmbeddingModelMeta:
+        """Metadata whose inputs and output_dim are read from the graph itself."""
+        dim = output_dim or graph_output_dim(model)
+        if not dim:
+            raise ModelMetadataError("The output's last dimension is symbolic: pass output_dim explicitly.")
+        return cls(framework, dim, tuple(graph_inputs(model)), dict(preprocess or {"kind": "vector"}), normalized)
+
+    def apply(self, model: onnx.ModelProto) -> onnx.ModelProto:
+        """Write the metadata into ``model.metadata_props`` (in place, replacing older finetuner entries)."""
+        props = self.to_props()
+        keep = [(p.key, p.value) for p in model.metadata_props if p.key not in props]
+        del model.metadata_props[:]
+        for key, value in [*keep, *props.items()]:
+            model.metadata_props.add(key=key, value=value)
+        return model
+
+
+def tokenizer_dir(model_path: str | os.PathLike) -> Path:
+    """The sidecar folder of a model's tokenizer: ``<model stem>.tokenizer/`` beside the ``.onnx`` file."""
+    path = Path(model_path)
+    return path.with_name(path.stem + TOKENIZER_SUFFIX)
+
+
+def rename_output(model: onnx.ModelProto, name: str = OUTPUT_NAME) -> onnx.ModelProto:
+    """Give the single graph output the contract's name, renaming any inner value already called ``name``.
+
+    The torch dynamo exporter names inner values after modules (a BERT's ``embeddings`` gives ``embedding``),
+    so asking it for an output named ``embedding`` yields a duplicate definition; renaming afterwards is safe.
+    """
+    if len(model.graph.output) != 1:
+        names = [o.name for o in model.graph.output]
+        raise ModelMetadataError(f"An embedding model must have exactly one output, this one has {names}.")
+    old = model.graph.output[0].name
+    if old == name:
+        return model
+    taken = {v for n in model.graph.node for v in [*n.input, *n.output]} | {i.name for i in model.graph.initializer}
+    taken |= {i.name for i in model.graph.input}
+    mapping = {old: name}
+    if name in taken:
+        spare = f"{name}__inner"
+        while spare in taken:
+            spare += "_"
+        mapping[name] = spare
+    _rename_values(model.graph, mapping)
+    return model
+
+
+def _rename_values(graph: onnx.GraphProto, mapping: Mapping[str, str]) -> None:
+    for node in graph.node:
+        node.input[:] = [mapping.get(v, v) for v in node.input]
+        node.output[:] = [mapping.get(v, v) for v in node.output]
+        for attr in node.attribute:
+            for sub in [attr.g, *attr.graphs]:
+                _rename_values(sub, mapping)
+    for seq in (graph.input, graph.output, graph.value_info):
+        for info in seq:
+            info.name = mapping.get(info.name, info.name)
+    for init in graph.initializer:
+        init.name = mapping.get(init.name, init.name)
+
+
+def write_embedding_model(
+    model: onnx.ModelProto, meta: EmbeddingModelMeta, path: str | os.PathLike, tokenizer: Any = None,
+) -> Path:
+    """Write an embedding model with its metadata (and tokenizer sidecar) atomically; return the path.
+
+    The model's single output is renamed ``embedding``; the result must pass the ONNX checker. Files are
+    written beside their destination under temporary names and moved into place with ``os.replace``, so a
+    crash never leaves a half-written model. Models over 2 GB keep their weights in ``<name>.data``.
+    """
+    path = Path(path)
+    if meta.kind == "text" and tokenizer is None and not tokenizer_dir(path).is_dir():
+        raise ModelMetadataError(f"{path}: a text model needs its tokenizer; pass tokenizer=...")
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    rename_output(model)
+    if meta.kind == "text":
+        meta = EmbeddingModelMeta(
+            meta.framework, meta.output_dim, meta.inputs,
+            {**meta.preprocess, "tokenizer": tokenizer_dir(path).name}, meta.normalized, meta.version,
+        )
+    meta.apply(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    large = model.ByteSize() > _TWO_GB
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as tmp:
+        tmp_model = Path(tmp) / path.name
+        if large:
+            onnx.save_model(model, tmp_model, save_as_external_data=True, location=f"{path.name}.data")
+        else:
+            tmp_model.write_bytes(model.SerializeToString())
+        onnx.checker.check_model(str(tmp_model))
+        if tokenizer is not None:
+            tmp_tok = Path(tmp) / tokenizer_dir(path).name
+            save_tokenizer(tokenizer, tmp_tok)
+            _replace_dir(tmp_tok, tokenizer_dir(path))
+        if large:
+            os.replace(Path(tmp) / f"{path.name}.data", path.with_name(f"{path.name}.data"))
+        os.replace(tmp_model, path)
+    return path
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    old = None
+    if dst.exists():
+        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
+        os.replace(dst, old)
+    os.replace(src, dst)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def save_tokenizer(tokenizer: Any, folder: str | os.PathLike) -> Path:
+    """Save a tokenizer into ``folder``: a transformers tokenizer, a ``tokenizers.Tokenizer`` or a folder path."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if isinstance(tokenizer, str | os.PathLike):
+        src = Path(tokenizer)
+        names = [n for n in _TOKENIZER_FILES if (src / n).is_file()]
+        if not names:
+            raise ModelMetadataError(f"No tokenizer files ({', '.join(_TOKENIZER_FILES)}) in {src}.")
+        for name in names:
+            shutil.copy2(src / name, folder / name)
+    elif hasattr(tokenizer, "save_pretrained"):
+        tokenizer.save_pretrained(str(folder))
+    elif hasattr(tokenizer, "to_str"):  # tokenizers.Tokenizer
+        (folder / "tokenizer.json").write_text(tokenizer.to_str())
+    else:
+        raise ModelMetadataError(
+            f"Cannot save a tokenizer of type {type(tokenizer).__name__}: pass a transformers tokenizer, a "
+            "tokenizers.Tokenizer or the folder that holds tokenizer.json."
+        )
+    return folder
+
+
+_TOKENIZER_FILES = (
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "merges.txt",
+    "vocab.json", "sentencepiece.bpe.model", "spiece.model",
+)
+
+
+class TextEncoder:
+    """Turns a batch of strings into the model's token inputs (padded to the longest, truncated to max_length).
+
+    Uses the fast ``tokenizers`` library on ``tokenizer.json`` so that serving needs neither transformers
+    nor torch; falls back to ``transformers.AutoTokenizer`` for folders without one.
+    """
+
+    def __init__(self, folder: str | os.PathLike, max_length: int = 128) -> None:
+        self.folder = Path(folder)
+        self.max_length = int(max_length)
+        if not self.folder.is_dir():
+            raise ModelMetadataError(
+                f"The tokenizer folder {self.folder} is missing: export the text model again with its "
+                "tokenizer, or copy the folder beside the .onnx file."
+            )
+        self._fast = None
+        self._hf = None
+        if (self.folder / "tokenizer.json").is_file():
+            from tokenizers import Tokenizer
+
+            fast = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
+            fast.enable_truncation(self.max_length)
+            pad_id, pad_token = self._pad_token(fast)
+            fast.enable_padding(pad_id=pad_id, pad_token=pad_token)
+            self._fast = fast
+        else:
+            from transformers import AutoTokenizer
+
+            self._hf = AutoTokenizer.from_pretrained(str(self.folder))
+
+    def _pad_token(self, fast: Any) -> tuple[int, str]:
+        config = self.folder / "tokenizer_config.json"
+        token = "[PAD]"
+        if config.is_file():
+            token = json.loads(config.read_text()).get("pad_token") or token
+            if isinstance(token, dict):
+                token = token.get("content", "[PAD]")
+        pad_id = fast.token_to_id(token)
+        return (0, token) if pad_id is None else (pad_id, token)
+
+    def __call__(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """``input_ids``, ``attention_mask`` and ``token_type_ids`` as int64 arrays (B, L)."""
+        if self._fast is not None:
+            encodings = self._fast.encode_batch(list(texts))
+            return {
+                "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
+                "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
+                "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
+            }
+        encoded = self._hf(
+            list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="np"
+        )
+        out = {k: np.asarray(v, dtype=np.int64) for k, v in encoded.items()}
+        out.setdefault("token_type_ids", np.zeros_like(out["input_ids"]))
+        return out
+
+
+def load_tokenizer(model_path: str | os.PathLike, meta: EmbeddingModelMeta) -> TextEncoder:
+    """The TextEncoder of a text model, from the sidecar folder its metadata names."""
+    folder = Path(model_path).with_name(meta.preprocess["tokenizer"])
+    return TextEncoder(folder, int(meta.preprocess.get("max_length", 128)))

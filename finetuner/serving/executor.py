@@ -1,0 +1,53 @@
+"""``OnnxEmbedder``: the Jina Executor that serves an exported embedding model with onnxruntime.
+
+It sees only ONNX: a model exported from PyTorch, Keras or Paddle is served the same way. No postponed
+annotations (Jina reads the ``docs`` type at class creation) and absolute imports only, so that Jina can
+load this file by path (``py_modules``) inside the Executor image.
+"""
+
+from typing import Any
+
+from docarray import DocumentArray
+from jina import Executor, requests
+
+from finetuner.serving.model import DocumentError, EmbeddingRuntime
+
+
+class OnnxEmbedder(Executor):
+    """Fills ``doc.embedding`` for every Document of a request.
+
+    Documents carry ``.tensor`` (image, vector or token-id models) or ``.text`` (text models, tokenized with
+    the tokenizer exported beside the model). Each request is checked against the model's input names,
+    dtypes and shapes; a bad Document fails the request with an error that names it.
+    """
+
+    def __init__(
+        self, model_path: str, threads: int = 0, providers: list[str] | None = None, batch_size: int = 64,
+        **kwargs: Any,
+    ) -> None:
+        """``threads``: onnxruntime intra-op threads (0: onnxruntime's default); ``providers``: CUDA if available, else CPU."""
+        super().__init__(**kwargs)
+        self.runtime = EmbeddingRuntime(model_path, threads=threads, providers=providers, batch_size=batch_size)
+        self.logger.info(
+            f"serving {model_path} ({self.runtime.meta.framework}, output_dim {self.runtime.meta.output_dim}) "
+            f"on {self.runtime.providers[0]}"
+        )
+
+    @requests
+    def encode(self, docs: DocumentArray, **kwargs: Any):  # no return annotation: Jina reads it as a schema
+        """Embed the request's Documents in place; report the model in the response's ``__results__``.
+
+        Jina files the returned dict under this replica's name, so clients can see which replica answered.
+        """
+        info = {"output_dim": self.runtime.meta.output_dim, "provider": self.runtime.providers[0]}
+        if docs is None or len(docs) == 0:
+            return info
+        try:
+            embeddings = self.runtime.embed_documents(docs)
+        except DocumentError:
+            raise
+        except Exception as exc:  # an onnxruntime failure: name the request's Documents
+            ids = ", ".join(repr(doc.id) for doc in docs[:5]) + (", ..." if len(docs) > 5 else "")
+            raise DocumentError(f"Embedding Documents {ids} failed: {exc}") from exc
+        docs.embeddings = embeddings
+        return info

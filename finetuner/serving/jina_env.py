@@ -1,0 +1,38 @@
+"""Jina's side effects, switched off before any Flow starts: telemetry, the public-IP lookup, 0.0.0.0 binding.
+
+Jina 3.34 sends telemetry unless ``JINA_OPTOUT_TELEMETRY`` is set, looks up the public IP at every Flow start
+(no switch: it is patched out here) and binds to 0.0.0.0 unless told otherwise. Executors run in forked
+processes, so patches made here reach them too.
+"""
+
+from __future__ import annotations
+
+import os
+
+LOOPBACK = "127.0.0.1"
+QUIET_ENV = {
+    "JINA_OPTOUT_TELEMETRY": "1",
+    "JINA_HIDE_SURVEY": "1",
+    "JINA_LOG_LEVEL": "WARNING",
+}
+
+
+def _no_public_ip(*args: object, **kwargs: object) -> None:
+    """Stands in for ``jina.helper.get_public_ip``: never reach the network."""
+    return None
+
+
+def prepare_jina() -> None:
+    """Set the environment and patches; call before building a Flow (imports jina).
+
+    Executors bind to loopback (``JINA_DEFAULT_HOST``); only the gateway listens where the Flow's ``host`` says.
+    """
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    os.environ["JINA_OPTOUT_TELEMETRY"] = "1"
+    os.environ.setdefault("JINA_DEFAULT_HOST", LOOPBACK)
+    import jina.helper
+    import jina.orchestrate.orchestrator
+
+    jina.helper.get_public_ip = _no_public_ip
+    jina.orchestrate.orchestrator.get_public_ip = _no_public_ip

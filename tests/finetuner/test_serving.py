@@ -1,0 +1,303 @@
+"""Serving on real Jina Flows on loopback: torch parity, MiniLM text end to end, replicas, errors, SIGTERM, configs.
+
+Three Flows start in this module: an image model with two replicas, the MiniLM text model, and the CLI's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from finetuner.onnx_meta import EmbeddingModelMeta, write_embedding_model
+from finetuner.optimize import fuse_transformer
+from finetuner.serving import build_flow, check_model_file, endpoints
+from finetuner.serving.deploy import (
+    check_docker_compose,
+    check_kubernetes,
+    export_docker_compose,
+    export_kubernetes,
+)
+from finetuner.serving.model import EmbeddingRuntime, ModelFileError
+
+ROOT = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable
+
+
+def _export(module: torch.nn.Module, args: tuple, names: list[str], dynamic: tuple) -> object:
+    program = torch.onnx.export(
+        module.eval(), args, input_names=names, dynamic_shapes=dynamic, dynamo=True, verbose=False
+    )
+    return program.model_proto
+
+
+class _Embed(torch.nn.Module):
+    """A small CNN cut before its classifier, plus a 6-d projection: an image embedding model."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from models.torch_zoo import small_cnn
+
+        cnn, _ = small_cnn(in_channels=3, side=16)
+        self.body = torch.nn.Sequential(cnn.conv1, cnn.bn1, torch.nn.ReLU(), cnn.conv2, cnn.bn2, torch.nn.ReLU(),
+                                        cnn.pool, torch.nn.Flatten())
+        self.proj = torch.nn.Linear(16, 6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.body(x))
+
+
+class _MiniLMEmbed(torch.nn.Module):
+    """all-MiniLM-L6-v2 as sentence-transformers uses it: masked mean pooling, then L2 normalisation."""
+
+    def __init__(self, bert: torch.nn.Module) -> None:
+        super().__init__()
+        self.bert = bert
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return torch.nn.functional.normalize(pooled, dim=-1)
+
+
+@pytest.fixture(scope="module")
+def image_model(tmp_path_factory):
+    torch.manual_seed(0)
+    net = _Embed().eval()
+    for bn in (net.body[1], net.body[4]):  # non-trivial running statistics
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+    proto = _export(net, (torch.randn(2, 3, 16, 16),), ["image"], ({0: torch.export.Dim("batch")},))
+    meta = EmbeddingModelMeta.for_model(proto, "torch", {"kind": "image", "layout": "NCHW"})
+    path = write_embedding_model(proto, meta, tmp_path_factory.mktemp("image") / "cnn.onnx")
+    return net, path
+
+
+@pytest.fixture(scope="module")
+def image_flow(image_model):
+    flow = build_flow(image_model[1], replicas=2, threads=1)
+    with flow:
+        yield flow
+
+
+@pytest.fixture(scope="module")
+def minilm_model(tmp_path_factory):
+    from models.torch_zoo import minilm, minilm_path, minilm_tokenizer
+
+    bert, sample = minilm(batch=2)
+    net = _MiniLMEmbed(bert).eval()
+    batch, seq = torch.export.Dim("batch"), torch.export.Dim("seq")
+    proto = _export(net, (sample["input_ids"], sample["attention_mask"]), ["input_ids", "attention_mask"],
+                    ({0: batch, 1: seq}, {0: batch, 1: seq}))
+    meta = EmbeddingModelMeta.for_model(proto, "torch", {"kind": "text", "tokenizer": "-", "max_length": 128},
+                                        normalized=True)
+    fused = fuse_transformer(proto)
+    path = write_embedding_model(fused, meta, tmp_path_factory.mktemp("text") / "minilm.onnx",
+                                 tokenizer=minilm_path())
+    return net, minilm_tokenizer(), path
+
+
+def _client(flow, protocol: str, asyncio_: bool = False):
+    from jina import Client
+
+    index = [str(p).lower().split(".")[-1] for p in flow.protocol].index(protocol)
+    return Client(host="127.0.0.1", port=flow.port[index], protocol=protocol, asyncio=asyncio_)
+
+
+def _docs(tensors=None, texts=None, ids=None):
+    from docarray import Document, DocumentArray
+
+    items = tensors if tensors is not None else texts
+    ids = ids or [f"doc-{i}" for i in range(len(items))]
+    if tensors is not None:
+        return DocumentArray([Document(id=i, tensor=t) for i, t in zip(ids, tensors)])
+    return DocumentArray([Document(id=i, text=t) for i, t in zip(ids, texts)])
+
+
+def test_flow_listens_on_loopback_only(image_flow):
+    assert image_flow.host == "127.0.0.1"
+    addresses = endpoints(image_flow)
+    assert [a.split("://")[0] for a in addresses] == ["grpc", "http"]
+    assert all(a.split("://")[1].startswith("127.0.0.1:") for a in addresses)
+    assert os.environ["JINA_OPTOUT_TELEMETRY"] == "1"
+    import jina.orchestrate.orchestrator
+
+    assert jina.orchestrate.orchestrator.get_public_ip() is None
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_served_embeddings_match_torch(image_model, image_flow, protocol):
+    net, _ = image_model
+    x = np.random.default_rng(1).standard_normal((5, 3, 16, 16)).astype(np.float32)
+    result = _client(image_flow, protocol).post("/encode", _docs(list(x)))
+    with torch.no_grad():
+        expected = net(torch.from_numpy(x)).numpy()
+    assert result.embeddings.shape == (5, 6)
+    np.testing.assert_allclose(result.embeddings, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_two_replicas_answer_concurrent_clients(image_model, image_flow):
+    net, _ = image_model
+    rng = np.random.default_rng(2)
+    batches = [rng.standard_normal((4, 3, 16, 16)).astype(np.float32) for _ in range(8)]
+
+    async def one(x):
+        async for response in _client(image_flow, "grpc", asyncio_=True).post(
+            "/encode", _docs(list(x)), return_responses=True
+        ):
+            return response
+
+    async def many():
+        return await asyncio.gather(*(one(x) for x in batches))
+
+    responses = asyncio.run(many())
+    replicas = set()
+    for x, response in zip(batches, responses):
+        with torch.no_grad():
+            expected = net(torch.from_numpy(x)).numpy()
+        np.testing.assert_allclose(response.docs.embeddings, expected, atol=1e-4, rtol=1e-4)
+        replicas |= set(response.parameters["__results__"])
+    assert replicas == {"embedder/rep-0", "embedder/rep-1"}
+
+
+@pytest.mark.parametrize(
+    "tensor, message",
+    [
+        (np.zeros((3, 8, 8), np.float32), r"shape \(3, 8, 8\).*takes \(3, 16, 16\)"),
+        (np.zeros((3, 16, 16), np.int64), "int64 tensor.*float32"),
+        (None, "has no tensor"),
+    ],
+    ids=["wrong-shape", "wrong-dtype", "missing-content"],
+)
+def test_bad_document_fails_its_request_by_name_and_flow_keeps_serving(image_flow, tensor, message):
+    import re
+
+    from docarray import Document, DocumentArray
+    from jina.excepts import BadServer
+
+    client = _client(image_flow, "grpc")
+    good = np.zeros((3, 16, 16), np.float32)
+    bad = Document(id="the-bad-one") if tensor is None else Document(id="the-bad-one", tensor=tensor)
+    with pytest.raises(BadServer) as info:
+        client.post("/encode", DocumentArray([Document(id="fine", tensor=good), bad]))
+    text = str(info.value)
+    assert "the-bad-one" in text and "'fine'" not in text
+    assert re.search(message, text), text
+    after = client.post("/encode", _docs([good]))
+    assert after.embeddings.shape == (1, 6)
+
+
+def test_text_documents_with_minilm_end_to_end(minilm_model):
+    net, tokenizer, path = minilm_model
+    texts = ["a photo of a cat sitting on a mat", "neural search", "the quick brown fox jumps over the lazy dog " * 40]
+    encoded = tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
+    with torch.no_grad():
+        expected = net(encoded["input_ids"], encoded["attention_mask"]).numpy()
+    with build_flow(path, threads=2) as flow:
+        for protocol in ("grpc", "http"):
+            result = _client(flow, protocol).post("/encode", _docs(texts=texts))
+            assert result.embeddings.shape == (3, 384)
+            np.testing.assert_allclose(result.embeddings, expected, atol=1e-4)
+        np.testing.assert_allclose(np.linalg.norm(result.embeddings, axis=1), 1.0, atol=1e-5)
+
+
+def test_missing_or_corrupt_model_fails_at_start_with_a_clear_message(tmp_path, image_model):
+    with pytest.raises(ModelFileError, match="does not exist"):
+        build_flow(tmp_path / "missing.onnx")
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(image_model[1].read_bytes()[:1000])
+    with pytest.raises(ModelFileError, match="corrupt"):
+        check_model_file(corrupt)
+    with pytest.raises(ModelFileError, match="corrupt"):
+        EmbeddingRuntime(corrupt)  # what the Executor runs, when started by other means
+    run = subprocess.run([PYTHON, "-m", "finetuner", "serve", str(corrupt)], capture_output=True, text=True,
+                         cwd=ROOT, timeout=120)
+    assert run.returncode == 1 and "corrupt.onnx" in run.stderr and "export it again" in run.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_cli_serve_prints_addresses_answers_and_stops_on_sigterm(image_model):
+    from jina import Client
+
+    port = _free_port()
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "finetuner", "serve", str(image_model[1]), "--port", str(port), "--protocol", "grpc"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        seen = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            seen.append(line)
+            if "serving on" in line:
+                break
+        assert f"serving on grpc://127.0.0.1:{port}\n" in seen, "".join(seen)
+        result = Client(host="127.0.0.1", port=port, protocol="grpc").post(
+            "/", _docs([np.zeros((3, 16, 16), np.float32)])
+        )
+        assert result.embeddings.shape == (1, 6)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    assert "stopped" in proc.stdout.read()
+    assert not _port_open(port)
+
+
+def test_kubernetes_config_is_deployable(tmp_path, image_model):
+    out = export_kubernetes(image_model[1], tmp_path / "k8s", "registry.local/embedder:1", replicas=2)
+    docs = [d for f in sorted(out.rglob("*.yml")) for d in yaml.safe_load_all(f.read_text()) if d]
+    executor = next(d for d in docs if d["kind"] in ("Deployment", "StatefulSet") and d["metadata"]["name"] == "embedder")
+    args = executor["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--host") + 1] == "0.0.0.0"
+    assert '"/models/cnn.onnx"' in args[args.index("--uses-with") + 1]
+    assert check_kubernetes(out, image_model[1], "registry.local/embedder:1", 2) == []
+    # the checker catches a config that would not serve
+    executor_file = out / "embedder" / "embedder.yml"
+    executor_file.write_text(executor_file.read_text().replace("- 0.0.0.0", "- 127.0.0.1"))
+    assert any("unreachable" in p for p in check_kubernetes(out, image_model[1], "registry.local/embedder:1", 2))
+
+
+def test_docker_compose_config_is_deployable(tmp_path, image_model):
+    out = export_docker_compose(image_model[1], tmp_path / "compose.yml", "embedder:1", replicas=2, port=23456)
+    services = yaml.safe_load(out.read_text())["services"]
+    assert sorted(services) == ["embedder-rep-0", "embedder-rep-1", "gateway"]
+    assert services["gateway"]["ports"] == ["127.0.0.1:23456:23456", "127.0.0.1:23457:23457"]
+    assert f"{image_model[1].parent}:/models:ro" in services["embedder-rep-0"]["volumes"]
+    assert check_docker_compose(out, image_model[1], "embedder:1", 2) == []
+    assert check_docker_compose(out, tmp_path / "other.onnx", "embedder:1", 2)  # wrong model path is caught
+
+
+def test_dockerfile_runs_the_executor_config():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    config = yaml.safe_load((ROOT / "finetuner/serving/config.yml").read_text())
+    assert config["jtype"] == "OnnxEmbedder"
+    assert (ROOT / config["py_modules"][0]).is_file()
+    assert "COPY finetuner/serving/config.yml config.yml" in dockerfile and "/models/" in dockerfile
+    assert "onnxruntime==" in dockerfile and "torch" not in dockerfile
