@@ -1,0 +1,221 @@
+"""Benchmark the Labeler: round latency on a 10,000-item pool, and labels saved by active learning.
+
+1. Latency: a real Labeler Flow over 10,000 digit-like items (sklearn digits, jittered copies) with a small MLP.
+   Each round submits the answers (simulated from the true digit) and asks for the next questions; the time
+   from sending the submit to having the next questions is recorded, first with no fit, then while a fit runs
+   in the background. Target: p50 < 300 ms without a fit; the background fit must not block the rounds.
+2. Labels: simulated labelling of digits (no Flow): the labels that ``uncertainty`` (and ``diversity``) need to
+   reach the held-out mAP@R that ``random`` reaches with 500 labels, averaged over seeds. Target: <= 60%.
+
+Run: ``python benchmarks/labeler.py`` (writes benchmarks/results/labeler.json and labeler.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("JINA_OPTOUT_TELEMETRY", "1")
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def _post(url: str, body: dict) -> dict:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
+    request.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
+
+
+def _get(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=60) as response:
+        return json.loads(response.read())
+
+
+def big_digits(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` digit images: the 1,797 sklearn digits repeated with small pixel noise, scaled to [0, 1]."""
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    rng = np.random.default_rng(seed)
+    idx = np.arange(n) % len(x)
+    images = np.clip(x[idx] / 16 + rng.normal(scale=0.05, size=(n, 64)), 0, 1).astype(np.float32)
+    return images, y[idx]
+
+
+def latency(pool_size: int, rounds: int, questions: int, top_k: int) -> dict:
+    """Submit-to-next-questions times (ms) on a real Flow, without and during a background fit."""
+    import torch
+    from docarray import Document, DocumentArray
+
+    from finetuner.labeler import Labeler
+
+    images, labels = big_digits(pool_size)
+    truth = {f"item-{i}": int(c) for i, c in enumerate(labels)}
+    docs = DocumentArray(Document(id=f"item-{i}", tensor=x) for i, x in enumerate(images))
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 32))
+    out: dict = {"pool": pool_size, "questions": questions, "top_k": top_k}
+    with tempfile.TemporaryDirectory() as workdir:
+        start = time.perf_counter()
+        with Labeler(model, docs, workdir=workdir, questions=questions, top_k=top_k, epochs=20) as labeler:
+            out["start_s"] = round(time.perf_counter() - start, 2)
+            base = f"http://127.0.0.1:{labeler.port}"
+            current = _get(f"{base}/api/questions?client=bench")
+
+            def one_round() -> float:
+                nonlocal current
+                answers = [
+                    {"query_id": q["query_id"], "match_id": m["id"],
+                     "label": 1 if truth[m["id"]] == truth[q["query_id"]] else -1}
+                    for q in current["questions"]
+                    for m in q["matches"]
+                ]
+                t0 = time.perf_counter()
+                _post(f"{base}/api/labels", {"labels": answers, "client": "bench"})
+                current = _get(f"{base}/api/questions?client=bench")
+                return (time.perf_counter() - t0) * 1000
+
+            idle = [one_round() for _ in range(rounds)]
+            fit = _post(f"{base}/api/fit", {})
+            during, fit_running = [], []
+            for _ in range(rounds):
+                during.append(one_round())
+                fit_running.append(bool(_get(f"{base}/api/progress")["fit"]["running"]))
+            deadline = time.time() + 300
+            while _get(f"{base}/api/progress")["fit"]["running"] and time.time() < deadline:
+                time.sleep(0.5)
+            progress = _get(f"{base}/api/progress")
+    out.update(
+        idle_p50_ms=round(float(np.percentile(idle, 50)), 1),
+        idle_p95_ms=round(float(np.percentile(idle, 95)), 1),
+        during_fit_p50_ms=round(float(np.percentile(during, 50)), 1),
+        during_fit_p95_ms=round(float(np.percentile(during, 95)), 1),
+        rounds_while_fit_running=int(sum(fit_running)),
+        fit_started=bool(fit.get("started")),
+        fit_error=progress["fit"]["error"],
+        labels=progress["labelled"],
+    )
+    return out
+
+
+def label_efficiency(seeds: int, rounds: int, questions: int, top_k: int, epochs: int) -> dict:
+    """Learning curves per strategy (mean over seeds) and the labels each needs to match random at its budget."""
+    import torch
+    from sklearn.datasets import load_digits
+
+    from finetuner.labeler.simulation import simulate
+    from finetuner.labeler.training import _session_triplet_fit, default_embed_fn
+
+    torch.set_num_threads(1)
+    x, y = load_digits(return_X_y=True)
+    x = (x / 16).astype(np.float32)
+    order = np.random.default_rng(0).permutation(len(x))
+    pool, test = order[:1200], order[1200:]
+
+    def model_factory():
+        torch.manual_seed(0)
+        return torch.nn.Linear(64, 32)
+
+    train = functools.partial(_session_triplet_fit, positives_as_anchors=True)
+    curves: dict[str, list[list[float]]] = {}
+    counts: list[int] = []
+    select_ms: list[float] = []
+    for strategy in ("random", "uncertainty", "diversity"):
+        for seed in range(seeds):
+            run = simulate(
+                model_factory, x[pool], y[pool], x[test], y[test], strategy=strategy, embed_fn=default_embed_fn,
+                train_fn=train, rounds=rounds, questions=questions, top_k=top_k, epochs=epochs, seed=seed,
+            )
+            curves.setdefault(strategy, []).append(run.map_at_r)
+            counts = run.labels
+            select_ms += run.select_ms
+    mean = {s: np.mean(c, axis=0) for s, c in curves.items()}
+    budget = counts[-1]
+    target = float(mean["random"][-1])
+
+    def needed(curve: np.ndarray) -> int | None:
+        hits = [c for c, v in zip(counts, curve) if v >= target]
+        return hits[0] if hits else None
+
+    result = {
+        "labels_axis": counts,
+        "map_at_r": {s: [round(float(v), 4) for v in c] for s, c in mean.items()},
+        "random_budget": budget,
+        "target_map_at_r": round(target, 4),
+        "seeds": seeds,
+        "select_ms_p50_pool_1200": round(float(np.median(select_ms)), 2),
+    }
+    for strategy in ("uncertainty", "diversity"):
+        n = needed(mean[strategy])
+        result[f"{strategy}_labels_needed"] = n
+        result[f"{strategy}_fraction_of_random"] = None if n is None else round(n / budget, 3)
+    return result
+
+
+def markdown(results: dict) -> str:
+    lat, eff = results["latency"], results["labels"]
+    lines = [
+        "# Labeler benchmark",
+        "",
+        f"Machine: {results['machine']}. Command: `{results['command']}`.",
+        "",
+        f"## Submit -> next questions ({lat['pool']:,}-item pool, {lat['questions']} queries x top-{lat['top_k']})",
+        "",
+        "| phase | p50 ms | p95 ms |",
+        "|---|---|---|",
+        f"| no fit | {lat['idle_p50_ms']} | {lat['idle_p95_ms']} |",
+        f"| fit running in the background | {lat['during_fit_p50_ms']} | {lat['during_fit_p95_ms']} |",
+        "",
+        f"Target p50 < 300 ms without a fit: **{'met' if lat['idle_p50_ms'] < 300 else 'missed'}**. "
+        f"Rounds answered while the fit was still running: {lat['rounds_while_fit_running']}; "
+        f"Flow start {lat['start_s']} s.",
+        "",
+        f"## Labels to reach random's mAP@R at {eff['random_budget']} labels (digits, mean of {eff['seeds']} seeds)",
+        "",
+        f"Target mAP@R {eff['target_map_at_r']}.",
+        "",
+        "| strategy | labels needed | fraction of random's |",
+        "|---|---|---|",
+    ]
+    for strategy in ("uncertainty", "diversity"):
+        lines.append(
+            f"| {strategy} | {eff[f'{strategy}_labels_needed']} | {eff[f'{strategy}_fraction_of_random']} |"
+        )
+    lines += ["", "| labels | " + " | ".join(eff["map_at_r"]) + " |", "|---" * (1 + len(eff["map_at_r"])) + "|"]
+    for i, count in enumerate(eff["labels_axis"]):
+        lines.append(f"| {count} | " + " | ".join(str(c[i]) for c in eff["map_at_r"].values()) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pool", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--seeds", type=int, default=3)
+    args = parser.parse_args()
+    results = {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "command": "python benchmarks/labeler.py " + " ".join(sys.argv[1:]),
+        "latency": latency(args.pool, args.rounds, questions=3, top_k=8),
+        "labels": label_efficiency(args.seeds, rounds=10, questions=5, top_k=10, epochs=5),
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "labeler.json").write_text(json.dumps(results, indent=2))
+    (RESULTS / "labeler.md").write_text(markdown(results))
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""``finetuner label``: open the Labeler on a pool of documents (by default sklearn's digits with a small MLP)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+NAME = "label"
+HELP = "Label a pool interactively in the browser while the model learns (active learning)."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command's options."""
+    parser.add_argument("--data", default="digits",
+                        help="'digits' (sklearn's 8x8 digits) or a DocumentArray file written with save_binary")
+    parser.add_argument("--model", default=None,
+                        help="a whole torch model saved with torch.save; default: a small MLP for the digits")
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N documents")
+    parser.add_argument("--output-dim", type=int, default=32, help="embedding size of the default MLP")
+    parser.add_argument("--workdir", default="finetuner-labeler", help="where labels and checkpoints are kept")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    parser.add_argument("--port", type=int, default=None, help="port of the page and API (default: a free one)")
+    parser.add_argument("--open-browser", action="store_true", help="open the page in the default browser")
+    parser.add_argument("--top-k", type=int, default=None, help="matches shown per query")
+    parser.add_argument("--questions", type=int, default=None, help="queries per round")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per fit")
+    parser.add_argument("--strategy", choices=("uncertainty", "diversity", "random"), default=None,
+                        help="how the next queries are chosen")
+    parser.add_argument("--save", default=None, help="also write the tuned model (torch.save) here at the end")
+
+
+def digits_pool(limit: int | None = None) -> Any:
+    """sklearn's digits as a DocumentArray: 64-value float tensors scaled to [0, 1], ids ``digit-<i>``."""
+    import numpy as np
+    from docarray import Document, DocumentArray
+    from sklearn.datasets import load_digits
+
+    images = load_digits().data.astype(np.float32) / 16.0
+    if limit:
+        images = images[:limit]
+    return DocumentArray(Document(id=f"digit-{i}", tensor=x) for i, x in enumerate(images))
+
+
+def default_model(output_dim: int) -> Any:
+    """The zoo's MLP for digits when the repository's ``models`` package is importable, else the same shape here."""
+    import torch
+
+    torch.manual_seed(0)
+    try:
+        from models.torch_zoo import MLP
+
+        return MLP(in_features=64, hidden=(128,), num_classes=output_dim)
+    except ImportError:
+        return torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, output_dim))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve the Labeler until Finish / Ctrl-C / SIGTERM; returns 0."""
+    import torch
+    from docarray import DocumentArray
+
+    from finetuner.labeler import run as run_labeler
+
+    if args.data == "digits":
+        docs = digits_pool(args.limit)
+    else:
+        docs = DocumentArray.load_binary(args.data)
+        if args.limit:
+            docs = docs[: args.limit]
+    model = torch.load(args.model, weights_only=False) if args.model else default_model(args.output_dim)
+    tuned = run_labeler(
+        model, docs, workdir=args.workdir, port=args.port, host=args.host, open_browser=args.open_browser,
+        top_k=args.top_k, questions=args.questions, epochs=args.epochs, strategy=args.strategy,
+    )
+    if args.save:
+        torch.save(tuned, args.save)
+        print(f"tuned model saved to {args.save}")
+    return 0

@@ -1,0 +1,384 @@
+"""The Labeler's three Executors: the pool (documents + labels), the index (embeddings + questions), the tuner.
+
+All three read the same workdir. Python objects that cannot travel as YAML (the model, ``embed_fn``,
+``train_fn``) are registered in :data:`SESSIONS` under a key before the Flow starts; Jina forks its Executor
+processes, so they inherit the registry. Each endpoint returns a dict (the gateway reads it from the
+response's ``__results__``) and raises on bad input, which fails the request and changes nothing.
+"""
+
+import copy
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from jina import DocumentArray, Executor, requests
+
+from finetuner.labeler.pool import Workdir, render_card
+from finetuner.labeler.store import LabelError, LabelStore, parse_labels
+from finetuner.labeler.strategies import (
+    STRATEGIES,
+    knn,
+    l2_normalize,
+    labelled_map,
+    pair_similarities,
+    select_queries,
+)
+from finetuner.labeler.training import LABEL_TAG, EmbedFn, TrainFn, stack_contents
+
+DEFAULT_SETTINGS = {"top_k": 8, "questions": 3, "epochs": 5, "strategy": "uncertainty"}
+LIMITS = {"top_k": (1, 50), "questions": (1, 20), "epochs": (1, 100)}
+RESERVATION_SECONDS = 300.0
+
+
+@dataclass
+class LabelerObjects:
+    """What the index and the tuner need besides the workdir."""
+
+    model: Any
+    embed_fn: EmbedFn
+    train_fn: TrainFn
+
+
+SESSIONS: dict[str, LabelerObjects] = {}
+
+
+def _objects(key: str) -> LabelerObjects:
+    try:
+        return SESSIONS[key]
+    except KeyError:
+        raise RuntimeError(
+            f"Labeler session {key!r} is not registered in this process: the Labeler's Executors must be "
+            "started by finetuner.labeler.run (which needs the 'fork' multiprocessing start method)"
+        ) from None
+
+
+def _one_thread_for_torch() -> None:
+    """Two processes share the CPU with the UI: keep torch from grabbing every core in each of them."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
+
+
+def check_settings(values: dict) -> dict:
+    """Validate settings; raise :class:`LabelError` naming the bad one. Returns them with ints as ints."""
+    clean = {}
+    for key, value in values.items():
+        if key == "strategy":
+            if value not in STRATEGIES:
+                raise LabelError(f"strategy must be one of {', '.join(STRATEGIES)}, got {value!r}")
+            clean[key] = value
+        elif key in LIMITS:
+            low, high = LIMITS[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+                raise LabelError(f"{key} must be a whole number, got {value!r}")
+            if not low <= int(value) <= high:
+                raise LabelError(f"{key} must be between {low} and {high}, got {int(value)}")
+            clean[key] = int(value)
+        else:
+            raise LabelError(f"unknown setting {key!r}; known: {', '.join(DEFAULT_SETTINGS)}")
+    return clean
+
+
+class PoolExecutor(Executor):
+    """The unlabelled pool and the label store: validates and persists labels, renders cards, exports sessions."""
+
+    def __init__(self, workdir: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.workdir = Workdir(workdir)
+        self.docs = self.workdir.load_pool()
+        self.ids = {doc.id: i for i, doc in enumerate(self.docs)}
+        self.store = LabelStore(self.workdir.labels)
+        self._cards: dict[str, dict] = {}
+
+    @requests(on="/labels")
+    def submit(self, parameters: dict, **kwargs: Any) -> dict:
+        """Validate every label of the submit, then commit them all as one round (or nothing on error)."""
+        labels = parse_labels(parameters.get("labels"), self.ids)
+        round_id = self.store.submit(labels, client=parameters.get("client"))
+        return {"round": round_id, "stored": len(labels), **self.store.counts()}
+
+    @requests(on="/cards")
+    def cards(self, parameters: dict, **kwargs: Any) -> dict:
+        """Cards for the given document ids (unknown ids raise)."""
+        out = {}
+        for doc_id in parameters.get("ids") or []:
+            if doc_id not in self.ids:
+                raise LabelError(f"unknown document id {doc_id!r}")
+            if doc_id not in self._cards:
+                self._cards[doc_id] = render_card(self.docs[self.ids[doc_id]])
+            out[doc_id] = self._cards[doc_id]
+        return {"cards": out}
+
+    @requests(on="/progress")
+    def progress(self, **kwargs: Any) -> dict:
+        """Label counts and the pool size."""
+        return {**self.store.counts(), "pool": len(self.docs)}
+
+    @requests(on="/settings")
+    def settings(self, parameters: dict, **kwargs: Any) -> dict:
+        """Return the settings; with ``parameters['update']``, validate and persist those first."""
+        update = parameters.get("update")
+        if update is not None:
+            if not isinstance(update, dict):
+                raise LabelError("settings must be an object")
+            self.store.save_settings(check_settings(update))
+        return {"settings": {**DEFAULT_SETTINGS, **self.store.settings()}}
+
+    def session_docs(self) -> DocumentArray:
+        """The labels as session data: one query Document per labelled query, its labelled matches in .matches."""
+        sessions: dict[str, Any] = {}
+        for label in self.store.labels():
+            if label.query_id not in sessions:
+                query = copy.deepcopy(self.docs[self.ids[label.query_id]])
+                query.matches.clear()
+                sessions[label.query_id] = query
+            match = copy.deepcopy(self.docs[self.ids[label.match_id]])
+            match.matches.clear()
+            match.tags[LABEL_TAG] = label.label
+            sessions[label.query_id].matches.append(match)
+        return DocumentArray(list(sessions.values()))
+
+    @requests(on="/sessions")
+    def sessions(self, docs: DocumentArray, **kwargs: Any) -> DocumentArray:
+        """The session DocumentArray in the response's docs (what the tuner trains on)."""
+        return self.session_docs()
+
+    @requests(on="/export")
+    def export(self, **kwargs: Any) -> dict:
+        """Write the session DocumentArray to ``exports/labels.bin``; return its path and size."""
+        from finetuner.labeler.pool import atomic_write_bytes
+
+        sessions = self.session_docs()
+        path = self.workdir.exports / "labels.bin"
+        atomic_write_bytes(path, sessions.to_bytes(protocol="protobuf", compress="zlib"))
+        return {"path": str(path), "queries": len(sessions), "labels": sum(len(d.matches) for d in sessions)}
+
+
+class IndexExecutor(Executor):
+    """Embeddings of the pool under the current model, nearest neighbours, and the active-learning choice.
+
+    After each fit (a new checkpoint in the workdir) the pool is re-embedded in a background thread, chunk by
+    chunk; questions keep coming from the previous embeddings until the new ones are complete, then swap.
+    """
+
+    def __init__(self, workdir: str, session: str, max_candidates: int = 2048, chunk: int = 512, **kwargs: Any):
+        super().__init__(**kwargs)
+        _one_thread_for_torch()
+        objects = _objects(session)
+        self.workdir = Workdir(workdir)
+        self.embed_fn = objects.embed_fn
+        self.model = objects.model
+        self.max_candidates = int(max_candidates)
+        self.chunk = int(chunk)
+        docs = self.workdir.load_pool()
+        self.ids = [doc.id for doc in docs]
+        self.index_of = {doc_id: i for i, doc_id in enumerate(self.ids)}
+        self.contents = stack_contents(docs)
+        self.store = LabelStore(self.workdir.labels)
+        record = self.workdir.load_checkpoint_into(self.model)
+        self.version = record["version"] if record else 0
+        self.embeddings = l2_normalize(self._embed_all(self.model))
+        self._reembed = {"target": self.version, "done": len(self.ids), "total": len(self.ids)}
+        self._guard = threading.Lock()
+        self._reserved: dict[int, tuple[str, float]] = {}
+        self._rng = np.random.default_rng(0)
+        self._thread: threading.Thread | None = None
+        self._error: str | None = None
+        self._candidates: dict = {}
+
+    def _candidate_sims(self, embeddings: np.ndarray, version: int, k: int, exclude: np.ndarray, n: int):
+        """Candidates and their top-k similarities, cached per (model version, k) until few remain unasked."""
+        cached = self._candidates
+        if cached.get("key") == (version, k):
+            remaining = int((~exclude[cached["idx"]]).sum())
+            if remaining >= max(8 * n, min(256, int((~exclude).sum()))):
+                return cached["idx"], cached["sims"]
+        available = np.flatnonzero(~exclude)
+        if len(available) > self.max_candidates:
+            available = self._rng.choice(available, size=self.max_candidates, replace=False)
+        _, sims = knn(embeddings, available, k)
+        self._candidates = {"key": (version, k), "idx": available, "sims": sims}
+        return available, sims
+
+    def _embed_all(self, model: Any, progress: dict | None = None) -> np.ndarray:
+        parts = []
+        for start in range(0, len(self.contents), self.chunk):
+            parts.append(np.asarray(self.embed_fn(model, self.contents[start : start + self.chunk]), np.float32))
+            if progress is not None:
+                progress["done"] = min(start + self.chunk, len(self.contents))
+                time.sleep(0)  # let request threads in between chunks
+        return np.concatenate(parts)
+
+    def _reembed_to(self, record: dict) -> None:
+        try:
+            model = copy.deepcopy(self.model)
+            self.workdir.load_checkpoint_into(model, record)
+            embeddings = l2_normalize(self._embed_all(model, self._reembed))
+            with self._guard:
+                self.model, self.embeddings, self.version = model, embeddings, record["version"]
+        except Exception:  # noqa: BLE001 - reported through /status, the old embeddings stay in use
+            self._error = traceback.format_exc(limit=3)
+
+    def refresh(self) -> None:
+        """Start re-embedding if a newer checkpoint exists and no re-embedding is running."""
+        record = self.workdir.latest_checkpoint()
+        if record is None or record["version"] <= self._reembed["target"]:
+            return
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._reembed = {"target": record["version"], "done": 0, "total": len(self.ids)}
+        self._thread = threading.Thread(target=self._reembed_to, args=(record,), daemon=True)
+        self._thread.start()
+
+    def _labelled(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        labels = self.store.labels()
+        q = np.fromiter((self.index_of[lab.query_id] for lab in labels), np.int64, len(labels))
+        m = np.fromiter((self.index_of[lab.match_id] for lab in labels), np.int64, len(labels))
+        y = np.fromiter((lab.label for lab in labels), np.int64, len(labels))
+        return q, m, y
+
+    @requests(on="/questions")
+    def questions(self, parameters: dict, **kwargs: Any) -> dict:
+        """The next questions: ``[{"query_id", "matches": [{"id", "score"}]}]``, chosen by the current model.
+
+        ``parameters``: ``n``, ``k``, ``strategy``, ``client``; ``pin`` (a query id) asks the same query again
+        with its next unlabelled matches.
+        """
+        self.refresh()
+        n = int(parameters.get("n", DEFAULT_SETTINGS["questions"]))
+        k = int(parameters.get("k", DEFAULT_SETTINGS["top_k"]))
+        strategy = parameters.get("strategy") or DEFAULT_SETTINGS["strategy"]
+        check_settings({"questions": n, "top_k": k, "strategy": strategy})
+        client = str(parameters.get("client") or "")
+        pin = parameters.get("pin")
+        with self._guard:
+            embeddings, version = self.embeddings, self.version
+        q, m, y = self._labelled()
+        if pin:
+            if pin not in self.index_of:
+                raise LabelError(f"unknown document id {pin!r} to pin")
+            query = np.asarray([self.index_of[pin]])
+            exclude = np.zeros(len(self.ids), dtype=bool)
+            exclude[m[q == query[0]]] = True
+        else:
+            now = time.time()
+            self._reserved = {
+                i: (c, t) for i, (c, t) in self._reserved.items() if c != client and now - t < RESERVATION_SECONDS
+            }
+            asked = np.zeros(len(self.ids), dtype=bool)
+            asked[q] = True
+            asked[list(self._reserved)] = True
+            pos, neg = pair_similarities(embeddings, q, m, y)
+            cache = self._candidate_sims(embeddings, version, k, asked, n) if strategy == "uncertainty" else None
+            query = select_queries(
+                embeddings, n, strategy, k=k, exclude=asked, seeds=np.unique(q), pos_sims=pos, neg_sims=neg,
+                max_candidates=self.max_candidates, rng=self._rng, candidate_sims=cache,
+            )
+            for i in query:
+                self._reserved[int(i)] = (client, now)
+            exclude = None
+        if not len(query):
+            return {"questions": [], "model_version": version, "strategy": strategy}
+        neighbours, sims = knn(embeddings, query, k, exclude=exclude)
+        questions = [
+            {
+                "query_id": self.ids[qi],
+                "matches": [
+                    {"id": self.ids[j], "score": round(float(s), 4)} for j, s in zip(row, srow) if np.isfinite(s)
+                ],
+            }
+            for qi, row, srow in zip(query, neighbours, sims)
+        ]
+        return {"questions": questions, "model_version": version, "strategy": strategy}
+
+    @requests(on="/status")
+    def status(self, **kwargs: Any) -> dict:
+        """Model version in use, re-embedding progress and the labelled-match mAP under the current model."""
+        self.refresh()
+        with self._guard:
+            embeddings, version = self.embeddings, self.version
+        q, m, y = self._labelled()
+        score = labelled_map(embeddings, q, m, y)
+        return {
+            "model_version": version,
+            "reembedding": {**self._reembed, "running": bool(self._thread and self._thread.is_alive())},
+            "label_map": score,
+            "error": self._error,
+        }
+
+
+class TunerExecutor(Executor):
+    """Fine-tunes the model on the session data in a background thread; writes a checkpoint after each fit."""
+
+    def __init__(self, workdir: str, session: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        _one_thread_for_torch()
+        objects = _objects(session)
+        self.workdir = Workdir(workdir)
+        self.model = objects.model
+        self.train_fn = objects.train_fn
+        record = self.workdir.load_checkpoint_into(self.model)
+        self._state: dict[str, Any] = {
+            "running": False,
+            "fits": 0,
+            "version": record["version"] if record else 0,
+            "metrics": record["metrics"] if record else {},
+            "error": None,
+            "started": None,
+            "finished": None,
+        }
+        self._guard = threading.Lock()
+
+    def _fit(self, sessions: DocumentArray, epochs: int) -> None:
+        try:
+            metrics = dict(self.train_fn(self.model, sessions, epochs) or {})
+            metrics.update(epochs=epochs, queries=len(sessions), labels=sum(len(d.matches) for d in sessions))
+            state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            record = self.workdir.write_checkpoint(state, metrics)
+            update = {"version": record["version"], "metrics": metrics, "error": None}
+        except Exception as exc:  # noqa: BLE001 - reported through /status
+            update = {"error": f"{type(exc).__name__}: {exc}"}
+        with self._guard:
+            self._state.update(update, running=False, finished=time.time())
+            self._state["fits"] += 1
+
+    @requests(on="/fit")
+    async def fit(self, docs: DocumentArray, parameters: dict, **kwargs: Any) -> dict:
+        """Start a fit on ``docs`` (session data) in the background; refuses while one runs."""
+        epochs = check_settings({"epochs": parameters.get("epochs", DEFAULT_SETTINGS["epochs"])})["epochs"]
+        if not any(len(d.matches) for d in docs):
+            raise LabelError("nothing to fit on yet: label some matches first")
+        with self._guard:
+            if self._state["running"]:
+                return {"started": False, "reason": "a fit is already running", **self._state}
+            self._state.update(running=True, started=time.time(), error=None)
+        threading.Thread(target=self._fit, args=(docs, epochs), daemon=True).start()
+        return {"started": True, **self._state}
+
+    @requests(on="/fit_status")
+    async def fit_status(self, **kwargs: Any) -> dict:
+        """Whether a fit runs, how many finished, the newest checkpoint's version and metrics."""
+        with self._guard:
+            return dict(self._state)
+
+    @requests(on="/save")
+    async def save(self, parameters: dict, **kwargs: Any) -> dict:
+        """Save the newest fitted model to ``exports/model.pt`` (whole torch model) and return the path."""
+        import io
+
+        import torch
+
+        from finetuner.labeler.pool import atomic_write_bytes
+
+        model = copy.deepcopy(self.model)
+        if self._state["running"]:  # mid-fit weights are half-trained: save the newest finished checkpoint
+            self.workdir.load_checkpoint_into(model)
+        buffer = io.BytesIO()
+        torch.save(model, buffer)
+        path = self.workdir.exports / "model.pt"
+        atomic_write_bytes(path, buffer.getvalue())
+        return {"path": str(path), "version": self._state["version"]}

@@ -1,0 +1,130 @@
+"""Simulated labelling: answer the Labeler's questions from true class labels, to compare strategies offline.
+
+No Flow and no browser: the strategy functions pick queries, the top-k neighbours under the current model are
+"labelled" relevant iff they share the query's class, the model is fine-tuned with the same ``train_fn`` the
+Labeler uses, and mAP@R on a held-out set is recorded after every round. Used by the tests and
+``benchmarks/labeler.py``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from finetuner.labeler.strategies import knn, l2_normalize, pair_similarities, select_queries
+from finetuner.labeler.training import LABEL_TAG, EmbedFn, TrainFn
+
+
+def map_at_r(embeddings: np.ndarray, labels: np.ndarray) -> float:
+    """mAP@R (Musgrave et al.): for each item, average precision over its R nearest neighbours, R = class size - 1.
+
+    Cosine similarity. Computed here until ``finetuner.evaluation`` lands; then this should call it.
+    """
+    labels = np.asarray(labels)
+    emb = l2_normalize(embeddings)
+    sims = emb @ emb.T
+    np.fill_diagonal(sims, -np.inf)
+    order = np.argsort(-sims, axis=1, kind="stable")
+    scores = []
+    for i in range(len(labels)):
+        r = int((labels == labels[i]).sum()) - 1
+        if r <= 0:
+            continue
+        rel = labels[order[i, :r]] == labels[i]
+        precision = np.cumsum(rel) / np.arange(1, r + 1)
+        scores.append(float((precision * rel).sum() / r))
+    return float(np.mean(scores))
+
+
+@dataclass
+class SimulationResult:
+    """One strategy's learning curve: labels given so far and held-out mAP@R after each round."""
+
+    strategy: str
+    labels: list[int] = field(default_factory=list)
+    map_at_r: list[float] = field(default_factory=list)
+    select_ms: list[float] = field(default_factory=list)
+
+    def labels_to_reach(self, target: float) -> int | None:
+        """The fewest labels after which mAP@R reached ``target`` (None if it never did)."""
+        for count, value in zip(self.labels, self.map_at_r):
+            if value >= target:
+                return count
+        return None
+
+    def value_at(self, labels: int) -> float:
+        """mAP@R after the last round that used at most ``labels`` labels."""
+        best = self.map_at_r[0]
+        for count, value in zip(self.labels, self.map_at_r):
+            if count <= labels:
+                best = value
+        return best
+
+
+def session_docs_from_indices(
+    contents: np.ndarray, queries: list[int], matches: list[list[int]], labels: list[list[int]]
+) -> Any:
+    """Build session-shaped Documents (query + labelled matches) from pool indices."""
+    from docarray import Document, DocumentArray
+
+    docs = DocumentArray()
+    for q, ms, ls in zip(queries, matches, labels):
+        query = Document(id=f"q{q}", tensor=contents[q])
+        for m, label in zip(ms, ls):
+            query.matches.append(Document(id=f"m{m}", tensor=contents[m], tags={LABEL_TAG: int(label)}))
+        docs.append(query)
+    return docs
+
+
+def simulate(
+    model_factory: Callable[[], Any],
+    pool_x: np.ndarray,
+    pool_y: np.ndarray,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    *,
+    strategy: str,
+    embed_fn: EmbedFn,
+    train_fn: TrainFn,
+    rounds: int,
+    questions: int = 5,
+    top_k: int = 10,
+    epochs: int = 3,
+    seed: int = 0,
+) -> SimulationResult:
+    """Label ``rounds`` rounds of ``questions`` queries x ``top_k`` matches, training after each round."""
+    rng = np.random.default_rng(seed)
+    model = model_factory()
+    result = SimulationResult(strategy)
+    result.labels.append(0)
+    result.map_at_r.append(map_at_r(embed_fn(model, test_x), test_y))
+    asked = np.zeros(len(pool_x), dtype=bool)
+    queries: list[int] = []
+    matches: list[list[int]] = []
+    answers: list[list[int]] = []
+    for _ in range(rounds):
+        emb = l2_normalize(embed_fn(model, pool_x))
+        flat_q = np.repeat(queries, [len(m) for m in matches]) if queries else np.empty(0, np.int64)
+        flat_m = np.concatenate(matches) if matches else np.empty(0, np.int64)
+        flat_l = np.concatenate(answers) if answers else np.empty(0, np.int64)
+        pos, neg = pair_similarities(emb, flat_q, flat_m, flat_l)
+        start = time.perf_counter()
+        picked = select_queries(
+            emb, questions, strategy, k=top_k, exclude=asked, seeds=np.asarray(queries, np.int64),
+            pos_sims=pos, neg_sims=neg, rng=rng,
+        )
+        neighbours, _ = knn(emb, picked, top_k)
+        result.select_ms.append((time.perf_counter() - start) * 1000)
+        for q, ms in zip(picked, neighbours):
+            asked[q] = True
+            queries.append(int(q))
+            matches.append(ms)
+            answers.append(np.where(pool_y[ms] == pool_y[q], 1, -1))
+        train_fn(model, session_docs_from_indices(pool_x, queries, matches, answers), epochs)
+        result.labels.append(int(sum(len(m) for m in matches)))
+        result.map_at_r.append(map_at_r(embed_fn(model, test_x), test_y))
+    return result
