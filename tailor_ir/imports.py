@@ -39,11 +39,20 @@ def _quiet_tensorflow() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def import_torch() -> ModuleType:
-    """Import torch, loading triton (CUDA builds) with DEEPBIND first so TensorFlow cannot break it."""
+def preload_isolated_libraries() -> None:
+    """DEEPBIND-load triton (shipped by CUDA builds of torch) without importing torch itself.
+
+    Call this before code that may ``import torch`` directly (test modules, user scripts) in a process that
+    also loads TensorFlow or Paddle; a no-op when triton is absent or already loaded.
+    """
     if "torch" not in sys.modules:
         with contextlib.suppress(ImportError):
             _import_deepbind("triton")
+
+
+def import_torch() -> ModuleType:
+    """Import torch, loading triton (CUDA builds) with DEEPBIND first so TensorFlow cannot break it."""
+    preload_isolated_libraries()
     return importlib.import_module("torch")
 
 

@@ -24,3 +24,9 @@ os.environ.update(
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # the reference zoo lives in the repo, not in site-packages
     sys.path.insert(0, str(ROOT))
+
+# Test modules import torch, TensorFlow and Paddle directly, in collection order: keep triton's LLVM isolated
+# first (ENVIRONMENT.md), exactly as tailor_ir does for library users.
+from tailor_ir.imports import preload_isolated_libraries  # noqa: E402
+
+preload_isolated_libraries()
