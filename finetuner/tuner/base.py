@@ -25,6 +25,7 @@ from finetuner.tuner.optim import check_optimizer, check_scheduler
 
 CHECKPOINT_STEM = "training_checkpoint"
 CHECKPOINT_FORMAT = 1
+EVAL_DATA_OPTIONS = ("preprocess_fn", "collate_fn", "num_workers")
 
 __all__ = ["BaseTuner", "BatchLoader", "TunerState", "atomic_write"]
 
@@ -274,7 +275,11 @@ class BaseTuner(ABC):
         if len(loader) == 0:
             raise ValueError("train_data gives no batch: pass more data or a smaller batch_size")
         self.train_loader = loader
-        extra = [] if eval_data is None else [EvaluationCallback(eval_data, batch_size=eval_batch_size)]
+        eval_options = {k: v for k, v in loader_options.items() if k in EVAL_DATA_OPTIONS}
+        extra = (
+            [] if eval_data is None
+            else [EvaluationCallback(eval_data, batch_size=eval_batch_size, data_options=eval_options)]
+        )
         self.callbacks = sorted([*(callbacks or []), *extra], key=lambda cb: cb.order)
         self.state = TunerState(num_epochs=epochs, num_batches=len(loader))
         self._position = (0, 0)

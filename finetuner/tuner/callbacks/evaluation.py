@@ -22,6 +22,8 @@ class EvaluationCallback(Callback):
     ``evaluate_fn(query_emb, query_labels, index_emb, index_labels, **metric_options) -> dict`` defaults to
     ``finetuner.evaluation.evaluate_embeddings``. Metric names get ``prefix``. ``fit(eval_data=...)`` adds
     one of these for you; the tuner calls :meth:`evaluate` between ``on_val_begin`` and ``on_val_end``.
+    ``data_options`` (``preprocess_fn``, ``collate_fn``, ``num_workers``) go to the evaluation loader, so text
+    is tokenised exactly as in training.
     """
 
     def __init__(
@@ -31,6 +33,7 @@ class EvaluationCallback(Callback):
         batch_size: int = 256,
         prefix: str = "",
         evaluate_fn: EvaluateFn | None = None,
+        data_options: dict[str, Any] | None = None,
         **metric_options: Any,
     ):
         self.query_data = query_data
@@ -39,11 +42,12 @@ class EvaluationCallback(Callback):
         self.prefix = prefix
         self.evaluate_fn = evaluate_fn
         self.metric_options = metric_options
+        self.data_options = dict(data_options or {})
 
     def _embed(self, tuner: BaseTuner, data: Any) -> tuple[np.ndarray, np.ndarray]:
         from finetuner.tuner.base import _make_loader
 
-        loader = _make_loader(data, self.batch_size, shuffle=False, seed=0)
+        loader = _make_loader(data, self.batch_size, shuffle=False, seed=0, **self.data_options)
         embeddings, labels = [], []
         for batch in loader:
             embeddings.append(tuner._embed_batch(batch.contents))
