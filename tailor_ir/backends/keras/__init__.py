@@ -21,6 +21,8 @@ layer patterns miss; B's only gain, a Keras-native ``summary()``, costs static s
 - the model saves as ``.keras`` and loads back in a fresh process once this package is imported
   (``OnnxGraphLayer`` is registered with ``keras.saving``); its config carries the graph without the
   variables' data, which Keras stores itself;
+- ``current_initializers(model)`` reads back every weight and BN statistic by initializer name, so trained
+  values can be written into the ONNX graph;
 - a node without a converter raises ``UnsupportedOpError`` before anything is built; ``rehydrate(...,
   check=True)`` compares the model with onnxruntime and raises ``EquivalenceError`` beyond 1e-4 relative.
 """
@@ -29,5 +31,6 @@ from __future__ import annotations
 
 from .layer import OnnxGraphLayer, graph_layer, rehydrate
 from .registry import converter, supported_ops
+from .state import current_initializers
 
-__all__ = ["OnnxGraphLayer", "converter", "graph_layer", "rehydrate", "supported_ops"]
+__all__ = ["OnnxGraphLayer", "converter", "current_initializers", "graph_layer", "rehydrate", "supported_ops"]
