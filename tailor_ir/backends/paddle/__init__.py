@@ -5,12 +5,14 @@ Every initializer named in ``graph.weights`` becomes exactly one paddle Paramete
 constants (never int64 parameters). Patterns with a real paddle layer become one (Conv1D/2D/3D, Linear,
 BatchNorm, LayerNorm, Embedding, LSTM/GRU, Dropout); everything else runs as paddle functions. BatchNorm
 running statistics update in train mode; Dropout is random in train mode and identity in eval mode.
-``rehydrate(..., check=True)`` compares the layer with onnxruntime. Paddle is imported with RTLD_DEEPBIND.
+``rehydrate(..., check=True)`` compares the layer with onnxruntime. ``current_initializers(layer)`` gives the
+current value of every initializer the layer holds as state (weights, BatchNorm statistics) by ONNX name, for
+writing a trained layer back into its graph. Paddle is imported with RTLD_DEEPBIND.
 """
 
 from __future__ import annotations
 
-from .layer import RehydratedLayer, rehydrate
+from .layer import RehydratedLayer, current_initializers, rehydrate
 from .registry import converter, supported_ops
 
-__all__ = ["RehydratedLayer", "converter", "rehydrate", "supported_ops"]
+__all__ = ["RehydratedLayer", "converter", "current_initializers", "rehydrate", "supported_ops"]

@@ -54,6 +54,8 @@ class RehydratedLayer(paddle.nn.Layer):
         self.input_names = list(input_names)
         self.output_names = list(output_names)
 
+    _statistics: dict[str, tuple[Any, str]] = {}
+
     @property
     def weight_names(self) -> dict[str, Any]:
         """Initializer (ONNX / user) name -> its parameter."""
@@ -106,6 +108,25 @@ def _bind(names: list[str], args: tuple[Any, ...], kwargs: dict[str, Any]) -> tu
     return tuple(values)
 
 
+def current_initializers(model: RehydratedLayer) -> dict[str, np.ndarray]:
+    """The current value of every graph initializer ``model`` holds as state, by ONNX initializer name.
+
+    That is every weight (trainable or frozen; one entry per initializer, tied weights once) and the running
+    mean/variance of every BatchNormalization, as numpy copies: write them into the
+    Graph ``model`` was rehydrated from (``finetuner.export``) to get an ONNX model that computes what ``model``
+    computes in eval mode. Constants the exporter made (shapes, int tables) never change and are not included.
+    """
+    if not isinstance(model, RehydratedLayer):
+        raise TypeError(
+            f"current_initializers needs a model built by tailor_ir.backends.paddle.rehydrate (or "
+            f"finetuner.tailor.to_embedding), got {type(model).__module__}.{type(model).__qualname__}"
+        )
+    values = {name: np.array(param.numpy(), copy=True) for name, param in model.weight_names.items()}
+    for name, (layer, buffer) in model._statistics.items():
+        values[name] = np.array(getattr(layer, buffer).numpy(), copy=True)
+    return values
+
+
 # --------------------------------------------------------------------------- checks
 def _versions(model: onnx.ModelProto) -> dict[str, int]:
     return {("" if imp.domain == "ai.onnx" else imp.domain): int(imp.version) for imp in model.opset_import}
@@ -133,6 +154,7 @@ def rehydrate(graph: Graph, check: bool = True, sample_inputs: Any = None) -> Re
     nodes = paddle.nn.Layer()
     steps: list[tuple[Any, tuple[str, ...], tuple[str, ...]]] = []
     runtime_consts: set[str] = set()
+    statistics: dict[str, tuple[Any, str]] = {}  # BN running mean/var initializer -> (layer, buffer name)
     for node in model.graph.node:
         domain = "" if node.domain == "ai.onnx" else node.domain
         fn = find(node.op_type, versions.get(domain, 0), domain)
@@ -147,10 +169,14 @@ def rehydrate(graph: Graph, check: bool = True, sample_inputs: Any = None) -> Re
             raise err from exc
         if converted.layer:
             nodes.add_sublayer(_safe(node.name, nodes), converted.fn)
+            if node.op_type == "BatchNormalization" and len(node.input) >= 5:
+                statistics[node.input[3]] = (converted.fn, "_mean")
+                statistics[node.input[4]] = (converted.fn, "_variance")
         runtime_consts.update(i for i in converted.inputs if i in consts)
         steps.append((converted.fn, converted.inputs, tuple(node.output)))
     used = {name: consts[name] for name in consts if name in runtime_consts}
     layer = RehydratedLayer(steps, nodes, tree, params, used, graph.input_names, graph.output_names)
+    layer._statistics = {name: slot for name, slot in statistics.items() if name in graph.initializers}
     layer.eval()
     if check:
         check_equivalence(layer, graph, sample_inputs)
@@ -210,51 +236,10 @@ def _place(tree: paddle.nn.Layer, name: str, param: Any) -> tuple[paddle.nn.Laye
 
 
 # --------------------------------------------------------------------------- equivalence
-def random_inputs(graph: Graph, batch: int = 2, seq: int = 8, seed: int = 0) -> dict[str, np.ndarray]:
-    """Random inputs from the graph's input types; token ids stay below the embedding table they index."""
-    rng = np.random.default_rng(seed)
-    feeds: dict[str, np.ndarray] = {}
-    for value in graph.model.graph.input:
-        if value.name not in graph.input_names:
-            continue
-        tt = value.type.tensor_type
-        shape = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (batch if axis == 0 else seq)
-                 for axis, d in enumerate(tt.shape.dim)]
-        dtype = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)
-        if np.issubdtype(dtype, np.floating):
-            feeds[value.name] = rng.standard_normal(shape).astype(dtype)
-        elif dtype == np.bool_:
-            feeds[value.name] = np.ones(shape, dtype=bool)
-        elif "mask" in value.name.lower():
-            feeds[value.name] = np.ones(shape, dtype=dtype)
-        else:
-            feeds[value.name] = rng.integers(0, _index_bound(graph, value.name), size=shape).astype(dtype)
-    return feeds
-
-
-def _index_bound(graph: Graph, name: str) -> int:
-    """The smallest first dimension of a table this input indexes through Gather (token ids), else 2."""
-    bounds = []
-    frontier, seen = [name], set()
-    while frontier:
-        value = frontier.pop()
-        if value in seen:
-            continue
-        seen.add(value)
-        for node in graph.consumers.get(value, []):
-            if node.op_type == "Gather" and len(node.input) > 1 and node.input[1] == value:
-                shape = graph.shape_of(node.input[0])
-                if shape and isinstance(shape[0], int) and shape[0] > 0:
-                    bounds.append(shape[0])
-            elif node.op_type in ("Cast", "Unsqueeze", "Reshape", "Identity", "Squeeze", "Flatten"):
-                frontier.extend(o for o in node.output if o)
-    return min(bounds) if bounds else 2
-
-
 def check_equivalence(model: RehydratedLayer, graph: Graph, sample_inputs: Any = None, rtol: float = 1e-4) -> None:
     """Compare the layer (eval mode) with onnxruntime; raise EquivalenceError beyond ``rtol`` relative."""
     from ... import runtime
-    from ...samples import as_feed
+    from ...samples import as_feed, random_inputs
 
     feed = random_inputs(graph) if sample_inputs is None else as_feed(sample_inputs, graph.input_names)
     expected = runtime.run(graph, feed)
