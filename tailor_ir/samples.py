@@ -10,12 +10,20 @@ embedding table of V rows -> 16 int64 token ids below V, a Hugging Face model ->
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from tailor_ir.graph import Graph
 
 SAMPLE_BATCH = 2
 SAMPLE_TOKENS = 16
 IMAGE_SIDE = {1: 224, 2: 224, 3: 32}  # spatial size per conv dimensionality (1-D: length)
+# ops between an integer input and the Gather it indexes (reshaping, casting, negative-index wrapping)
+INDEX_PATH_OPS = frozenset(
+    {"Cast", "Unsqueeze", "Reshape", "Identity", "Squeeze", "Flatten", "Less", "Not", "Where", "Add", "Mul"}
+)
 
 
 def _random(shape: Sequence[int], dtype: str, high: int | None, seed: int = 0) -> np.ndarray:
@@ -107,3 +115,53 @@ def as_feed(sample: object, input_names: Sequence[str]) -> dict[str, np.ndarray]
     if len(items) != len(input_names):
         raise ValueError(f"the model takes {len(input_names)} inputs {input_names}, the sample has {len(items)}.")
     return {n: to_numpy(v) for n, v in zip(input_names, items)}
+
+
+def random_inputs(graph: Graph, batch: int = 2, seq: int = 8, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random inputs from a graph's input types (the backends' equivalence checks use them).
+
+    Dynamic axes get ``batch`` (axis 0) or ``seq``; floats are standard normal, booleans and ``*mask*`` inputs
+    all ones, other integers (token ids) stay below the smallest table each one indexes through Gather.
+    """
+    import onnx
+
+    rng = np.random.default_rng(seed)
+    feeds: dict[str, np.ndarray] = {}
+    for value in graph.model.graph.input:
+        if value.name not in graph.input_names:
+            continue
+        tt = value.type.tensor_type
+        shape = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (batch if axis == 0 else seq)
+                 for axis, d in enumerate(tt.shape.dim)]
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)
+        if np.issubdtype(dtype, np.floating):
+            feeds[value.name] = rng.standard_normal(shape).astype(dtype)
+        elif dtype == np.bool_:
+            feeds[value.name] = np.ones(shape, dtype=bool)
+        elif "mask" in value.name.lower():
+            feeds[value.name] = np.ones(shape, dtype=dtype)
+        else:
+            feeds[value.name] = rng.integers(0, _index_bound(graph, value.name), size=shape).astype(dtype)
+    return feeds
+
+
+def _index_bound(graph: Graph, name: str) -> int:
+    """The smallest first dimension of a table this input indexes through Gather (token ids), else 2.
+
+    The path may reshape and cast the ids, and wrap negative ones (tf2onnx: ``Where(Less(i, 0), i + V, i)``).
+    """
+    bounds = []
+    frontier, seen = [name], set()
+    while frontier:
+        value = frontier.pop()
+        if value in seen:
+            continue
+        seen.add(value)
+        for node in graph.consumers.get(value, []):
+            if node.op_type == "Gather" and len(node.input) > 1 and node.input[1] == value:
+                shape = graph.shape_of(node.input[0])
+                if shape and isinstance(shape[0], int) and shape[0] > 0:
+                    bounds.append(shape[0])
+            elif node.op_type in INDEX_PATH_OPS:
+                frontier.extend(o for o in node.output if o)
+    return min(bounds) if bounds else 2

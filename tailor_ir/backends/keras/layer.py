@@ -202,35 +202,10 @@ def graph_layer(model: Any) -> OnnxGraphLayer:
 
 
 # --------------------------------------------------------------------------- equivalence
-def random_inputs(graph: Graph, batch: int = 2, seq: int = 8, seed: int = 0) -> dict[str, np.ndarray]:
-    """Random inputs from the graph's input types; integer inputs stay below the smallest Gather table."""
-    rng = np.random.default_rng(seed)
-    tables = [graph.initializers[n.input[0]].dims[0] for n in graph.model.graph.node
-              if n.op_type == "Gather" and n.input[0] in graph.initializers]
-    bound = int(min(tables)) if tables else 2
-    feeds = {}
-    for value in graph.model.graph.input:
-        if value.name not in graph.input_names:
-            continue
-        tt = value.type.tensor_type
-        shape = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (batch if i == 0 else seq)
-                 for i, d in enumerate(tt.shape.dim)]
-        dtype = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)
-        if np.issubdtype(dtype, np.floating):
-            feeds[value.name] = rng.standard_normal(shape).astype(dtype)
-        elif dtype == np.bool_:
-            feeds[value.name] = np.ones(shape, dtype=bool)
-        elif "mask" in value.name.lower():
-            feeds[value.name] = np.ones(shape, dtype=dtype)
-        else:
-            feeds[value.name] = rng.integers(0, bound, size=shape).astype(dtype)
-    return feeds
-
-
 def check_equivalence(model: Any, graph: Graph, sample_inputs: Any = None, rtol: float = 1e-4) -> None:
     """Compare the model (inference mode) with onnxruntime; raise EquivalenceError beyond ``rtol`` relative."""
     from ... import runtime
-    from ...samples import as_feed
+    from ...samples import as_feed, random_inputs
 
     feed = random_inputs(graph) if sample_inputs is None else as_feed(sample_inputs, graph.input_names)
     expected = runtime.run(graph, feed)
