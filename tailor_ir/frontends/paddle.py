@@ -79,6 +79,7 @@ def export(
     _restore_dropout(proto)
     _constants_to_initializers(proto)
     _remove_identities(proto)
+    _flatten_reshapes(proto)
     _name_nodes(proto)
     _name_dynamic_dims(proto)
     params, rename = _parameter_names(model, proto)
@@ -267,6 +268,57 @@ def _remove_identities(proto: onnx.ModelProto) -> None:
         node.input[:] = [alias.get(i, i) for i in node.input]
     del g.node[:]
     g.node.extend(keep)
+
+
+def _flatten_reshapes(proto: onnx.ModelProto) -> None:
+    """``Reshape(x, Concat(Slice(Shape(x), [0], [k]), [-1]))`` (paddle's ``flatten(x, k)``) becomes
+    ``Flatten(x, axis=k)``, whose feature size ONNX shape inference knows (the -1 beside a dynamic batch hides it,
+    and a projection head needs it)."""
+    g = proto.graph
+    consts = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    producers = {o: n for n in g.node for o in n.output}
+    readers: dict[str, int] = {}
+    for node in g.node:
+        for name in node.input:
+            readers[name] = readers.get(name, 0) + 1
+    outputs = {o.name for o in g.output}
+
+    def ints(name: str) -> list[int] | None:
+        value = consts.get(name)
+        return None if value is None else [int(v) for v in np.asarray(value).reshape(-1)]
+
+    dead: set[int] = set()
+    for node in g.node:
+        if node.op_type != "Reshape" or len(node.input) != 2 or any(a.name == "allowzero" and a.i for a in node.attribute):
+            continue
+        concat = producers.get(node.input[1])
+        if concat is None or concat.op_type != "Concat" or len(concat.input) != 2:
+            continue
+        head, tail = producers.get(concat.input[0]), ints(concat.input[1])
+        if head is None or head.op_type != "Slice" or tail != [-1] or len(head.input) < 3:
+            continue
+        shape = producers.get(head.input[0])
+        starts, ends = ints(head.input[1]), ints(head.input[2])
+        axes = ints(head.input[3]) if len(head.input) > 3 and head.input[3] else [0]
+        steps = ints(head.input[4]) if len(head.input) > 4 and head.input[4] else [1]
+        if (shape is None or shape.op_type != "Shape" or shape.input[0] != node.input[0] or shape.attribute
+                or starts != [0] or axes != [0] or steps != [1] or not ends or not 0 < ends[0] < 2**31):
+            continue
+        node.op_type = "Flatten"
+        node.name = node.name.replace("Reshape", "Flatten", 1)
+        readers[node.input[1]] -= 1
+        del node.input[1:]
+        del node.attribute[:]  # allowzero=0 is Reshape's
+        node.attribute.append(helper.make_attribute("axis", ends[0]))
+        for helper_node in (concat, head, shape):  # the shape arithmetic, unless something else reads it
+            if readers.get(helper_node.output[0], 0) == 0 and helper_node.output[0] not in outputs:
+                dead.add(id(helper_node))
+                for name in helper_node.input:
+                    readers[name] = readers.get(name, 0) - 1
+    if dead:
+        keep = [n for n in g.node if id(n) not in dead]
+        del g.node[:]
+        g.node.extend(keep)
 
 
 def _read_elsewhere(g: onnx.GraphProto, value: str, skip: onnx.NodeProto) -> bool:
