@@ -190,11 +190,11 @@ class KerasTuner(BaseTuner):
         labels = np.asarray(batch.labels)
         if isinstance(self.loss, keras_losses.KerasLoss):
             self.loss.validate_labels(labels)
-        self._set_learning_rate()
         with tf.device(self._tf_device):
             inputs = _to_tensor(batch.contents)
             loss = self._step_fn(inputs, tf.constant(labels) if self._compiled else labels)
         self._sched_step += 1
+        self._set_learning_rate()  # as PyTorch's scheduler.step(): the rate of the next step
         return float(loss)
 
     def _embed_batch(self, contents: Any) -> np.ndarray:
@@ -208,16 +208,24 @@ class KerasTuner(BaseTuner):
         return {k: np.array(v.numpy()) for k, v in zip(_unique_keys(variables), variables)}
 
     def set_weights(self, weights: dict[str, np.ndarray]) -> None:
+        """Load by variable path; when the paths differ only by Keras's auto-numbered names (another instance of
+        the same architecture: ``dense_4`` vs ``dense_2``), load in order if every shape matches."""
         variables = list(self.model.variables)
         keys = _unique_keys(variables)
-        missing = sorted(set(keys) - set(weights))
-        unexpected = sorted(set(weights) - set(keys))
-        if missing or unexpected:
-            raise ValueError(
-                f"the weights do not fit this model: missing {missing[:5]}, unexpected {unexpected[:5]}"
-            )
-        for key, var in zip(keys, variables):
-            var.assign(np.asarray(weights[key], dtype=var.dtype))
+        if set(keys) == set(weights):
+            values = [weights[key] for key in keys]
+        else:
+            values = list(weights.values())
+            if len(values) != len(variables) or any(
+                tuple(np.shape(a)) != tuple(v.shape) for a, v in zip(values, variables)
+            ):
+                missing = sorted(set(keys) - set(weights))[:5]
+                raise ValueError(
+                    f"the weights do not fit this model ({len(values)} arrays for {len(variables)} variables; "
+                    f"e.g. no value for {missing}): load weights saved from the same architecture"
+                )
+        for var, value in zip(variables, values):
+            var.assign(np.asarray(value, dtype=var.dtype))
 
     def backend_state_dict(self) -> dict[str, Any]:
         loss = [np.array(v.numpy()) for v in self.loss.variables] if isinstance(self.loss, keras.layers.Layer) else []
