@@ -20,24 +20,10 @@ from finetuner.labeler.training import LABEL_TAG, EmbedFn, TrainFn
 
 
 def map_at_r(embeddings: np.ndarray, labels: np.ndarray) -> float:
-    """mAP@R (Musgrave et al.): for each item, average precision over its R nearest neighbours, R = class size - 1.
+    """Held-out mAP@R (cosine; each item searches all the others) by :func:`finetuner.evaluation.evaluate_embeddings`."""
+    from finetuner.evaluation import evaluate_embeddings
 
-    Cosine similarity. Computed here until ``finetuner.evaluation`` lands; then this should call it.
-    """
-    labels = np.asarray(labels)
-    emb = l2_normalize(embeddings)
-    sims = emb @ emb.T
-    np.fill_diagonal(sims, -np.inf)
-    order = np.argsort(-sims, axis=1, kind="stable")
-    scores = []
-    for i in range(len(labels)):
-        r = int((labels == labels[i]).sum()) - 1
-        if r <= 0:
-            continue
-        rel = labels[order[i, :r]] == labels[i]
-        precision = np.cumsum(rel) / np.arange(1, r + 1)
-        scores.append(float((precision * rel).sum() / r))
-    return float(np.mean(scores))
+    return evaluate_embeddings(embeddings, labels, metrics=["mAP@R"])["mAP@R"]
 
 
 @dataclass

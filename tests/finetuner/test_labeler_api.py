@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import time
 import urllib.error
 import urllib.request
 
@@ -152,3 +153,64 @@ def test_exported_labels_are_session_data_that_fit_takes(labeler):
         assert query.tensor is not None and len(query.matches)
         assert {m.tags["finetuner_label"] for m in query.matches} <= {1, -1}
         assert all(m.tensor is not None for m in query.matches)
+    from finetuner.tuner import tuner_class
+
+    state = tuner_class("torch")(torch.nn.Linear(64, 8)).fit(sessions, epochs=1, batch_size=8)
+    assert state.global_step >= 1
+
+
+def test_run_blocks_until_stop_and_returns_the_model_with_the_newest_fitted_weights(tmp_path):
+    """What ``finetuner.fit(..., interactive=True)`` relies on: run() returns the tuned model object."""
+    import threading
+    import types
+
+    from docarray import Document, DocumentArray
+    from jina.helper import random_port
+    from sklearn.datasets import load_digits
+
+    from finetuner.labeler import run
+    from finetuner.labeler.pool import Workdir
+
+    images = load_digits().data[:40].astype(np.float32) / 16
+    docs = DocumentArray(Document(id=f"r{i}", tensor=x) for i, x in enumerate(images))
+    torch.manual_seed(0)
+    model = torch.nn.Linear(64, 8)
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    lab = types.SimpleNamespace(port=random_port())
+    result: dict = {}
+    thread = threading.Thread(
+        target=lambda: result.update(model=run(model, docs, workdir=tmp_path, port=lab.port, top_k=3, epochs=2)),
+        daemon=True,
+    )
+    thread.start()
+    deadline = time.time() + 60
+    while True:
+        try:
+            if call(lab, "GET", "/api/progress")[0] == 200:
+                break
+        except OSError:
+            pass
+        assert thread.is_alive() and time.time() < deadline, "run() did not serve the Labeler"
+        time.sleep(0.3)
+    _, reply = call(lab, "GET", "/api/questions?client=run")
+    answers = [
+        {"query_id": q["query_id"], "match_id": m["id"], "label": 1 if j % 2 == 0 else -1}
+        for q in reply["questions"] for j, m in enumerate(q["matches"])
+    ]
+    assert call(lab, "POST", "/api/labels", {"labels": answers})[0] == 200
+    status, fit = call(lab, "POST", "/api/fit", {})
+    assert status == 200 and fit["started"], fit
+    while call(lab, "GET", "/api/progress")[1]["fit"]["fits"] < 1:
+        assert time.time() < deadline + 60, "the fit did not finish"
+        time.sleep(0.3)
+    assert call(lab, "GET", "/api/progress")[1]["fit"]["error"] is None
+    call(lab, "POST", "/api/stop", {})
+    thread.join(timeout=60)
+    assert not thread.is_alive(), "run() did not return after /api/stop"
+    assert result["model"] is model
+    record = Workdir(tmp_path).latest_checkpoint()
+    assert record is not None and record["version"] >= 1
+    saved = torch.load(Workdir(tmp_path).checkpoints / record["path"], weights_only=True)
+    assert any(not torch.equal(initial[k], v) for k, v in model.state_dict().items())
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, saved[key])
