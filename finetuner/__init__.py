@@ -18,6 +18,7 @@ _LAZY = {
     "export": "finetuner.exporting",
     "save": "finetuner.persistence",
     "load": "finetuner.persistence",
+    "history": "finetuner.api",
 }
 
 

@@ -70,7 +70,7 @@ def sample_feed(model: onnx.ModelProto, batch: int = 2, seq_len: int = 16, seed:
     return feed
 
 
-def _session(model: onnx.ModelProto):  # noqa: ANN202 - an onnxruntime.InferenceSession
+def cpu_session(model: onnx.ModelProto):  # noqa: ANN201 - an onnxruntime.InferenceSession
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -83,7 +83,7 @@ def max_difference(
 ) -> float:
     """The largest absolute difference between the first outputs of two models over the given feeds."""
     feeds = feeds or [sample_feed(a, batch=2, seq_len=16), sample_feed(a, batch=3, seq_len=9, seed=1)]
-    sa, sb = _session(a), _session(b)
+    sa, sb = cpu_session(a), cpu_session(b)
     worst = 0.0
     for feed in feeds:
         ra = sa.run(None, dict(feed))[0]

@@ -105,6 +105,13 @@ def _graph_for_display(model: Any, input_shape, input_dtype, sample_input) -> Gr
     known = graph_of(model)
     if known is not None:
         return known
+    return export_graph(model, input_shape, input_dtype, sample_input)
+
+
+def export_graph(
+    model: Any, input_shape: Sequence[int] | None = None, input_dtype: str = "float32", sample_input: Any = None
+) -> Graph:
+    """Export ``model`` as it is (no surgery) to a Graph with its framework's frontend."""
     framework = compiler.require_framework(model)
     return _export(model, framework, _sample(model, framework, input_shape, input_dtype, sample_input))
 

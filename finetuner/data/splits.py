@@ -32,7 +32,7 @@ def _take(data: Any, rows: np.ndarray) -> Any:
     return items
 
 
-def _class_labels(data: Any) -> np.ndarray:
+def class_labels(data: Any) -> np.ndarray:
     if _is_xy(data):
         return np.asarray([_normalise_label(v) for v in np.asarray(data[1]).tolist()], dtype=object)
     docs = list(data)
@@ -50,7 +50,7 @@ def split_by_class(data: Any, val_fraction_of_classes: float = 0.3, seed: int = 
     """``(train, val)`` of class data where ``val`` holds a random ``val_fraction_of_classes`` of the classes
     (at least one, and at least one stays for training); both are of ``data``'s type."""
     _check_fraction(val_fraction_of_classes)
-    labels = _class_labels(data)
+    labels = class_labels(data)
     classes = sorted(set(labels.tolist()), key=lambda k: (type(k).__name__, str(k)))
     if len(classes) < 2:
         raise DataError(f"split by class needs at least 2 classes, the data has {len(classes)}")
@@ -79,7 +79,7 @@ def split_items(
         and detect_kind(list(data)) == "class"
     )
     if stratify and is_class:
-        labels = _class_labels(data)
+        labels = class_labels(data)
         val = []
         for label in dict.fromkeys(labels.tolist()):
             members = rng.permutation(np.flatnonzero(labels == label))

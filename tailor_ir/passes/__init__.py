@@ -10,6 +10,7 @@ from .cut import classifier_input, default_cut
 from .freeze import Freeze, layer_weights
 from .head import HEAD, OUTPUT, POOLING_MODES, Normalize, Pool, Project, Rename, validate_output_dim
 from .truncate import Truncate, extract, layer_output, layer_outputs
+from .weights import set_initializers
 
 __all__ = [
     "HEAD",
@@ -31,6 +32,7 @@ __all__ = [
     "layer_output",
     "layer_outputs",
     "layer_weights",
+    "set_initializers",
 ]
 
 

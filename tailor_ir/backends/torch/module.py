@@ -79,6 +79,25 @@ class RehydratedModule(nn.Module):
         return tuple(out)
 
 
+def current_initializers(model: RehydratedModule) -> dict[str, np.ndarray]:
+    """The model's current value of every graph initializer it holds as state, by initializer name.
+
+    Weights (trainable or frozen) and BatchNorm running statistics; writing these into the Graph the model
+    came from gives an ONNX model that computes what the model computes now (``finetuner.export``).
+    """
+    from .converters.norm import BatchNorm
+
+    if not isinstance(model, RehydratedModule):
+        raise TypeError(f"expected a model rehydrated by tailor_ir, got {type(model).__name__}")
+    values = {name: param.detach().cpu().numpy().copy() for name, param in model.weight_names.items()}
+    for module in model.modules():
+        if isinstance(module, BatchNorm) and module.statistic_names:
+            mean, var = module.statistic_names
+            values[mean] = module.running_mean.detach().cpu().numpy().copy()
+            values[var] = module.running_var.detach().cpu().numpy().copy()
+    return values
+
+
 def _bind(names: list[str], args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
     values = list(args)
     for name in names[len(args):]:

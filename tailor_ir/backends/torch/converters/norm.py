@@ -24,6 +24,7 @@ class BatchNorm(nn.Module):
         self.register_buffer("running_var", running_var)
         self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
         self.momentum, self.eps = momentum, eps
+        self.statistic_names: tuple[str, str] | None = None  # the graph's mean / variance initializers
 
     def forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         if self.training:
@@ -46,6 +47,7 @@ def convert_batch_norm(node: OnnxNode, graph: OnnxGraph) -> OperationConverterRe
         torch.from_numpy(mean.copy()), torch.from_numpy(var.copy()),
         momentum=1.0 - float(attr(node, "momentum", 0.9)), eps=float(attr(node, "epsilon", 1e-5)),
     )
+    module.statistic_names = (node.input_values[3], node.input_values[4])  # for current_initializers()
     return result(module, node, inputs=tuple(node.input_values[:3]))
 
 

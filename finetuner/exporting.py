@@ -1,0 +1,145 @@
+"""``finetuner.export``: an embedding model of any framework -> one ONNX file that serving can run.
+
+The model's current weights (and BatchNorm statistics) are written back into the Graph it was rehydrated
+from; a model that did not come from ``to_embedding`` is exported as it is by its framework's frontend. The
+graph is optimised for serving (transformer fusion), the metadata of ``finetuner.onnx_meta`` is attached, the
+result is checked against the model itself with onnxruntime, and only then written, atomically.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from tailor_ir import compiler
+from tailor_ir.errors import EquivalenceError
+from tailor_ir.graph import Graph
+from tailor_ir.passes import HEAD, set_initializers
+
+__all__ = ["current_graph", "export", "model_outputs"]
+
+IMAGE_LAYOUT = {"torch": "NCHW", "paddle": "NCHW", "keras": "NHWC"}
+
+
+def current_graph(
+    model: Any, input_shape: Sequence[int] | None = None, input_dtype: str = "float32", sample_input: Any = None
+) -> Graph:
+    """The Graph that computes what ``model`` computes now (in eval mode), with the model's framework set."""
+    from finetuner import tailor
+
+    framework = compiler.require_framework(model)
+    graph = tailor.graph_of(model)
+    if graph is None:
+        return tailor.export_graph(model, input_shape, input_dtype, sample_input)
+    values = compiler.backend(framework).current_initializers(model)
+    return set_initializers(graph, values)
+
+
+def model_outputs(model: Any, feed: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The model's (B, D) output on a feed of named numpy inputs, in eval mode, through its tuner backend."""
+    from finetuner.tuner import tuner_class
+
+    framework = compiler.require_framework(model)
+    contents: Any = dict(feed) if len(feed) > 1 else next(iter(feed.values()))
+    return tuner_class(framework)(model).embed(contents)
+
+
+def export(
+    model: Any,
+    path: str | os.PathLike,
+    *,
+    tokenizer: Any = None,
+    preprocess: Mapping[str, Any] | None = None,
+    input_shape: Sequence[int] | None = None,
+    input_dtype: str = "float32",
+    sample_input: Any = None,
+    optimize: bool = True,
+    quantize: bool = False,
+    check: bool = True,
+    atol: float = 1e-4,
+) -> Path:
+    """Write ``model`` as an ONNX embedding model to ``path`` and return the path.
+
+    Args:
+        model: an embedding model (from ``to_embedding``/``fit``, or any model with one (B, D) output).
+        path: the ``.onnx`` file; a text model's tokenizer goes to ``<stem>.tokenizer/`` beside it.
+        tokenizer: a Hugging Face tokenizer (or its folder) for text models; served Documents' ``.text`` go
+            through it.
+        preprocess: the preprocessing contract for serving (default: inferred: ``text`` with a tokenizer,
+            ``image`` with the framework's layout for 4-d float inputs, ``tokens`` for integer inputs,
+            else ``vector``).
+        input_shape / input_dtype / sample_input: only for models that did not come from ``to_embedding``.
+        optimize: fuse transformer graphs into onnxruntime's fast kernels (checked within ``atol``).
+        quantize: also quantize MatMul/Gemm weights to int8 (faster, ~1e-2 deviation; not checked at atol).
+        check: compare onnxruntime with the model on random inputs at two batch sizes; raise
+            ``EquivalenceError`` (writing nothing) beyond ``atol``.
+    """
+    from finetuner.onnx_meta import EmbeddingModelMeta, write_embedding_model
+    from finetuner.optimize import optimize_for_serving, sample_feed
+
+    framework = compiler.require_framework(model)
+    graph = current_graph(model, input_shape, input_dtype, sample_input)
+    if len(graph.output_names) != 1:
+        raise ValueError(
+            f"an embedding model has one output, this one has {len(graph.output_names)} "
+            f"({', '.join(graph.output_names)}): make it with finetuner.tailor.to_embedding first."
+        )
+    plain = _without_tailor_metadata(graph)
+    optimized = optimize_for_serving(plain, fuse=None if optimize else False, atol=atol)
+    if check:
+        feeds = [sample_feed(plain, batch=2, seq_len=16), sample_feed(plain, batch=3, seq_len=9, seed=1)]
+        _check_against_model(model, optimized, feeds, atol)
+    if quantize:
+        optimized = optimize_for_serving(optimized, fuse=False, quantize=True)
+    normalized = f"{HEAD}.normalize" in set(graph.layer_map.values())
+    meta = EmbeddingModelMeta.for_model(
+        optimized, framework, preprocess=preprocess or _default_preprocess(plain, framework, tokenizer),
+        normalized=normalized,
+    )
+    return write_embedding_model(optimized, meta, path, tokenizer=tokenizer)
+
+
+def _without_tailor_metadata(graph: Graph) -> onnx.ModelProto:
+    model = onnx.ModelProto()
+    model.CopyFrom(graph.model)
+    return model
+
+
+def _default_preprocess(model: onnx.ModelProto, framework: str, tokenizer: Any) -> dict[str, Any]:
+    from finetuner.onnx_meta import graph_inputs
+
+    if tokenizer is not None:
+        return {"kind": "text"}
+    inputs = graph_inputs(model)
+    if any(np.dtype(spec.dtype).kind in "iu" for spec in inputs):
+        return {"kind": "tokens"}
+    if len(inputs) == 1 and len(inputs[0].shape) == 4:
+        return {"kind": "image", "layout": IMAGE_LAYOUT[framework]}
+    return {"kind": "vector"}
+
+
+def _check_against_model(
+    model: Any, onnx_model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]], atol: float
+) -> None:
+    from finetuner.optimize import cpu_session
+
+    session = cpu_session(onnx_model)
+    for feed in feeds:
+        expected = np.asarray(model_outputs(model, feed), dtype=np.float64)
+        got = np.asarray(session.run(None, feed)[0], dtype=np.float64)
+        if got.shape != expected.shape:
+            raise EquivalenceError(
+                f"the exported model gives shape {got.shape}, the model {expected.shape}: nothing was written."
+            )
+        worst = float(np.abs(got - expected).max())
+        scale = max(1.0, float(np.abs(expected).max()))
+        if worst > atol * scale:
+            raise EquivalenceError(
+                f"the exported model differs from the model by {worst:.3g} (> {atol:g}); nothing was written. "
+                "Export with optimize=False, or report the model so the failing op can be fixed."
+            )

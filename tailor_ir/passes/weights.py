@@ -1,0 +1,35 @@
+"""Write new values into a Graph's initializers (trained weights, BatchNorm statistics)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from onnx import helper, numpy_helper
+
+from ..graph import Graph
+from .base import copy_model
+
+
+def set_initializers(graph: Graph, values: Mapping[str, np.ndarray]) -> Graph:
+    """A copy of ``graph`` whose named initializers hold ``values`` (same shapes; cast to each one's dtype).
+
+    Raises KeyError naming any value the graph has no initializer for and ValueError on a shape mismatch,
+    before anything is changed.
+    """
+    model = copy_model(graph.model)
+    by_name = {init.name: init for init in model.graph.initializer}
+    unknown = sorted(set(values) - set(by_name))
+    if unknown:
+        raise KeyError(f"the graph has no initializer named {', '.join(unknown[:5])}")
+    updates = []
+    for name, value in values.items():
+        init = by_name[name]
+        array = np.asarray(value)
+        if tuple(array.shape) != tuple(init.dims):
+            raise ValueError(f"initializer {name!r} has shape {tuple(init.dims)}, the new value {array.shape}")
+        dtype = helper.tensor_dtype_to_np_dtype(init.data_type)
+        updates.append((init, numpy_helper.from_array(array.astype(dtype, copy=False), name)))
+    for init, tensor in updates:
+        init.CopyFrom(tensor)
+    return graph.replace(model=model)
