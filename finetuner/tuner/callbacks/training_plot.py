@@ -15,9 +15,10 @@ if TYPE_CHECKING:
 class TrainingPlot(Callback):
     """Rewrites the PNG at ``path`` after each epoch: one panel for the loss, one per metric."""
 
-    def __init__(self, path: str | os.PathLike, dpi: int = 100):
+    def __init__(self, path: str | os.PathLike, dpi: int = 100, columns: int = 4):
         self.path = Path(path)
         self.dpi = dpi
+        self.columns = max(1, int(columns))
 
     def on_epoch_end(self, tuner: BaseTuner) -> None:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -27,11 +28,13 @@ class TrainingPlot(Callback):
 
         history = tuner.state.history
         epochs = history.pop("epoch")
-        figure = Figure(figsize=(4.5 * len(history), 3.5), layout="constrained")
+        columns = min(self.columns, len(history))
+        rows = -(-len(history) // columns)
+        figure = Figure(figsize=(4.2 * columns, 3.2 * rows), layout="constrained")
         FigureCanvasAgg(figure)
         for i, (name, values) in enumerate(history.items(), start=1):
-            axes = figure.add_subplot(1, len(history), i)
-            axes.plot(epochs, values, marker="o")
+            axes = figure.add_subplot(rows, columns, i)
+            axes.plot(epochs, values, marker="o", markersize=3)
             axes.set_title(name)
             axes.set_xlabel("epoch")
             axes.grid(alpha=0.3)

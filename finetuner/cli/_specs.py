@@ -1,0 +1,124 @@
+"""How the command line names models and data (shared by ``display``, ``fit`` and ``export``).
+
+A model is one of:
+- ``PATH.onnx``: a model saved by ``finetuner.save`` (or any ONNX file, with ``--framework``);
+- ``package.module:factory``: a Python callable returning a model (``torchvision.models:resnet18``);
+- ``zoo:FRAMEWORK:NAME``: the repository's reference zoo (``zoo:torch:mlp``), in a checkout only.
+
+Data is ``digits`` / ``digits:0-6`` (scikit-learn's digits, optionally some classes), ``PATH.npz`` with arrays
+``X`` and ``y``, or a DocumentArray saved with ``DocumentArray.save_binary`` (``PATH.bin``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class SpecError(ValueError):
+    """A model or data specification the command line cannot use."""
+
+
+def load_model(spec: str, framework: str | None = None) -> Any:
+    """The model named by ``spec`` (see the module docstring)."""
+    if spec.endswith(".onnx"):
+        from finetuner.persistence import load
+
+        if not Path(spec).is_file():
+            raise SpecError(f"model file {spec} does not exist")
+        return load(spec, framework=framework)
+    if spec.startswith("zoo:"):
+        parts = spec.split(":")
+        if len(parts) != 3:
+            raise SpecError(f"{spec!r}: write zoo:FRAMEWORK:NAME, e.g. zoo:torch:mlp")
+        zoo = _zoo_module(parts[1])
+        if parts[2] not in zoo.ZOO:
+            raise SpecError(f"{spec!r}: the {parts[1]} zoo has {', '.join(sorted(zoo.ZOO))}")
+        return zoo.build(parts[2])[0]
+    if ":" in spec:
+        module_name, _, attr = spec.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise SpecError(f"cannot import {spec!r}: {exc}") from exc
+        return factory() if callable(factory) and not _is_model(factory) else factory
+    raise SpecError(f"{spec!r} is not a model: give PATH.onnx, package.module:factory or zoo:FRAMEWORK:NAME")
+
+
+def _is_model(obj: Any) -> bool:
+    from tailor_ir.imports import framework_of
+
+    return framework_of(obj) is not None
+
+
+def _zoo_module(framework: str) -> Any:
+    names = {"torch": "torch_zoo", "keras": "keras_zoo", "paddle": "paddle_zoo"}
+    if framework not in names:
+        raise SpecError(f"unknown zoo framework {framework!r}; use one of {', '.join(names)}")
+    add_repository_to_path()
+    try:
+        return importlib.import_module(f"models.{names[framework]}")
+    except ModuleNotFoundError as exc:
+        raise SpecError(
+            "the reference zoo (models/) ships with the repository, not the package: run this from a checkout"
+        ) from exc
+
+
+def add_repository_to_path() -> Path | None:
+    """Put the checkout that holds this package on ``sys.path`` (for ``models/``); its root, or None."""
+    root = Path(__file__).resolve().parents[2]
+    if (root / "models" / "__init__.py").is_file():
+        if str(root) not in sys.path:
+            sys.path.insert(0, str(root))
+        return root
+    return None
+
+
+def load_data(spec: str | None) -> Any:
+    """Training/evaluation data named by ``spec`` (None stays None)."""
+    if spec is None:
+        return None
+    if spec == "digits" or spec.startswith("digits:"):
+        from finetuner.data import digits
+
+        return digits(_classes(spec.partition(":")[2]) if ":" in spec else None)
+    path = Path(spec)
+    if not path.is_file():
+        raise SpecError(f"data {spec!r} is neither 'digits[:CLASSES]' nor an existing file")
+    if path.suffix == ".npz":
+        with np.load(path) as arrays:
+            missing = {"X", "y"} - set(arrays.files)
+            if missing:
+                raise SpecError(f"{path} lacks array(s) {', '.join(sorted(missing))}: save X (inputs) and y (labels)")
+            return arrays["X"], arrays["y"]
+    from docarray import DocumentArray
+
+    try:
+        return DocumentArray.load_binary(str(path))
+    except Exception as exc:  # docarray raises many types for a foreign file
+        raise SpecError(f"{path} is not a DocumentArray saved with save_binary: {exc}") from exc
+
+
+def _classes(text: str) -> list[int]:
+    classes: list[int] = []
+    for part in text.split(","):
+        low, _, high = part.partition("-")
+        try:
+            classes += list(range(int(low), int(high or low) + 1))
+        except ValueError:
+            raise SpecError(f"digits classes {text!r}: write e.g. 0-6 or 1,3,5") from None
+    return classes
+
+
+def shape(text: str | None) -> tuple[int, ...] | None:
+    """``'3,224,224'`` -> (3, 224, 224)."""
+    if not text:
+        return None
+    try:
+        return tuple(int(part) for part in text.replace("x", ",").split(",") if part)
+    except ValueError:
+        raise SpecError(f"--input-shape {text!r}: write the shape without the batch axis, e.g. 3,224,224") from None
