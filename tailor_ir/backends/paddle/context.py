@@ -35,6 +35,7 @@ class BuildContext:
     consts: dict[str, np.ndarray]  # initializers that are not weights, and folded values
     opset: int
     slots: dict[str, tuple[Any, str]] = dataclasses.field(default_factory=dict)  # weight -> (container, attr)
+    shapes: dict[str, tuple[int | str | None, ...]] | None = None  # value -> shape (see ``value_shapes``)
 
     def adopt(self, name: str, param: Any) -> None:
         """Make a real layer's own parameter the one parameter of weight ``name`` (its value set from it).
@@ -69,11 +70,51 @@ class BuildContext:
             return tuple(self.params[name].shape)
         if name in self.consts:
             return tuple(self.consts[name].shape)
+        if self.shapes is not None:
+            return self.shapes.get(name)
         return self.graph.shape_of(name)
 
     def rank(self, name: str) -> int | None:
         shape = self.shape(name)
         return None if shape is None else len(shape)
+
+
+SMALL_INITIALIZER = 4096  # elements; larger initializers only lend their type and shape to shape inference
+
+
+def value_shapes(graph: Graph) -> dict[str, tuple[int | str | None, ...]] | None:
+    """Value name -> inferred shape of ``graph``, like ``graph.shape_of`` but without serialising the weights:
+    shape inference runs on a copy whose large initializers are typed graph inputs (on resnet18 0.05 s instead
+    of 0.5 s). None if inference fails."""
+    model = onnx.ModelProto()
+    model.ir_version = graph.model.ir_version
+    model.opset_import.extend(graph.model.opset_import)
+    g = model.graph
+    source = graph.model.graph
+    g.node.extend(source.node)
+    g.input.extend(source.input)
+    g.output.extend(source.output)
+    g.value_info.extend(source.value_info)
+    inputs = {i.name for i in source.input}
+    for init in source.initializer:
+        if int(np.prod(init.dims, dtype=np.int64)) <= SMALL_INITIALIZER:
+            g.initializer.append(init)
+        elif init.name not in inputs:
+            g.input.append(helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
+    except Exception:  # best effort, as Graph.value_info
+        return None
+    shapes: dict[str, tuple[int | str | None, ...]] = {
+        init.name: tuple(init.dims) for init in source.initializer
+    }
+    for value in (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output):
+        if value.type.tensor_type.HasField("shape"):
+            shapes[value.name] = tuple(
+                d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+                for d in value.type.tensor_type.shape.dim
+            )
+    return shapes
 
 
 def attr(node: onnx.NodeProto, name: str, default: Any = None) -> Any:

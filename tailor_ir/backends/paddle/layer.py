@@ -12,7 +12,7 @@ import onnx
 from ...errors import EquivalenceError, UnknownLayerError, UnsupportedOpError
 from ...graph import Graph
 from ...imports import import_paddle
-from .context import BuildContext, Converted
+from .context import BuildContext, Converted, value_shapes
 from .prepass import prepare
 from .registry import find
 
@@ -149,7 +149,7 @@ def rehydrate(graph: Graph, check: bool = True, sample_inputs: Any = None) -> Re
     tree, params, slots = _weight_tree(graph)
     model, consts = prepare(graph)
     prepared = graph.replace(model=model)
-    ctx = BuildContext(prepared, params, consts, graph.opset, slots)
+    ctx = BuildContext(prepared, params, consts, graph.opset, slots, shapes=value_shapes(graph))
     versions = _versions(model)
     nodes = paddle.nn.Layer()
     steps: list[tuple[Any, tuple[str, ...], tuple[str, ...]]] = []
