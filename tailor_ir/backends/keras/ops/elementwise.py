@@ -136,6 +136,13 @@ def cast_like(node: onnx.NodeProto, ctx: BuildContext) -> Any:
 def clip(node: onnx.NodeProto, ctx: BuildContext) -> Any:
     low_attr, high_attr = attr(node, "min"), attr(node, "max")
 
+    low_const = ctx.const(node.input[1]) if len(node.input) > 1 and node.input[1] else low_attr
+    high_const = ctx.const(node.input[2]) if len(node.input) > 2 and node.input[2] else high_attr
+    fixed = [None if v is None else float(np.asarray(v)) for v in (low_const, high_const)]
+    if fixed in ([0.0, 6.0], [0.0, None]):  # ReLU6 / ReLU: fused kernels, and a far cheaper gradient than
+        fn = tf.nn.relu6 if fixed[1] is not None else tf.nn.relu  # maximum/minimum's (5x MobileNetV2's step)
+        return lambda state, x, *bounds: Value(fn(x.t), x.perm)
+
     def run(state: RunState, x: Value, low: Value | None = None, high: Value | None = None) -> Value:
         t = x.t
         lo = low.logical() if low is not None else low_attr
