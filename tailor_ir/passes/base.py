@@ -62,6 +62,16 @@ def unique_name(graph: onnx.GraphProto, base: str) -> str:
     return f"{base}_{k}"
 
 
+def rename_value(graph: onnx.GraphProto, old: str, new: str) -> None:
+    """Rename the value ``old`` to ``new`` everywhere in ``graph`` (node inputs/outputs, value_info, outputs)."""
+    for node in graph.node:
+        node.input[:] = [new if v == old else v for v in node.input]
+        node.output[:] = [new if v == old else v for v in node.output]
+    for info in (*graph.value_info, *graph.output):
+        if info.name == old:
+            info.name = new
+
+
 def value_info(name: str, elem_type: int, shape: Iterable[int | str | None] | None) -> onnx.ValueInfoProto:
     dims = None if shape is None else [d if d is not None else "?" for d in shape]
     return onnx.helper.make_tensor_value_info(name, elem_type, dims)

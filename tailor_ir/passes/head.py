@@ -8,7 +8,7 @@ import numpy as np
 
 from ..errors import NoCutError
 from ..graph import Graph
-from .base import Pass, PassResult
+from .base import Pass, PassResult, copy_model, rename_value, unique_name
 from .builder import HeadBuilder
 
 HEAD = "embedding_head"
@@ -173,8 +173,21 @@ class Rename(Pass):
         if graph.output_names == [self.name]:
             return PassResult(graph, False)
         shape = graph.shape_of(graph.output_names[0])
+        graph = _free_name(graph, self.name)
         b = HeadBuilder(graph, HEAD)
         return PassResult(b.finish(self.name, list(shape) if shape else None), True)
+
+
+def _free_name(graph: Graph, name: str) -> Graph:
+    """``graph`` with an internal value called ``name`` (e.g. an ``embedding`` layer's output) renamed."""
+    g = graph.model.graph
+    if name in {i.name for i in g.input}:
+        raise ValueError(f"the model has an input named {name!r}, the name reserved for the embedding output.")
+    if not any(name in node.output for node in g.node):
+        return graph
+    model = copy_model(graph.model)
+    rename_value(model.graph, name, unique_name(model.graph, f"{name}_value"))
+    return graph.replace(model=model)
 
 
 def validate_output_dim(output_dim: object) -> None:

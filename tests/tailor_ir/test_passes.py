@@ -192,3 +192,24 @@ def test_no_cut_for_layers_without_float_outputs():
     graph = token_graph()
     with pytest.raises((NoCutError, UnknownLayerError)):
         Truncate(layer="missing").call(graph)
+
+
+def test_rename_frees_an_internal_value_already_called_embedding() -> None:
+    """A model with an ``embedding`` layer exports a value named ``embedding``; the output must not clash."""
+    from onnx import TensorProto, helper
+
+    from tailor_ir import runtime
+    from tailor_ir.graph import Graph
+    from tailor_ir.passes import embedding_head
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])
+    nodes = [helper.make_node("Relu", ["x"], ["embedding"], name="relu"),
+             helper.make_node("Neg", ["embedding"], ["y"], name="neg")]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y]), opset_imports=[helper.make_opsetid("", 18)])
+    graph = Graph(model, layer_map={"relu": "act", "neg": "out"}, framework="torch")
+    head = embedding_head(graph, layer_name="out", pooling="none", output_dim=None, normalize=False)
+    head.check()
+    assert head.output_names == ["embedding"]
+    feed = {"x": np.array([[1.0, -2.0, 3.0, -4.0]], np.float32)}
+    np.testing.assert_array_equal(runtime.run(head.model, feed)[0], [[-1.0, 0.0, -3.0, 0.0]])
