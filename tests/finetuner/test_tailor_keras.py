@@ -41,9 +41,7 @@ def test_to_embedding_gives_unit_vectors_of_output_dim(built: dict, name: str) -
         np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, rtol=1e-5)
     assert graph_of(tailored).framework == "keras"
     weights = graph_layer(tailored).weight_names
-    assert {"embedding_head.projection.weight", "embedding_head.projection.bias"} <= set(weights) or any(
-        "projection" in w for w in weights
-    )
+    assert {"embedding_head.projection.weight", "embedding_head.projection.bias"} <= set(weights)
 
 
 def _cut_output(model: keras.Model, name: str, layer: str, x: np.ndarray) -> np.ndarray:
@@ -89,9 +87,7 @@ def test_freeze_true_leaves_only_the_new_head_trainable(built: dict, name: str) 
     model, sample = built[name]
     tailored = to_embedding(model, output_dim=12, freeze=True, sample_input=sample)
     trainable = tailored.trainable_variables
-    assert sorted(tuple(v.shape) for v in trainable) == [(12,), (16, 12)] or sorted(
-        tuple(v.shape) for v in trainable
-    ) == [(12,), (12, 16)]
+    assert len(trainable) == 2
     assert sum(int(np.prod(v.shape)) for v in trainable) == 16 * 12 + 12
     frozen = [v for v in tailored.non_trainable_variables if "moving" not in v.path]
     kept = sum(int(np.prod(v.shape)) for v in frozen)
@@ -115,8 +111,7 @@ def test_display_lists_the_layers_and_marks_the_default_cut(built: dict, capsys)
     printed = capsys.readouterr().out
     assert "conv1" in printed and "default" in printed
     tailored = to_embedding(model, output_dim=8, sample_input=sample)
-    assert any("embedding_head" in row.name or "projection" in row.name
-               for row in display(tailored, show=False)) or display(tailored, show=False)
+    assert any(row.name.startswith("embedding_head") for row in display(tailored, show=False))
 
 
 def test_unknown_layer_name_lists_the_closest_names(built: dict) -> None:
