@@ -19,7 +19,7 @@ import difflib
 import os
 import warnings
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ TAILOR_ARGS = ("output_dim", "layer_name", "freeze", "pooling", "normalize")
 VALIDATION_MODES = ("auto", "classes", "items", "none")
 DEFAULT_MONITOR = "mAP@R"
 MIN_CLASSES_FOR_CLASS_SPLIT = 4
+DEFAULT_EPOCHS = 20
 
 _HISTORIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -59,7 +60,7 @@ def fit(
     scheduler: str = "cosine",
     warmup_steps: int = 0,
     max_grad_norm: float | None = None,
-    epochs: int = 20,
+    epochs: int | None = None,
     batch_size: int = 64,
     num_items_per_class: int | None = None,
     preprocess_fn: Callable[[Any], Any] | None = None,
@@ -81,6 +82,7 @@ def fit(
     logdir: str | os.PathLike | None = None,
     progress: bool = True,
     interactive: bool = False,
+    labeler_options: Mapping[str, Any] | None = None,
     **unknown: Any,
 ) -> Any:
     """Fine-tune ``model`` on ``train_data`` and return the tuned embedding model (same framework).
@@ -99,7 +101,8 @@ def fit(
             ``ArcFaceLoss`` | ``CosFaceLoss``, or a loss object of the backend.
         optimizer, learning_rate, weight_decay, scheduler, warmup_steps, max_grad_norm: the optimisation
             (``adam|adamw|sgd|rmsprop``; ``constant|linear|cosine``).
-        epochs, batch_size, num_items_per_class: the schedule and the m-per-class sampler.
+        epochs, batch_size, num_items_per_class: the schedule (default 20 epochs; with ``interactive``, the
+            epochs per fit in the Labeler) and the m-per-class sampler.
         preprocess_fn, collate_fn, augment_fn, num_workers: data hooks (text models: ``collate_fn`` tokenises,
             e.g. ``finetuner.data.tokenizer_collate(tokenizer)``).
         device, mixed_precision, seed: where and how reproducibly to train.
@@ -117,6 +120,8 @@ def fit(
         progress: show a progress bar.
         interactive: open the Labeler in the browser on ``train_data`` (an unlabelled pool) instead; the
             model learns from the labels as they arrive (see :func:`finetuner.labeler.run`).
+        labeler_options: more arguments of :func:`finetuner.labeler.run` (``workdir``, ``port``,
+            ``open_browser``, ``strategy``, ``top_k``, ...).
     Returns:
         the tuned model; :func:`history` gives its per-epoch losses and metrics.
     """
@@ -138,7 +143,11 @@ def fit(
     if interactive:
         from finetuner import labeler
 
-        return labeler.run(model, train_data, epochs=epochs if epochs != 20 else None)
+        options = {"open_browser": True, **(labeler_options or {})}
+        return labeler.run(model, train_data, epochs=epochs, **options)
+    if labeler_options:
+        raise TypeError("labeler_options apply only with interactive=True")
+    epochs = DEFAULT_EPOCHS if epochs is None else epochs
     if validation not in VALIDATION_MODES:
         raise ValueError(f"validation={validation!r} is not one of {', '.join(VALIDATION_MODES)}.")
     train_data, eval_data = _validation_split(train_data, eval_data, validation, seed)

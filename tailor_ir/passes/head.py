@@ -17,10 +17,56 @@ POOLING_MODES = ("auto", "mean", "masked_mean", "cls", "flatten", "none")
 MASK_INPUTS = ("attention_mask", "input_mask", "mask")
 
 
-def channels_last(graph: Graph) -> bool:
-    """Whether 4-D feature maps in this graph are NHWC (Keras-origin graphs) rather than NCHW."""
+TO_NCHW = (0, 3, 1, 2)
+TO_NHWC = (0, 2, 3, 1)
+RANK_CHANGING = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Gather", "ReduceMean", "GlobalAveragePool"}
+
+
+def channels_last(graph: Graph, value: str | None = None) -> bool:
+    """Whether the 4-D feature map ``value`` (default: the output) is NHWC rather than NCHW.
+
+    Keras graphs take NHWC images, but tf2onnx computes convolutions in NCHW between Transposes: the layout of
+    a tensor is the one the nearest Transpose upstream produced (following data inputs), or, with none, the
+    layout of the graph's input (``extra['layout']``, else NHWC for Keras and NCHW for the others).
+    """
     layout = graph.extra.get("layout")
-    return layout == "NHWC" if layout else graph.framework == "keras"
+    default = layout == "NHWC" if layout else graph.framework == "keras"
+    value = value or graph.output_names[0]
+    producers = graph.producers
+    for _ in range(len(graph.model.graph.node)):
+        node = producers.get(value)
+        if node is not None and node.op_type == "Reshape":  # tf2onnx writes a Transpose of 1x1 maps as one
+            moved = _reshape_as_transpose(graph, node)
+            if moved == ():  # the same 4-D shape: layout unchanged
+                value = node.input[0]
+                continue
+            if moved is not None:
+                return moved == TO_NHWC
+        if node is None or node.op_type in RANK_CHANGING or not node.input:
+            return default
+        if node.op_type == "Transpose":
+            perm = tuple(next((list(a.ints) for a in node.attribute if a.name == "perm"), ()))
+            if perm == TO_NCHW:
+                return False
+            if perm == TO_NHWC:
+                return True
+            return default
+        value = node.input[0]
+    return default
+
+
+def _reshape_as_transpose(graph: Graph, node: object) -> tuple[int, ...] | None:
+    """The NCHW/NHWC permutation a 4-D -> 4-D Reshape amounts to (static shapes): ``()`` for no change,
+    None when it is neither."""
+    before, after = graph.shape_of(node.input[0]), graph.shape_of(node.output[0])
+    if not before or not after or len(before) != 4 or len(after) != 4:
+        return None
+    if before[1:] == after[1:] and all(isinstance(d, int) for d in after[1:]):
+        return ()
+    for perm in (TO_NCHW, TO_NHWC):
+        if all(isinstance(after[i], int) and after[i] == before[perm[i]] for i in range(1, 4)):
+            return perm
+    return None
 
 
 def mask_input(graph: Graph) -> str | None:

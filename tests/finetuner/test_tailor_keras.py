@@ -53,16 +53,9 @@ def _cut_output(model: keras.Model, name: str, layer: str, x: np.ndarray) -> np.
     return np.asarray(sub(x, training=False))
 
 
-# tf2onnx computes inside the graph in NCHW (one Transpose at the input), but Pool decides the layout per graph
-# (extra['layout'] = 'NHWC' for every Keras image model), so a cut at a 4-D feature map is pooled over the wrong
-# axes: MobileNetV2 at out_relu (ONNX tensor (B, 1280, 1, 1)) gives (B, 1) instead of (B, 1280).
-NCHW_BUG = pytest.mark.xfail(strict=True, reason="Pool assumes NHWC for Keras graphs; tf2onnx tensors are NCHW")
-
-
 @pytest.mark.parametrize(("name", "layer"), [("sequential_cnn", "gap"), ("functional_cnn", "gap"),
                                              ("subclassed_cnn", "gap"),
-                                             pytest.param("functional_cnn", "relu2", marks=NCHW_BUG),
-                                             pytest.param("mobilenet_v2", "out_relu", marks=NCHW_BUG)])
+                                             ("functional_cnn", "relu2"), ("mobilenet_v2", "out_relu")])
 def test_no_projection_and_no_normalisation_equals_the_original_at_the_cut(built: dict, name: str, layer: str) -> None:
     model, sample = built[name]
     tailored = to_embedding(model, output_dim=None, normalize=False, layer_name=layer, sample_input=sample)

@@ -1,0 +1,129 @@
+"""``finetuner.fit`` / ``embed`` / ``export`` / ``save`` / ``load`` end to end on digits with a torch MLP."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+import finetuner
+from finetuner.data import digits, split_items
+from finetuner.evaluation import Evaluator
+from finetuner.onnx_meta import EmbeddingModelMeta
+from models.torch_zoo import MLP, build
+
+
+def _map_at_r(model: torch.nn.Module, docs) -> float:
+    return Evaluator(docs, metrics=["mAP@R"]).evaluate(lambda x: finetuner.embed(x, model))["mAP@R"]
+
+
+@pytest.fixture(scope="module")
+def closed_set() -> dict:
+    """One closed-set run shared by the tests below: 70% of every class to train, 30% to search."""
+    torch.manual_seed(0)
+    train, test = split_items(digits(), 0.3, seed=0)
+    untrained = finetuner.tailor.to_embedding(MLP(), output_dim=None, input_shape=(64,))
+    before = _map_at_r(untrained, test)
+    tuned = finetuner.fit(untrained, train, validation="items", progress=False, seed=0)
+    return {"model": tuned, "test": test, "before": before, "after": _map_at_r(tuned, test)}
+
+
+def test_fit_lifts_closed_set_map_at_r_to_at_least_0_90(closed_set: dict) -> None:
+    assert 0.35 < closed_set["before"] < 0.55  # the untrained MLP embedding, ~0.44
+    assert closed_set["after"] >= 0.90
+    history = finetuner.history(closed_set["model"])
+    assert len(history["loss"]) >= 5 and "mAP@R" in history
+
+
+def test_export_equals_the_tuned_model_in_onnxruntime(closed_set: dict, tmp_path: Path) -> None:
+    model = closed_set["model"]
+    path = finetuner.export(model, tmp_path / "digits.onnx")
+    meta = EmbeddingModelMeta.from_file(path)
+    assert (meta.framework, meta.output_dim, meta.normalized, meta.kind) == ("torch", 64, True, "vector")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = np.stack([d.tensor for d in closed_set["test"]][:37]).astype(np.float32)
+    expected = finetuner.embed(x, model)
+    got = session.run(None, {session.get_inputs()[0].name: x})[0]
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    assert [p.name for p in tmp_path.iterdir()] == ["digits.onnx"]  # nothing else left behind
+
+
+def test_save_and_load_give_the_same_model_which_trains_on(closed_set: dict, tmp_path: Path) -> None:
+    model = closed_set["model"]
+    finetuner.save(model, tmp_path / "tuned.onnx")
+    loaded = finetuner.load(tmp_path / "tuned.onnx")
+    x = np.random.default_rng(0).random((6, 64), dtype=np.float32)
+    np.testing.assert_allclose(finetuner.embed(x, loaded), finetuner.embed(x, model), atol=1e-6)
+    assert sum(p.numel() for p in loaded.parameters() if p.requires_grad) == sum(
+        p.numel() for p in model.parameters() if p.requires_grad
+    )
+    again = finetuner.fit(loaded, digits(range(3)), epochs=1, validation="none", progress=False)
+    assert not np.allclose(finetuner.embed(x, again), finetuner.embed(x, model), atol=1e-6)
+
+
+def test_embed_fills_document_embeddings(closed_set: dict) -> None:
+    docs = digits([1])[:5]
+    finetuner.embed(docs, closed_set["model"])
+    matrix = np.stack([d.embedding for d in docs])
+    assert matrix.shape == (5, 64)
+    np.testing.assert_allclose(np.linalg.norm(matrix, axis=1), 1.0, atol=1e-5)
+
+
+def test_open_set_default_is_never_worse_than_the_untrained_embedding() -> None:
+    torch.manual_seed(0)
+    model = finetuner.tailor.to_embedding(MLP(), output_dim=None, input_shape=(64,))
+    unseen = digits([7, 8, 9])
+    before = _map_at_r(model, unseen)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tuned = finetuner.fit(model, digits(range(7)), progress=False)
+    assert _map_at_r(tuned, unseen) >= before - 1e-6
+
+
+def test_fit_tailors_a_general_model_with_tailor_arguments(tmp_path: Path) -> None:
+    tuned = finetuner.fit(
+        MLP(), digits(range(4)), output_dim=16, input_shape=(64,), epochs=2, validation="none", progress=False,
+        logdir=tmp_path,
+    )
+    out = finetuner.embed(np.zeros((3, 64), np.float32), tuned)
+    assert out.shape == (3, 16)
+    assert (tmp_path / "training.png").stat().st_size > 1000
+    assert (tmp_path / "metrics.csv").read_text().startswith("epoch")
+
+
+def test_unknown_keyword_is_an_error_with_a_suggestion() -> None:
+    with pytest.raises(TypeError, match=r"'learnig_rate' \(did you mean 'learning_rate'"):
+        finetuner.fit(MLP(), digits(range(3)), learnig_rate=0.1)
+
+
+def test_non_model_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="torch.nn.Module, a keras.Model or a paddle.nn.Layer"):
+        finetuner.fit(object(), digits(range(3)))
+
+
+def test_export_of_a_resnet_embedding_keeps_batchnorm_statistics(tmp_path: Path) -> None:
+    resnet, _ = build("resnet18")
+    model = finetuner.tailor.to_embedding(resnet, output_dim=8, input_shape=(3, 32, 32))
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(8, 3, 32, 32) * 3 + 1)  # moves the BatchNorm running statistics
+    path = finetuner.export(model, tmp_path / "resnet.onnx")
+    meta = EmbeddingModelMeta.from_file(path)
+    assert meta.preprocess == {"kind": "image", "layout": "NCHW"}
+    x = np.random.default_rng(1).standard_normal((3, 3, 32, 32)).astype(np.float32)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(None, {meta.input_names[0]: x})[0], finetuner.embed(x, model), atol=1e-4)
+
+
+def test_malformed_onnx_file_is_a_clear_error_and_nothing_is_written(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.onnx"
+    good = onnx.helper.make_model(onnx.helper.make_graph([], "g", [], []))
+    broken.write_bytes(good.SerializeToString()[:-3] + b"\xff\xff\xff")
+    with pytest.raises(Exception, match="broken.onnx"):
+        finetuner.load(broken)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.onnx"]
