@@ -6,8 +6,8 @@ an embedding model when any tailor argument is given (``output_dim``, ``layer_na
 
 Defaults (measured on scikit-learn's digits, see ``benchmarks/fit_quality.py``): ``TripletLoss`` (cosine,
 margin 0.2, all positives x semihard negatives), Adam at 3e-3 with a cosine schedule, 20 epochs, batches of 64
-with 8 items per class. Without ``eval_data`` a validation split is held out (``validation='auto'``: a third
-of the classes, so that the model is selected for classes it has not seen, the usual case in search), metrics
+with 8 items per class. Without ``eval_data`` a validation split is held out (``validation='auto'``: 30% of
+the classes, at least 3, so that the model is selected for classes it has not seen, the usual case in search), metrics
 are computed on it after every epoch, and the weights of the best epoch are kept, the untrained weights
 included: fine-tuning never returns a model that is worse on the validation data than the one it was given.
 For closed-set search (queries and index only of the trained classes) pass ``validation='items'``.
@@ -34,6 +34,8 @@ VALIDATION_MODES = ("auto", "classes", "items", "none")
 DEFAULT_MONITOR = "mAP@R"
 MIN_CLASSES_FOR_CLASS_SPLIT = 4
 DEFAULT_EPOCHS = 20
+VALIDATION_CLASS_FRACTION = 0.3
+MIN_VALIDATION_CLASSES = 3
 
 _HISTORIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -107,7 +109,7 @@ def fit(
             e.g. ``finetuner.data.tokenizer_collate(tokenizer)``).
         device, mixed_precision, seed: where and how reproducibly to train.
         validation: without ``eval_data``, what to hold out to select the best epoch. ``'auto'``: for class
-            data with at least 4 classes, 30% of the classes (``'classes'``: the model is judged on classes
+            data with at least 4 classes, 30% of the classes but at least 3 (``'classes'``: the model is judged on classes
             it never trained on, as in search over new items); otherwise 20% of the items (of the sessions
             for session data). ``'items'``: 20% of the items of every class, for closed-set search, where
             queries and index hold only the classes trained on. ``'none'``: no selection.
@@ -269,11 +271,17 @@ def _validation_split(train_data: Any, eval_data: Any, validation: str, seed: in
         validation = "classes" if kind == "class" and _num_classes(train_data) >= MIN_CLASSES_FOR_CLASS_SPLIT else "items"
     try:
         if validation == "classes" and kind == "class":
-            return split_by_class(train_data, 0.3, seed=seed)
+            return split_by_class(train_data, _class_fraction(train_data), seed=seed)
         return split_items(train_data, 0.2, seed=seed)
     except DataError as exc:
         warnings.warn(f"no validation split ({exc}); training on all data without model selection", stacklevel=3)
         return train_data, None
+
+
+def _class_fraction(data: Any) -> float:
+    """30% of the classes, but at least 3 (two held-out classes make a noisy, too easy retrieval task)."""
+    n = _num_classes(data)
+    return max(VALIDATION_CLASS_FRACTION, MIN_VALIDATION_CLASSES / n) if n > MIN_VALIDATION_CLASSES else 0.5
 
 
 def _num_classes(data: Any) -> int:

@@ -38,6 +38,21 @@ class Batch:
     kind: str
 
 
+class _LazyGenerator:
+    """A ``numpy.random.Generator`` seeded by ``key``, built on first use (most items never augment)."""
+
+    __slots__ = ("_generator", "_key")
+
+    def __init__(self, key: tuple[int, ...]) -> None:
+        self._key = key
+        self._generator: np.random.Generator | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._generator is None:
+            self._generator = np.random.default_rng(list(self._key))
+        return getattr(self._generator, name)
+
+
 class BatchLoader:
     """Iterates the :class:`Batch` es of the sampler's current epoch; ``len`` is batches per epoch.
 
@@ -105,8 +120,7 @@ class BatchLoader:
 
     # ---- internals -------------------------------------------------------------------------------------------
     def _rows(self, epoch: int, batch: int, pos: int, index: int) -> list[Row]:
-        rng = np.random.default_rng([self.sampler.seed, epoch, batch, pos])
-        return self.dataset.rows(index, rng)
+        return self.dataset.rows(index, _LazyGenerator((self.sampler.seed, epoch, batch, pos)))
 
     def _submit(self, pool: ThreadPoolExecutor, epoch: int, b: int, indices: np.ndarray) -> list[Future]:
         return [pool.submit(self._rows, epoch, b, pos, int(i)) for pos, i in enumerate(indices)]
