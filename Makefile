@@ -15,7 +15,7 @@ export HF_HUB_OFFLINE := 1
 $(VENV)/.installed:
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q -c constraints.txt -e '.[all,test]'
+	$(VENV)/bin/pip install -q -c constraints.txt -e '.[all,test,bench]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -33,4 +33,6 @@ lint: install
 	$(VENV)/bin/ruff check finetuner tailor_ir models tests benchmarks
 
 bench: install
-	$(PY) benchmarks/tailor_torch.py
+	for script in tailor_torch tailor_keras tailor_paddle fit_quality serving labeler; do \
+		(cd benchmarks && $(PY) $$script.py) || exit 1; \
+	done
