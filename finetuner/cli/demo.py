@@ -8,7 +8,6 @@ before and after, plotted, exported to ONNX, and a query is answered with onnxru
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 from typing import Any
