@@ -127,3 +127,28 @@ def test_malformed_onnx_file_is_a_clear_error_and_nothing_is_written(tmp_path: P
     with pytest.raises(Exception, match="broken.onnx"):
         finetuner.load(broken)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.onnx"]
+
+
+def test_fit_on_unlabelled_and_on_session_data() -> None:
+    from docarray import Document, DocumentArray
+
+    x = np.random.default_rng(0).random((4, 64), dtype=np.float32)
+    unlabelled = DocumentArray(Document(tensor=d.tensor) for d in digits(range(5))[:200])
+    model = finetuner.tailor.to_embedding(MLP(), output_dim=16, input_shape=(64,))
+    before = finetuner.embed(x, model)
+    tuned = finetuner.fit(model, unlabelled, epochs=1, progress=False)
+    assert not np.allclose(finetuner.embed(x, tuned), before)
+
+    pool = digits(range(4))
+    sessions = DocumentArray()
+    for i in range(0, 120, 6):
+        query = Document(tensor=pool[i].tensor)
+        label = pool[i].tags["finetuner_label"]
+        for doc in pool[i + 1 : i + 6]:
+            match = Document(tensor=doc.tensor)
+            match.tags["finetuner_label"] = 1 if doc.tags["finetuner_label"] == label else -1
+            query.matches.append(match)
+        sessions.append(query)
+    before = finetuner.embed(x, tuned)
+    again = finetuner.fit(tuned, sessions, epochs=2, batch_size=32, validation="none", progress=False)
+    assert not np.allclose(finetuner.embed(x, again), before)
