@@ -16,19 +16,30 @@ normalised for the rest of the compiler:
 Graph.weights are the parameter initializers except BatchNorm running statistics; parameters with
 ``stop_gradient=True`` or ``trainable=False`` are ``Graph.frozen``.
 
-Layer map rule (paddle2onnx node names are bare, ``Conv.0``):
-1. a node that reads weights (directly, or through nodes that only transform weights, such as the bias
-   ``Reshape`` before a conv's ``Add`` or an RNN's gate reordering) belongs to the sublayer owning them, if
-   they all belong to one sublayer;
-2. each connected region of the remaining computing nodes belongs to the deepest common ancestor of the
-   layers around it (producers of its inputs, readers of its outputs), if that is not the root model: the
-   attention reshapes/softmax between ``q_proj``/``k_proj``/``v_proj`` and ``out_proj`` fall into
-   ``self_attn``, while functional ops between top-level layers (a ReLU after ``bn1``) stay unassigned.
+Layer map (paddle2onnx node names are bare, ``Conv.0``), from a traced run:
+1. before the export, the model runs once (eval mode, on at most two rows of the sample) with forward-pre/post
+   hooks on every sublayer recording each call's input and output tensors; after it, onnxruntime computes every
+   intermediate value of the exported graph on the same input. Each call's outputs are matched to the ONNX
+   values that equal them (shape and values within 1e-3 of the tensor's scale), keeping the matches in the
+   calls' execution order (paddle2onnx writes nodes in program order): the first equal value after everything
+   computed before the call began, that has the call's inputs before it (and, for a container, that is not
+   before its last sublayer's output). Each input is the call's latest equal value before that (the very tensor
+   when it was an earlier call's output);
+2. a call's span is the nodes computing its outputs from its inputs (on a path from an input to an output); every
+   node belongs to the innermost sublayer whose span holds it, so a block's residual ``Add`` and ``ReLU``, a
+   ``Dropout`` or pooling sublayer, and the attention reshapes/softmax all get their sublayer's path, while
+   functional ops between top-level layers (a ``relu`` in ``forward`` after ``bn1``) belong to no layer;
+3. nodes outside every span that read weights (directly, or through nodes that only transform weights, such as
+   the bias ``Reshape`` before a conv's ``Add`` or an RNN's gate reordering) belong to the sublayer owning them;
+4. should some computing nodes still be outside any layer (a call that matched nothing), each connected region of
+   them joins the deepest common ancestor of the layers around it, if that is not the root model. When the
+   traced run itself fails, rules 3 and 4 alone make the map.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import os
 import re
@@ -73,8 +84,10 @@ def export(
     specs = [
         paddle.static.InputSpec(_dynamic_shape(array), str(array.dtype), name) for name, array in samples.items()
     ]
+    trace_input = _trace_samples(samples)
     with tempfile.TemporaryDirectory(prefix="tailor_ir_paddle_") as tmp, _preserved_mode(model):
         model.eval()
+        calls = _trace_calls(model, trace_input)
         proto = _to_onnx(model, specs, os.path.join(tmp, "model"))
     _restore_dropout(proto)
     _constants_to_initializers(proto)
@@ -93,7 +106,7 @@ def export(
         if name in inits and name not in bn_stats and inits[name].data_type in FLOAT_TYPES
     )
     frozen = frozenset(n for n in weights if params[n].stop_gradient or not getattr(params[n], "trainable", True))
-    layer_map = _layer_map(proto, weights | bn_stats)
+    layer_map = _layer_map(proto, weights | bn_stats, calls, trace_input)
     first = proto.graph.input[0]
     extra = {"input_kind": _input_kind(first), "source_class": f"{type(model).__module__}.{type(model).__qualname__}"}
     return Graph(proto, layer_map=layer_map, framework="paddle", weights=weights, frozen=frozen, extra=extra)
@@ -131,6 +144,13 @@ def _input_names(model: Any, count: int) -> list[str]:
     except (TypeError, ValueError):
         params = []
     return params[:count] if len(params) >= count else [f"input_{i}" for i in range(count)]
+
+
+def _parameter_list(model: Any) -> set[str]:
+    try:
+        return set(inspect.signature(model.forward).parameters)
+    except (TypeError, ValueError):
+        return set()
 
 
 def _dynamic_shape(array: np.ndarray) -> list[int | None]:
@@ -402,13 +422,18 @@ def _input_kind(value: onnx.ValueInfoProto) -> str:
 
 
 # --------------------------------------------------------------------------- layer map
-def _layer_map(proto: onnx.ModelProto, param_inits: frozenset[str] | set[str]) -> dict[str, str]:
-    """ONNX node -> sublayer path (see the module docstring for the rule)."""
+def _layer_map(
+    proto: onnx.ModelProto,
+    param_inits: frozenset[str] | set[str],
+    calls: list[_Call] | None = None,
+    trace_input: Mapping[str, np.ndarray] | None = None,
+) -> dict[str, str]:
+    """ONNX node -> sublayer path (see the module docstring for the rules)."""
     g = proto.graph
     graph_inputs = {i.name for i in g.input}
     owner_of_value: dict[str, set[str]] = {n: {n.rsplit(".", 1)[0]} for n in param_inits if "." in n}
     dynamic = set(graph_inputs)
-    layer_map: dict[str, str] = {}
+    by_weights: dict[str, str] = {}
     for node in g.node:
         reads = [i for i in node.input if i]
         owners: set[str] = set()
@@ -421,9 +446,338 @@ def _layer_map(proto: onnx.ModelProto, param_inits: frozenset[str] | set[str]) -
             for o in node.output:
                 owner_of_value[o] = set(owners)
         if len(owners) == 1:
-            layer_map[node.name] = next(iter(owners))
+            by_weights[node.name] = next(iter(owners))
+    traced: dict[str, str] = {}
+    if calls and trace_input is not None:
+        try:
+            traced = _traced_layers(proto, calls, trace_input, dynamic, by_weights)
+        except Exception:  # the trace is an aid: a model onnxruntime cannot run on it keeps the static rules
+            traced = {}
+    layer_map = {**by_weights, **traced}
     _assign_regions(g, layer_map, dynamic)
     return layer_map
+
+
+# --------------------------------------------------------------------------- traced run
+_TRACE_ROWS = 2
+_MATCH_RTOL = 1e-3
+
+
+@dataclasses.dataclass
+class _Call:
+    """One sublayer call of the traced run: its path, the call it ran inside, its tensors (numpy copies with the
+    ids of the paddle tensors) and how many calls had finished when it began / when it finished."""
+
+    path: str
+    parent: int | None
+    started: int
+    inputs: list[tuple[int, np.ndarray]]
+    outputs: list[tuple[int, np.ndarray]] = dataclasses.field(default_factory=list)
+    finished: int = -1
+
+
+def _trace_samples(samples: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """At most two rows of the sample (when all inputs share the batch axis): enough to tell values apart."""
+    sizes = {a.shape[0] if a.ndim else None for a in samples.values()}
+    if len(sizes) == 1 and None not in sizes and next(iter(sizes)) > _TRACE_ROWS:
+        return {k: np.ascontiguousarray(a[:_TRACE_ROWS]) for k, a in samples.items()}
+    return dict(samples)
+
+
+def _tensor_leaves(value: Any, paddle: Any, keep: list[Any]) -> list[tuple[int, np.ndarray]]:
+    """(id, numpy copy) of every paddle tensor in a nested output; the tensors are kept alive in ``keep`` so
+    their ids stay unique for the run."""
+    if isinstance(value, paddle.Tensor):
+        keep.append(value)
+        return [(id(value), np.array(value.numpy(), copy=True))]
+    if isinstance(value, Mapping):
+        value = list(value.values())
+    if isinstance(value, (tuple, list)):
+        return [leaf for item in value for leaf in _tensor_leaves(item, paddle, keep)]
+    return []
+
+
+def _trace_calls(model: Any, samples: Mapping[str, np.ndarray]) -> list[_Call] | None:
+    """Run the model once with hooks on every sublayer; None if the run fails (the static rules remain)."""
+    paddle = import_paddle()
+    paths: dict[int, str] = {}
+    layers: list[Any] = []
+    for path, layer in model.named_sublayers():
+        if id(layer) not in paths:
+            paths[id(layer)] = path
+            layers.append(layer)
+    calls: list[_Call] = []
+    stack: list[int] = []
+    finished = [0]
+    keep: list[Any] = []
+
+    def pre(layer: Any, inputs: Any) -> None:
+        parent = stack[-1] if stack else None
+        calls.append(_Call(paths[id(layer)], parent, finished[0], _tensor_leaves(inputs, paddle, keep)))
+        stack.append(len(calls) - 1)
+
+    def post(layer: Any, inputs: Any, outputs: Any) -> None:
+        if not stack or calls[stack[-1]].path != paths[id(layer)]:
+            raise RuntimeError("unbalanced sublayer calls")
+        call = calls[stack.pop()]
+        call.outputs = _tensor_leaves(outputs, paddle, keep)
+        call.finished = finished[0]
+        finished[0] += 1
+
+    handles = []
+    try:
+        for layer in layers:
+            handles.append(layer.register_forward_pre_hook(pre))
+            handles.append(layer.register_forward_post_hook(post))
+        tensors = {k: paddle.to_tensor(v) for k, v in samples.items()}
+        names = list(tensors)
+        with paddle.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if names and set(names) <= _parameter_list(model):
+                model(**tensors)
+            else:
+                model(*tensors.values())
+    except Exception:  # a model that runs only under to_static, or an odd sublayer: fall back to static rules
+        return None
+    finally:
+        for handle in handles:
+            handle.remove()
+    if stack:
+        return None
+    return calls
+
+
+def _intermediate_values(
+    proto: onnx.ModelProto, samples: Mapping[str, np.ndarray], dynamic: set[str]
+) -> dict[str, np.ndarray]:
+    """Every dynamic value of the graph computed by onnxruntime on ``samples``."""
+    import onnxruntime as ort
+
+    g = proto.graph
+    existing = len(g.output)
+    present = {o.name for o in g.output}
+    extra = [o for n in g.node for o in n.output if o and o in dynamic and o not in present]
+    g.output.extend(onnx.ValueInfoProto(name=name) for name in extra)
+    try:
+        data = proto.SerializeToString()
+    finally:
+        del g.output[existing:]
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 3
+    sess = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    feed_names = {i.name for i in sess.get_inputs()}
+    values = sess.run(names, {k: v for k, v in samples.items() if k in feed_names})
+    result = {k: np.asarray(v) for k, v in samples.items()}
+    result.update(zip(names, values))
+    return result
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    if a.shape != b.shape:
+        return False
+    if a.dtype.kind in "fc" and b.dtype.kind in "fc":
+        if not a.size:
+            return True
+        scale = float(np.max(np.abs(b)))
+        with np.errstate(invalid="ignore", over="ignore"):
+            diff = float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))))
+        return diff <= _MATCH_RTOL * scale + 1e-7
+    if a.dtype.kind in "fc" or b.dtype.kind in "fc":
+        return False
+    return bool(np.array_equal(a, b))
+
+
+def _traced_layers(
+    proto: onnx.ModelProto,
+    calls: list[_Call],
+    samples: Mapping[str, np.ndarray],
+    dynamic: set[str],
+    by_weights: Mapping[str, str],
+) -> dict[str, str]:
+    """Rules 1 and 2 of the module docstring: node -> innermost sublayer whose traced span holds it."""
+    g = proto.graph
+    nodes = list(g.node)
+    position = {name: -1 for name in samples}  # graph inputs come before every node
+    for index, node in enumerate(nodes):
+        for o in node.output:
+            if o:
+                position[o] = index
+    values = _intermediate_values(proto, samples, dynamic)
+    by_shape: dict[tuple[int, ...], list[str]] = {}
+    for name in sorted((n for n in values if n in position), key=position.__getitem__):
+        by_shape.setdefault(values[name].shape, []).append(name)
+    cache: dict[int, list[str]] = {}
+    weighted = [  # computing nodes reading a sublayer's weights, in order: (index, owner)
+        (k, by_weights[n.name]) for k, n in enumerate(nodes)
+        if n.name in by_weights and any(v in dynamic for v in n.input)
+    ]
+
+    def weights_end(path: str, prior: int) -> int:
+        """The last node reading ``path``'s weights after ``prior``, before any other layer's weights are read."""
+        end = -1
+        for k, owner in weighted:
+            if k <= prior:
+                continue
+            if owner != path and not owner.startswith(path + "."):
+                break
+            end = k
+        return end
+
+    def equal(array: np.ndarray) -> list[str]:
+        key = id(array)
+        if key not in cache:
+            cache[key] = [n for n in by_shape.get(array.shape, []) if _same(values[n], array)]
+        return cache[key]
+
+    order = sorted(range(len(calls)), key=lambda i: calls[i].finished)
+    matched_out: dict[int, list[str]] = {}
+    matched_in: dict[int, list[str]] = {}
+    priors: dict[int, int] = {}
+    by_id: dict[int, str] = {}  # paddle tensor id -> the ONNX value it was matched to
+    done_max: list[int] = []  # done_max[k]: the latest matched output among the first k finished calls
+    latest = -1
+    for i in order:
+        call = calls[i]
+        prior = priors[i] = done_max[call.started - 1] if call.started > 0 else -1
+        nested = [j for j in order[call.started:call.finished] if j in matched_out]
+        nested_end = max((position[v] for j in nested for v in matched_out[j]), default=-1)
+        nested_start = min((position[v] for j in nested for v in matched_in.get(j, [])), default=None)
+        input_ids = {leaf_id for leaf_id, _ in call.inputs}
+        input_options = []
+        for leaf_id, array in call.inputs:
+            known = by_id.get(leaf_id)
+            input_options.append([known] if known is not None else equal(array))
+        outputs = []
+        for leaf_id, array in call.outputs:
+            if leaf_id in input_ids:  # handed through unchanged (nn.Identity): nothing computes it
+                continue
+            feasible = [
+                v for v in equal(array)
+                if position[v] > prior and all(
+                    any(position[c] < position[v] for c in options) for options in input_options if options
+                )
+            ]
+            end = max(nested_end, weights_end(call.path, prior))
+            pick = next((v for v in feasible if position[v] >= end), None)
+            pick = pick or next((v for v in feasible if position[v] >= nested_end), None)
+            pick = pick or (feasible[0] if feasible else None)
+            if pick is not None:
+                outputs.append(pick)
+                by_id[leaf_id] = pick
+        if outputs:
+            matched_out[i] = outputs
+            first = min(position[v] for v in outputs)
+            inputs = []
+            for (leaf_id, _), options in zip(call.inputs, input_options):
+                before = [v for v in options if position[v] < first]
+                bounded = [v for v in before if nested_start is None or position[v] <= nested_start]
+                if bounded or before:
+                    inputs.append((bounded or before)[-1])
+            matched_in[i] = inputs
+            latest = max(latest, max(position[v] for v in outputs))
+        done_max.append(latest)
+    _extend_outputs(nodes, calls, matched_out, matched_in, values, dynamic, position)
+    # a call's outputs come no later than those of the call it ran inside
+    for i, call in enumerate(calls):
+        parent = call.parent
+        while parent is not None and parent not in matched_out:
+            parent = calls[parent].parent
+        if i in matched_out and parent is not None:
+            if max(position[v] for v in matched_out[i]) > max(position[v] for v in matched_out[parent]):
+                del matched_out[i]
+    producers = {o: k for k, n in enumerate(nodes) for o in n.output if o}
+    best: dict[int, tuple[int, int, str]] = {}  # node index -> (depth, -span size, path)
+    for i, outs in matched_out.items():
+        span = _span(nodes, producers, dynamic, outs, set(matched_in.get(i, [])), position, priors[i])
+        rank = (calls[i].path.count("."), -len(span))
+        for k in span:
+            if k not in best or rank >= best[k][:2]:
+                best[k] = (*rank, calls[i].path)
+    return {nodes[k].name: path for k, (_, _, path) in best.items()}
+
+
+def _extend_outputs(
+    nodes: list[onnx.NodeProto],
+    calls: list[_Call],
+    matched_out: dict[int, list[str]],
+    matched_in: dict[int, list[str]],
+    values: Mapping[str, np.ndarray],
+    dynamic: set[str],
+    position: dict[str, int],
+) -> None:
+    """A call's output moves along nodes that leave its value unchanged (a conv's zero bias ``Add``) unless
+    another call (not one it runs inside) produced the next value (a ``Dropout`` sublayer after a ``ReLU``);
+    readers of the old value that come after the new one read the new one."""
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    for node in nodes:
+        for v in node.input:
+            if v in dynamic:
+                readers.setdefault(v, []).append(node)
+    claimed: dict[str, set[int]] = {}
+    for i, outs in matched_out.items():
+        for v in outs:
+            claimed.setdefault(v, set()).add(i)
+    moved: dict[str, str] = {}
+    for i, outs in matched_out.items():
+        enclosing = set()
+        parent = calls[i].parent
+        while parent is not None:
+            enclosing.add(parent)
+            parent = calls[parent].parent
+        for slot, value in enumerate(outs):
+            while True:
+                step = [
+                    n for n in readers.get(value, [])
+                    if len(n.output) == 1 and sum(1 for v in n.input if v in dynamic) == 1
+                    and n.output[0] in values and _same(values[n.output[0]], values[value])
+                ]
+                if len(step) != 1 or claimed.get(step[0].output[0], set()) - enclosing - {i}:
+                    break
+                moved[outs[slot]] = value = step[0].output[0]
+            outs[slot] = value
+    if not moved:
+        return
+    for i, ins in matched_in.items():
+        first = min(position[v] for v in matched_out[i])
+        for slot, value in enumerate(ins):
+            target = value
+            while target in moved and position[moved[target]] < first:
+                target = moved[target]
+            ins[slot] = target
+
+
+def _span(
+    nodes: list[onnx.NodeProto],
+    producers: dict[str, int],
+    dynamic: set[str],
+    outputs: list[str],
+    inputs: set[str],
+    position: dict[str, int],
+    prior: int,
+) -> list[int]:
+    """Indices of the nodes on a path from one of ``inputs`` to one of ``outputs`` (without matched inputs:
+    the nodes computing the outputs after ``prior``, the last node before the call began)."""
+    floor = min((position[v] for v in inputs), default=prior)
+    seen: set[int] = set()
+    todo = [v for v in outputs if v not in inputs]
+    while todo:
+        value = todo.pop()
+        k = producers.get(value)
+        if k is None or k in seen or k <= floor:
+            continue
+        seen.add(k)
+        todo.extend(v for v in nodes[k].input if v and v in dynamic and v not in inputs)
+    if not inputs:
+        return sorted(seen)
+    reached = set(inputs)
+    span = []
+    for k in sorted(seen):
+        if any(v in reached for v in nodes[k].input):
+            reached.update(o for o in nodes[k].output if o)
+            span.append(k)
+    return span
 
 
 def _assign_regions(g: onnx.GraphProto, layer_map: dict[str, str], dynamic: set[str]) -> None:

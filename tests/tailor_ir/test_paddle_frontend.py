@@ -9,10 +9,13 @@ import pytest
 
 from models import paddle_zoo
 from tailor_ir import runtime
+from tailor_ir.backends import paddle as paddle_backend
 from tailor_ir.errors import ExportError, ModelTypeError
 from tailor_ir.frontends import paddle as paddle_frontend
 from tailor_ir.graph import Graph
 from tailor_ir.imports import import_paddle
+from tailor_ir.inspection import layer_table
+from tailor_ir.passes import embedding_head
 
 paddle = import_paddle()
 ZOO_NAMES = list(paddle_zoo.ZOO)
@@ -78,6 +81,85 @@ def test_layer_map_names_the_sublayers() -> None:
     softmax = [transformer.layer_of(n) for n in transformer.model.graph.node if n.op_type == "Softmax"]
     assert softmax == ["encoder.layers.0.self_attn", "encoder.layers.1.self_attn"]
     assert "encoder.layers.1.linear2" in transformer.layer_names
+    ops = [(n.op_type, transformer.layer_of(n)) for n in transformer.model.graph.node]
+    assert ("Dropout", "encoder.layers.0.dropout1") in ops and ("Add", "encoder.layers.0") in ops
+
+
+def test_layer_map_holds_parameterless_sublayers_and_block_ops() -> None:
+    _, cnn = exported("small_cnn")
+    layers = {n.op_type: cnn.layer_of(n) for n in cnn.model.graph.node}
+    assert layers["GlobalAveragePool"] == "pool" and layers["Dropout"] == "dropout"
+    assert [cnn.layer_of(n) for n in cnn.model.graph.node if n.op_type == "Add"] == ["conv1", "conv2", "fc"]
+    _, resnet = exported("resnet18")
+    ops = [(n.op_type, resnet.layer_of(n)) for n in resnet.model.graph.node]
+    assert ("Add", "layer3.1") in ops and ("Relu", "layer3.1.relu") in ops and ("MaxPool", "maxpool") in ops
+    last_of_layer3 = [op for op, layer in ops if layer and layer.startswith("layer3")][-1]
+    assert last_of_layer3 == "Relu"
+    assert resnet.layer_names[:5] == ["conv1", "bn1", "relu", "maxpool", "layer1"]
+    _, mlp = exported("mlp")
+    assert [mlp.layer_of(n) for n in mlp.model.graph.node if n.op_type in ("Relu", "Dropout")] == [
+        "body.1", "body.2", "body.4", "body.5"]
+
+
+def _sublayer_outputs(model: object, sample: np.ndarray, names: list[str]) -> dict[str, object]:
+    """Each named sublayer's first output (a forward-post hook; copied, in case a later op works in place)."""
+    seen: dict[str, object] = {}
+    layers = dict(model.named_sublayers())
+
+    def keep(name: str, out: object) -> None:
+        seen.setdefault(name, out.clone() if isinstance(out, paddle.Tensor) else out)
+
+    hooks = [layers[n].register_forward_post_hook(lambda _l, _i, out, n=n: keep(n, out)) for n in names]
+    try:
+        with paddle.no_grad():
+            model(paddle.to_tensor(sample))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return seen
+
+
+def _three_cuts(name: str) -> list[str]:
+    """Three cut candidates (first third, middle, last) whose sublayer returns one tensor."""
+    model, graph = exported(name)
+    model.eval()
+    layers = dict(model.named_sublayers())
+    rows = [r.name for r in layer_table(graph) if r.cut_candidate and r.name in layers]
+    outputs = _sublayer_outputs(model, paddle_zoo.sample(name, 2), rows)
+    tensors = [r for r in rows if isinstance(outputs.get(r), paddle.Tensor)]
+    if len(tensors) < 3:
+        return tensors
+    picks = [tensors[len(tensors) // 3], tensors[(2 * len(tensors)) // 3], tensors[-1]]
+    return list(dict.fromkeys(picks))
+
+
+# plus block outputs that end in ops of the block's own forward (residual Add + ReLU) and a Dropout sublayer
+BLOCKS = [("resnet18", "layer3"), ("resnet18", "layer4.0"), ("mobilenet_v2", "features.5"), ("small_cnn", "dropout")]
+SPREAD = [(name, layer) for name in ZOO_NAMES for layer in _three_cuts(name)]
+CUTS = list(dict.fromkeys(SPREAD + BLOCKS))
+
+
+def test_every_zoo_model_has_cuts_spread_over_its_depth() -> None:
+    per_model = {name: sum(1 for n, _ in SPREAD if n == name) for name in ZOO_NAMES}
+    assert all(count >= 2 for count in per_model.values()), per_model
+    assert sum(count == 3 for count in per_model.values()) >= 4, per_model
+
+
+@pytest.mark.parametrize(("name", "layer"), CUTS, ids=[f"{n}:{layer}" for n, layer in CUTS])
+def test_cut_equals_the_hooked_sublayer_output(name: str, layer: str) -> None:
+    model, graph = exported(name)
+    model.eval()
+    cut = embedding_head(graph, layer_name=layer, pooling="none", output_dim=None, normalize=False)
+    rehydrated = paddle_backend.rehydrate(cut, check=False)
+    rehydrated.eval()
+    for batch in (2, 5):
+        sample = paddle_zoo.sample(name, batch)
+        expected = _sublayer_outputs(model, sample, [layer])[layer].numpy()
+        with paddle.no_grad():
+            got = rehydrated(paddle.to_tensor(sample)).numpy()
+        runtime.assert_close(got, expected, rtol=1e-4, what=f"{name} at {layer} vs paddle (batch {batch})")
+        ort = runtime.run(cut.model, [sample])[0]
+        runtime.assert_close(ort, expected, rtol=1e-4, what=f"onnxruntime at {layer} vs paddle (batch {batch})")
 
 
 def test_token_inputs_are_dynamic_in_batch_and_sequence() -> None:
