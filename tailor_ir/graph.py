@@ -134,13 +134,20 @@ class Graph:
 
     @cached_property
     def value_info(self) -> dict[str, onnx.ValueInfoProto]:
-        """Value name -> type and shape, from ONNX shape inference (symbolic batch/sequence dims kept)."""
+        """Value name -> type and shape, from ONNX shape inference (symbolic batch/sequence dims kept).
+
+        Inference runs on a weight-free copy: initializers over ``SMALL_INITIALIZER`` elements only lend their
+        type and shape (as graph inputs), so the weights are never serialised; small ones (shape constants that
+        data propagation reads) stay. Initializers are not keys of the result (``shape_of`` reads their dims).
+        """
+        stand_ins: set[str] = set()
         try:
-            inferred = onnx.shape_inference.infer_shapes(self.model, strict_mode=False, data_prop=True)
+            light, stand_ins = _weight_free(self.model)
+            inferred = onnx.shape_inference.infer_shapes(light, strict_mode=False, data_prop=True)
         except Exception:  # shape inference is best effort; exporters already record most shapes
             inferred = self.model
         g = inferred.graph
-        return {v.name: v for v in (*g.value_info, *g.input, *g.output)}
+        return {v.name: v for v in (*g.value_info, *g.input, *g.output) if v.name not in stand_ins}
 
     def shape_of(self, value: str) -> tuple[int | str | None, ...] | None:
         """Static/symbolic shape of a value: ints, dim names, or None for unknown dims; None if unknown rank."""
@@ -210,6 +217,34 @@ class Graph:
 
     def check(self) -> None:
         check_model(self.model, "graph")
+
+
+SMALL_INITIALIZER = 4096  # elements; larger initializers stand in as typed graph inputs during shape inference
+
+
+def _weight_free(model: onnx.ModelProto) -> tuple[onnx.ModelProto, set[str]]:
+    """A copy of ``model`` whose large initializers are typed graph inputs (names of those returned)."""
+    light = onnx.ModelProto()
+    for field in ("ir_version", "producer_name", "producer_version", "domain", "model_version"):
+        setattr(light, field, getattr(model, field))
+    light.opset_import.extend(model.opset_import)
+    light.functions.extend(model.functions)
+    source, g = model.graph, light.graph
+    g.name = source.name
+    g.node.extend(source.node)
+    g.input.extend(source.input)
+    g.output.extend(source.output)
+    g.value_info.extend(source.value_info)
+    g.sparse_initializer.extend(source.sparse_initializer)
+    inputs = {i.name for i in source.input}
+    stand_ins: set[str] = set()
+    for init in source.initializer:
+        if int(np.prod(init.dims, dtype=np.int64)) <= SMALL_INITIALIZER:
+            g.initializer.append(init)
+        elif init.name not in inputs:
+            g.input.append(onnx.helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
+            stand_ins.add(init.name)
+    return light, stand_ins
 
 
 def ancestors(layer: str) -> list[str]:
