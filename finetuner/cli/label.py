@@ -14,7 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="digits",
                         help="'digits' (sklearn's 8x8 digits) or a DocumentArray file written with save_binary")
     parser.add_argument("--model", default=None,
-                        help="a whole torch model saved with torch.save; default: a small MLP for the digits")
+                        help="a model saved with finetuner.save (.onnx; torch, keras or paddle) or a whole torch "
+                             "model saved with torch.save (.pt); default: a small torch MLP for the digits")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N documents")
     parser.add_argument("--output-dim", type=int, default=32, help="embedding size of the default MLP")
     parser.add_argument("--workdir", default="finetuner-labeler", help="where labels and checkpoints are kept")
@@ -26,7 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=None, help="epochs per fit")
     parser.add_argument("--strategy", choices=("uncertainty", "diversity", "random"), default=None,
                         help="how the next queries are chosen")
-    parser.add_argument("--save", default=None, help="also write the tuned model (torch.save) here at the end")
+    parser.add_argument("--save", default=None,
+                        help="also write the tuned model here at the end (finetuner.save: an .onnx file that "
+                             "finetuner.load reads back)")
 
 
 def digits_pool(limit: int | None = None) -> Any:
@@ -43,7 +46,9 @@ def digits_pool(limit: int | None = None) -> Any:
 
 def default_model(output_dim: int) -> Any:
     """The zoo's MLP for digits when the repository's ``models`` package is importable, else the same shape here."""
-    import torch
+    from tailor_ir.imports import import_torch
+
+    torch = import_torch()
 
     torch.manual_seed(0)
     try:
@@ -54,12 +59,25 @@ def default_model(output_dim: int) -> Any:
         return torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, output_dim))
 
 
+def load_model(path: str) -> Any:
+    """A model file: ``finetuner.save``'s ONNX Graph (any framework) or, for ``.pt``/``.pth``, a whole torch model."""
+    from pathlib import Path
+
+    if Path(path).suffix in (".pt", ".pth"):
+        from tailor_ir.imports import import_torch
+
+        return import_torch().load(path, weights_only=False)
+    from finetuner.persistence import load
+
+    return load(path)
+
+
 def run(args: argparse.Namespace) -> int:
     """Serve the Labeler until Finish / Ctrl-C / SIGTERM; returns 0."""
-    import torch
     from docarray import DocumentArray
 
     from finetuner.labeler import run as run_labeler
+    from finetuner.labeler.training import save_model, stack_contents
 
     if args.data == "digits":
         docs = digits_pool(args.limit)
@@ -67,12 +85,12 @@ def run(args: argparse.Namespace) -> int:
         docs = DocumentArray.load_binary(args.data)
         if args.limit:
             docs = docs[: args.limit]
-    model = torch.load(args.model, weights_only=False) if args.model else default_model(args.output_dim)
+    model = load_model(args.model) if args.model else default_model(args.output_dim)
     tuned = run_labeler(
         model, docs, workdir=args.workdir, port=args.port, host=args.host, open_browser=args.open_browser,
         top_k=args.top_k, questions=args.questions, epochs=args.epochs, strategy=args.strategy,
     )
     if args.save:
-        torch.save(tuned, args.save)
-        print(f"tuned model saved to {args.save}")
+        path = save_model(tuned, args.save, sample_input=stack_contents(docs[:2]))
+        print(f"tuned model saved to {path}")
     return 0

@@ -2,7 +2,8 @@
 
 ``run(...)`` blocks until the user presses "Finish" in the page, Ctrl-C or SIGTERM, then returns the model
 with the newest fitted weights. :class:`Labeler` is the same thing as a context manager, for code that wants
-to keep going while the Labeler serves (tests, notebooks).
+to keep going while the Labeler serves (tests, notebooks). Any framework the Tuner knows works: a model that
+does not survive Jina's fork (Keras, CUDA) stays in this process behind a :class:`~finetuner.labeler.host.ModelHost`.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class Labeler:
         self.settings = check_settings({k: v for k, v in settings.items() if v is not None})
         self._prepare_pool(unlabeled_docs)
         self._flow: Any = None
+        self._host: Any = None
         self._session = uuid.uuid4().hex
 
     def _prepare_pool(self, unlabeled_docs: Any) -> None:
@@ -118,6 +120,7 @@ class Labeler:
             TunerExecutor,
         )
         from finetuner.labeler.gateway import LabelerGateway
+        from finetuner.labeler.host import ModelHost, needs_host, remote_embed_fn, remote_train_fn
         from finetuner.labeler.store import LabelStore
         from finetuner.serving.jina_env import prepare_jina
 
@@ -128,7 +131,13 @@ class Labeler:
             store.close()
         self.workdir.stop_request.unlink(missing_ok=True)
         self.port = int(self.port or random_port())
-        SESSIONS[self._session] = LabelerObjects(self.model, self.embed_fn, self.train_fn)
+        if needs_host(self.model):  # Keras / CUDA: the model stays here, the Executors call over a socket
+            self._host = ModelHost(self.model, self.embed_fn, self.train_fn)
+            SESSIONS[self._session] = LabelerObjects(
+                self._host.handle("tuner"), remote_embed_fn, remote_train_fn, index_model=self._host.handle("index")
+            )
+        else:
+            SESSIONS[self._session] = LabelerObjects(self.model, self.embed_fn, self.train_fn)
         root = str(self.workdir.root)
         shared = {"workdir": root, "session": self._session}
         self._flow = (
@@ -161,6 +170,9 @@ class Labeler:
         if self._flow is not None:
             self._flow.close()
             self._flow = None
+        if self._host is not None:
+            self._host.close()
+            self._host = None
         SESSIONS.pop(self._session, None)
 
     def __enter__(self) -> Labeler:

@@ -2,10 +2,13 @@
 
 All three read the same workdir. Python objects that cannot travel as YAML (the model, ``embed_fn``,
 ``train_fn``) are registered in :data:`SESSIONS` under a key before the Flow starts; Jina forks its Executor
-processes, so they inherit the registry. Each endpoint returns a dict (the gateway reads it from the
+processes, so they inherit the registry. A model that does not survive a fork (Keras, CUDA) is registered as
+:class:`~finetuner.labeler.host.RemoteModel` handles instead, and all model work happens in the Labeler's process.
+The Executors touch models only through the framework-neutral helpers of :mod:`finetuner.labeler.training`. Each endpoint returns a dict (the gateway reads it from the
 response's ``__results__``) and raises on bad input, which fails the request and changes nothing.
 """
 
+import asyncio
 import copy
 import sys
 import threading
@@ -27,7 +30,17 @@ from finetuner.labeler.strategies import (
     pair_similarities,
     select_queries,
 )
-from finetuner.labeler.training import LABEL_TAG, EmbedFn, TrainFn, stack_contents
+from finetuner.labeler.training import (
+    LABEL_TAG,
+    EmbedFn,
+    TrainFn,
+    clone_model,
+    export_model,
+    get_weights,
+    save_model,
+    set_weights,
+    stack_contents,
+)
 
 DEFAULT_SETTINGS = {"top_k": 8, "questions": 3, "epochs": 5, "strategy": "uncertainty"}
 LIMITS = {"top_k": (1, 50), "questions": (1, 20), "epochs": (1, 100)}
@@ -41,6 +54,7 @@ class LabelerObjects:
     model: Any
     embed_fn: EmbedFn
     train_fn: TrainFn
+    index_model: Any = None  # the index's own model, when it cannot simply be the forked copy of ``model``
 
 
 SESSIONS: dict[str, LabelerObjects] = {}
@@ -171,7 +185,7 @@ class IndexExecutor(Executor):
         objects = _objects(session)
         self.workdir = Workdir(workdir)
         self.embed_fn = objects.embed_fn
-        self.model = objects.model
+        self.model = objects.model if objects.index_model is None else objects.index_model
         self.max_candidates = int(max_candidates)
         self.chunk = int(chunk)
         docs = self.workdir.load_pool()
@@ -214,12 +228,13 @@ class IndexExecutor(Executor):
         return np.concatenate(parts)
 
     def _reembed_to(self, record: dict) -> None:
+        # Only this thread (one at a time, see refresh) uses self.model after __init__: questions come from
+        # self.embeddings, so the new weights can go straight into the model, whatever its framework.
         try:
-            model = copy.deepcopy(self.model)
-            self.workdir.load_checkpoint_into(model, record)
-            embeddings = l2_normalize(self._embed_all(model, self._reembed))
+            self.workdir.load_checkpoint_into(self.model, record)
+            embeddings = l2_normalize(self._embed_all(self.model, self._reembed))
             with self._guard:
-                self.model, self.embeddings, self.version = model, embeddings, record["version"]
+                self.embeddings, self.version = embeddings, record["version"]
         except Exception:  # noqa: BLE001 - reported through /status, the old embeddings stay in use
             self._error = traceback.format_exc(limit=3)
 
@@ -312,7 +327,12 @@ class IndexExecutor(Executor):
 
 
 class TunerExecutor(Executor):
-    """Fine-tunes the model on the session data in a background thread; writes a checkpoint after each fit."""
+    """Fine-tunes the model on the session data in a background thread; writes a checkpoint after each fit.
+
+    Framework-neutral: checkpoints hold the model's weights as numpy arrays (its Tuner's ``get_weights``), and
+    "save" writes ``finetuner.save``'s ONNX Graph file (``exports/model.onnx``, read back by ``finetuner.load``),
+    plus on request ``finetuner.export``'s serving model (``exports/embedding.onnx``).
+    """
 
     def __init__(self, workdir: str, session: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -332,19 +352,26 @@ class TunerExecutor(Executor):
             "finished": None,
         }
         self._guard = threading.Lock()
+        # held by a fit from its start to its checkpoint, and by a save of self.model: a save never reads
+        # half-trained weights, and a fit waits for a save in progress
+        self._model_lock = threading.Lock()
+        self._untrained: dict | None = None  # version 0's weights, kept while the first fit runs
+        self._spare: Any = None  # a clone that a save during a fit loads the newest finished weights into
+        self._sample: Any = None
 
     def _fit(self, sessions: DocumentArray, epochs: int) -> None:
-        try:
-            metrics = dict(self.train_fn(self.model, sessions, epochs) or {})
-            metrics.update(epochs=epochs, queries=len(sessions), labels=sum(len(d.matches) for d in sessions))
-            state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            record = self.workdir.write_checkpoint(state, metrics)
-            update = {"version": record["version"], "metrics": metrics, "error": None}
-        except Exception as exc:  # noqa: BLE001 - reported through /status
-            update = {"error": f"{type(exc).__name__}: {exc}"}
-        with self._guard:
-            self._state.update(update, running=False, finished=time.time())
-            self._state["fits"] += 1
+        with self._model_lock:
+            try:
+                metrics = dict(self.train_fn(self.model, sessions, epochs) or {})
+                metrics.update(epochs=epochs, queries=len(sessions), labels=sum(len(d.matches) for d in sessions))
+                record = self.workdir.write_checkpoint(get_weights(self.model), metrics)
+                update = {"version": record["version"], "metrics": metrics, "error": None}
+                self._untrained = None
+            except Exception as exc:  # noqa: BLE001 - reported through /status
+                update = {"error": f"{type(exc).__name__}: {exc}"}
+            with self._guard:
+                self._state.update(update, running=False, finished=time.time())
+                self._state["fits"] += 1
 
     @requests(on="/fit")
     async def fit(self, docs: DocumentArray, parameters: dict, **kwargs: Any) -> dict:
@@ -355,6 +382,11 @@ class TunerExecutor(Executor):
         with self._guard:
             if self._state["running"]:
                 return {"started": False, "reason": "a fit is already running", **self._state}
+            if self._state["version"] == 0 and self._untrained is None and self._model_lock.acquire(blocking=False):
+                try:  # no checkpoint to fall back on while the first fit runs: keep the untrained weights
+                    self._untrained = get_weights(self.model)
+                finally:
+                    self._model_lock.release()
             self._state.update(running=True, started=time.time(), error=None)
         threading.Thread(target=self._fit, args=(docs, epochs), daemon=True).start()
         return {"started": True, **self._state}
@@ -365,20 +397,41 @@ class TunerExecutor(Executor):
         with self._guard:
             return dict(self._state)
 
+    def _sample_input(self) -> Any:
+        """Two pool items as the model takes them: what finetuner.save traces a model without a Graph with."""
+        if self._sample is None:
+            self._sample = stack_contents(self.workdir.load_pool()[:2])
+        return self._sample
+
+    def _write(self, model: Any, export: bool) -> dict:
+        out = {"path": str(save_model(model, self.workdir.exports / "model.onnx", self._sample_input()))}
+        if export:
+            out["export_path"] = str(
+                export_model(model, self.workdir.exports / "embedding.onnx", sample_input=self._sample_input())
+            )
+        return out
+
+    def _save(self, export: bool) -> dict:
+        if self._model_lock.acquire(blocking=False):  # no fit runs: self.model holds the newest fitted weights
+            try:
+                with self._guard:
+                    version = self._state["version"]
+                return {**self._write(self.model, export), "version": version}
+            finally:
+                self._model_lock.release()
+        # a fit is running (its weights are half-trained): save the newest finished weights through a clone
+        record = self.workdir.latest_checkpoint()
+        weights = self.workdir.read_checkpoint(record) if record else self._untrained
+        if weights is None:
+            raise RuntimeError("a fit is running and no finished weights are at hand; save again when it is done")
+        if self._spare is None:
+            self._spare = clone_model(self.model)
+        set_weights(self._spare, weights)
+        return {**self._write(self._spare, export), "version": record["version"] if record else 0}
+
     @requests(on="/save")
     async def save(self, parameters: dict, **kwargs: Any) -> dict:
-        """Save the newest fitted model to ``exports/model.pt`` (whole torch model) and return the path."""
-        import io
-
-        import torch
-
-        from finetuner.labeler.pool import atomic_write_bytes
-
-        model = copy.deepcopy(self.model)
-        if self._state["running"]:  # mid-fit weights are half-trained: save the newest finished checkpoint
-            self.workdir.load_checkpoint_into(model)
-        buffer = io.BytesIO()
-        torch.save(model, buffer)
-        path = self.workdir.exports / "model.pt"
-        atomic_write_bytes(path, buffer.getvalue())
-        return {"path": str(path), "version": self._state["version"]}
+        """Save the newest fitted model with ``finetuner.save`` to ``exports/model.onnx`` (``finetuner.load``
+        reads it back into its framework); with ``parameters['export']`` also ``finetuner.export`` it to
+        ``exports/embedding.onnx`` for serving. Returns ``{"path", "version"[, "export_path"]}``."""
+        return await asyncio.to_thread(self._save, bool(parameters.get("export")))

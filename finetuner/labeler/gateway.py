@@ -145,8 +145,10 @@ class LabelerGateway(HTTPGateway):
             return (await self.call("pool", "/settings", {"update": await body(request)}))[0]
 
         @app.post("/api/save")
-        async def save() -> dict:
-            return (await self.call("tuner", "/save"))[0]
+        async def save(request: Request) -> dict:
+            """``finetuner.save`` the newest fitted model; ``{"export": true}`` also writes a serving ONNX."""
+            data = await body(request) if await request.body() else {}
+            return (await self.call("tuner", "/save", {"export": bool(data.get("export"))}))[0]
 
         @app.post("/api/export")
         async def export() -> dict:

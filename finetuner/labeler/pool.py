@@ -5,8 +5,10 @@ Workdir layout::
     pool.bin                    the unlabelled pool (DocumentArray, protobuf)
     labels.sqlite               every label, committed per submit (see store.py)
     checkpoints/latest.json     {"version", "path", "metrics", "time"} of the newest fitted weights
-    checkpoints/model-<v>.pt    torch state_dict of version v
-    exports/                    saved model and exported labels
+    checkpoints/model-<v>.npz   the model's weights of version v (numpy arrays by name: a Tuner's get_weights)
+    exports/model.onnx          the saved model (finetuner.save: finetuner.load reads it back, any framework)
+    exports/embedding.onnx      the serving-ready export (finetuner.export), when asked for
+    exports/labels.bin          the exported labels (session DocumentArray)
 
 Every file is written to a temporary name first and renamed, so a crash never leaves half a file behind.
 """
@@ -63,33 +65,56 @@ class Workdir:
         except FileNotFoundError:
             return None
 
-    def write_checkpoint(self, state_dict: Any, metrics: dict) -> dict:
-        """Save ``state_dict`` as the next version and point ``latest.json`` at it; returns the record."""
+    def write_checkpoint(self, weights: dict[str, np.ndarray], metrics: dict) -> dict:
+        """Save ``weights`` (name -> numpy array, a Tuner's ``get_weights()``) as the next version and point
+        ``latest.json`` at it; returns the record. The ``.npz`` is written to a temporary file, synced and
+        renamed, then ``latest.json`` likewise; the previous version's file goes only after both."""
         import time
-
-        import torch
 
         previous = self.latest_checkpoint()
         version = (previous["version"] if previous else 0) + 1
-        path = self.checkpoints / f"model-{version}.pt"
-        with tempfile.NamedTemporaryFile(dir=self.checkpoints, suffix=".tmp", delete=False) as handle:
-            torch.save(state_dict, handle)
+        path = self.checkpoints / f"model-{version}.npz"
+        names = list(weights)
+        arrays = {f"w{i}": np.asarray(weights[name]) for i, name in enumerate(names)}
+        with tempfile.NamedTemporaryFile(dir=self.checkpoints, prefix=f".{path.name}.", delete=False) as handle:
+            np.savez(handle, names=np.asarray(names, dtype=str), **arrays)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(handle.name, path)
         record = {"version": version, "path": path.name, "metrics": metrics, "time": time.time()}
         atomic_write_bytes(self.latest, json.dumps(record).encode())
-        if previous and previous["version"] >= 1:
+        if previous and previous["version"] >= 1 and previous["path"] != path.name:
             (self.checkpoints / previous["path"]).unlink(missing_ok=True)
         return record
 
+    def read_checkpoint(self, record: dict | None = None) -> dict[str, np.ndarray] | None:
+        """The weights (name -> numpy array) of the newest (or the given) checkpoint, or None before a fit.
+
+        Reads the ``.npz`` checkpoints of any framework (no pickles), and the torch ``state_dict`` files
+        (``model-<v>.pt``) that older Labelers wrote.
+        """
+        record = record or self.latest_checkpoint()
+        if record is None:
+            return None
+        path = self.checkpoints / record["path"]
+        if path.suffix == ".pt":
+            from tailor_ir.imports import import_torch
+
+            state = import_torch().load(path, map_location="cpu", weights_only=True)
+            return {k: v.detach().cpu().numpy() for k, v in state.items()}
+        with np.load(path, allow_pickle=False) as data:
+            names = [str(n) for n in data["names"]]
+            return {name: data[f"w{i}"] for i, name in enumerate(names)}
+
     def load_checkpoint_into(self, model: Any, record: dict | None = None) -> dict | None:
-        """Load the newest (or the given) checkpoint's weights into a torch ``model``; returns its record."""
-        import torch
+        """Load the newest (or the given) checkpoint's weights into ``model`` (any framework, through its
+        Tuner's ``set_weights``); returns the record, or None (model untouched) before the first fit."""
+        from finetuner.labeler.training import set_weights
 
         record = record or self.latest_checkpoint()
         if record is None:
             return None
-        state = torch.load(self.checkpoints / record["path"], map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
+        set_weights(model, self.read_checkpoint(record))
         return record
 
 

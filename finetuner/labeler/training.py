@@ -7,11 +7,16 @@
 Both defaults go through ``finetuner.tuner.tuner_class(framework)``: :meth:`BaseTuner.fit` on the session
 DocumentArray (``finetuner.data`` turns it into session batches) and :meth:`BaseTuner.embed`. Users can pass
 their own callables to :func:`finetuner.labeler.run`.
+
+The rest of the Labeler touches a model only through the framework-neutral helpers here: :func:`get_weights` /
+:func:`set_weights` (numpy arrays by name, what checkpoints hold), :func:`clone_model` and :func:`save_model`
+(``finetuner.save``: one ONNX Graph file that ``finetuner.load`` reads back into its framework).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,8 +32,13 @@ __all__ = [
     "EmbedFn",
     "TrainFn",
     "default_embed_fn",
+    "clone_model",
     "default_train_fn",
+    "export_model",
+    "get_weights",
     "make_train_fn",
+    "save_model",
+    "set_weights",
     "stack_contents",
     "symmetric_sessions",
 ]
@@ -40,6 +50,77 @@ def _tuner(model: Any, **options: Any) -> Any:
     from tailor_ir.compiler import require_framework
 
     return tuner_class(require_framework(model))(model, **options)
+
+
+def get_weights(model: Any) -> dict[str, np.ndarray]:
+    """A copy of ``model``'s weights (parameters and buffers) as numpy arrays, by name (its Tuner's get_weights)."""
+    if _is_remote(model):
+        return model.call("get_weights")
+    return _tuner(model).get_weights()
+
+
+def set_weights(model: Any, weights: dict[str, np.ndarray]) -> None:
+    """Load what :func:`get_weights` returned (for this model or one of the same architecture) into ``model``."""
+    if _is_remote(model):
+        model.call("set_weights", weights)
+        return
+    _tuner(model).set_weights(weights)
+
+
+def clone_model(model: Any) -> Any:
+    """A new model of the same architecture and framework (weights not guaranteed: set them).
+
+    A model that came from ``to_embedding``/``fit``/``load`` is rehydrated from its remembered Graph, which
+    leaves the original untouched (it may be training in another thread) and keeps the clone saveable with the
+    same layer map; other Keras models go through ``keras.models.clone_model``, torch and paddle ones are
+    deep-copied.
+    """
+    import copy
+
+    from finetuner.tailor import graph_of, remember_graph
+    from tailor_ir import compiler
+
+    if _is_remote(model):
+        return model.clone()
+    framework = compiler.require_framework(model)
+    graph = graph_of(model)
+    if graph is not None:
+        clone = compiler.backend(framework).rehydrate(graph, check=False)
+        remember_graph(clone, graph)
+        return clone
+    if framework == "keras":
+        from tailor_ir.imports import import_keras
+
+        return import_keras().models.clone_model(model)
+    return copy.deepcopy(model)
+
+
+def save_model(model: Any, path: Any, sample_input: Any = None) -> Any:
+    """``finetuner.save(model, path)``: the model's Graph with its current weights, framework-neutral.
+
+    ``sample_input`` (e.g. two pool items) is used only for models that did not come from ``to_embedding``.
+    """
+    if _is_remote(model):
+        return Path(model.call("save", str(path), sample_input))
+    from finetuner.persistence import save
+
+    return save(model, path, sample_input=sample_input)
+
+
+def export_model(model: Any, path: Any, sample_input: Any = None) -> Any:
+    """``finetuner.export(model, path)``: a serving-ready ONNX embedding model (checked against ``model``)."""
+    if _is_remote(model):
+        return Path(model.call("export", str(path), sample_input))
+    from finetuner.exporting import export
+
+    return export(model, path, sample_input=sample_input)
+
+
+def _is_remote(model: Any) -> bool:
+    """A handle on a model kept in the Labeler's process (see :mod:`finetuner.labeler.host`)."""
+    from finetuner.labeler.host import RemoteModel
+
+    return isinstance(model, RemoteModel)
 
 
 def stack_contents(docs: Sequence[Any]) -> np.ndarray:

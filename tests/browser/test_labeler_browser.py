@@ -142,7 +142,7 @@ def test_label_fit_save_then_kill_and_resume_with_every_label(browser, tmp_path)
         assert page.text_content("#stat-metric") != "–"
         page.click("#save")
         page.wait_for_function("document.querySelector('#message').textContent.includes('saved to')")
-        assert (workdir / "exports" / "model.pt").stat().st_size > 0
+        assert (workdir / "exports" / "model.onnx").stat().st_size > 0
         # pin mode: the same query comes back with its next, still unlabelled matches
         pinned = current_questions(page)[0][0]
         page.click(f".question[data-query-id='{pinned}'] .pin")

@@ -1,0 +1,172 @@
+"""Keep the model in the Labeler's own process for frameworks that do not survive a fork.
+
+Jina runs the Executors in forked processes. TensorFlow (Keras) does not survive a fork once it has run
+anything (its thread pools are gone in the child: the first sizeable op waits forever), and neither does an
+initialised CUDA context. For such models the Labeler starts a :class:`ModelHost` in its own process: the
+Executors get :class:`RemoteModel` handles and every embedding, fit, weight read/write and save runs in the
+parent, on the user's model (role ``tuner``) or on clones of it (``index``, and one per ``clone_model``), over
+an authenticated Unix socket (one connection per call, so any thread may call).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import traceback
+import uuid
+from dataclasses import dataclass
+from multiprocessing.connection import Client, Listener
+from typing import Any
+
+import numpy as np
+
+__all__ = ["ModelHost", "RemoteError", "RemoteModel", "needs_host"]
+
+
+def needs_host(model: Any) -> bool:
+    """Whether ``model`` must stay in this process: Keras (TensorFlow), or torch with CUDA initialised."""
+    from tailor_ir.imports import framework_of
+
+    framework = framework_of(model)
+    if framework == "keras":
+        return True
+    torch = sys.modules.get("torch")
+    if framework == "torch" and torch is not None:
+        return bool(torch.cuda.is_available() and torch.cuda.is_initialized())
+    return False
+
+
+class RemoteError(RuntimeError):
+    """An operation on the hosted model failed in the Labeler's process."""
+
+
+@dataclass(frozen=True)
+class RemoteModel:
+    """A handle on a model held by a :class:`ModelHost`: ``call(op, *args)`` runs ``op`` on it there."""
+
+    address: str
+    authkey: bytes
+    role: str
+
+    def call(self, op: str, *args: Any) -> Any:
+        with Client(self.address, family="AF_UNIX", authkey=self.authkey) as conn:
+            conn.send((op, self.role, args))
+            status, value = conn.recv()
+        if status == "error":
+            kind, message, trace = value
+            error_class = {"ValueError": ValueError, "KeyError": KeyError, "TypeError": TypeError}.get(kind)
+            if error_class is not None:
+                raise error_class(message)
+            raise RemoteError(f"{kind}: {message}\n(in the Labeler's process)\n{trace}")
+        return value
+
+    def clone(self) -> RemoteModel:
+        """A handle on a new clone of this model, held by the same host (weights: set them)."""
+        return RemoteModel(self.address, self.authkey, f"clone-{uuid.uuid4().hex[:8]}")
+
+
+def remote_embed_fn(model: RemoteModel, contents: Any) -> np.ndarray:
+    """The Executors' embed_fn for a hosted model: the host runs the Labeler's embed_fn."""
+    return model.call("embed", contents)
+
+
+def remote_train_fn(model: RemoteModel, session_docs: Any, epochs: int) -> dict:
+    """The Executors' train_fn for a hosted model: the host runs the Labeler's train_fn on its model."""
+    return model.call("train", session_docs.to_bytes(protocol="protobuf", compress="zlib"), int(epochs))
+
+
+class ModelHost:
+    """Serves embedding, training and weight operations on ``model`` (and clones) to the Labeler's Executors."""
+
+    def __init__(self, model: Any, embed_fn: Any, train_fn: Any) -> None:
+        self.embed_fn = embed_fn
+        self.train_fn = train_fn
+        self.models: dict[str, Any] = {"tuner": model}
+        self._folder = tempfile.mkdtemp(prefix="ftlabel-")
+        self.address = os.path.join(self._folder, "host.sock")
+        self.authkey = os.urandom(32)
+        self._listener = Listener(self.address, family="AF_UNIX", authkey=self.authkey)
+        self._guard = threading.Lock()
+        self._closed = False
+        self._thread = threading.Thread(target=self._serve, name="labeler-model-host", daemon=True)
+        self._thread.start()
+
+    def handle(self, role: str) -> RemoteModel:
+        """A :class:`RemoteModel` for ``role`` (``tuner`` is the model itself; any other role is a clone)."""
+        return RemoteModel(self.address, self.authkey, role)
+
+    def _model(self, role: str) -> Any:
+        from finetuner.labeler.training import clone_model, get_weights, set_weights
+
+        with self._guard:
+            if role not in self.models:
+                original = self.models["tuner"]
+                clone = clone_model(original)
+                set_weights(clone, get_weights(original))
+                self.models[role] = clone
+            return self.models[role]
+
+    def _run(self, op: str, role: str, args: tuple) -> Any:
+        from finetuner.labeler import training
+
+        model = self._model(role)
+        if op == "embed":
+            return np.asarray(self.embed_fn(model, args[0]), dtype=np.float32)
+        if op == "train":
+            from docarray import DocumentArray
+
+            sessions = DocumentArray.from_bytes(args[0], protocol="protobuf", compress="zlib")
+            return dict(self.train_fn(model, sessions, args[1]) or {})
+        if op == "get_weights":
+            return training.get_weights(model)
+        if op == "set_weights":
+            return training.set_weights(model, args[0])
+        if op == "save":
+            return str(training.save_model(model, *args))
+        if op == "export":
+            return str(training.export_model(model, *args))
+        raise ValueError(f"unknown model operation {op!r}")
+
+    def _answer(self, conn: Any) -> None:
+        with conn:
+            try:
+                op, role, args = conn.recv()
+            except (EOFError, OSError):
+                return
+            try:
+                reply = ("ok", self._run(op, role, args))
+            except Exception as exc:  # noqa: BLE001 - sent to the caller, raised there
+                reply = ("error", (type(exc).__name__, str(exc), traceback.format_exc(limit=4)))
+            try:
+                conn.send(reply)
+            except (OSError, EOFError):
+                pass
+
+    def _serve(self) -> None:
+        while not self._closed:
+            try:
+                conn = self._listener.accept()
+            except OSError:
+                if self._closed:
+                    return
+                continue  # e.g. a client that failed authentication
+            if self._closed:
+                conn.close()
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def close(self) -> None:
+        """Stop serving and remove the socket."""
+        if self._closed:
+            return
+        self._closed = True
+        try:  # wake the accept() so the serving thread ends
+            Client(self.address, family="AF_UNIX", authkey=self.authkey).close()
+        except OSError:
+            pass
+        self._thread.join(timeout=5)
+        self._listener.close()
+        shutil.rmtree(self._folder, ignore_errors=True)
