@@ -79,17 +79,46 @@ def test_the_pool_round_trips_through_the_workdir(tmp_path):
 
 def test_checkpoints_count_up_and_keep_only_the_newest(tmp_path):
     torch = pytest.importorskip("torch")
+    from finetuner.labeler.training import get_weights
+
     workdir = Workdir(tmp_path / "wd").create()
     model = torch.nn.Linear(2, 2)
-    first = workdir.write_checkpoint(model.state_dict(), {"loss": 1.0})
+    first = workdir.write_checkpoint(get_weights(model), {"loss": 1.0})
     with torch.no_grad():
         model.weight.fill_(3.0)
-    second = workdir.write_checkpoint(model.state_dict(), {"loss": 0.5})
+    second = workdir.write_checkpoint(get_weights(model), {"loss": 0.5})
     assert (first["version"], second["version"]) == (1, 2)
-    assert sorted(p.name for p in workdir.checkpoints.glob("*.pt")) == ["model-2.pt"]
+    assert sorted(p.name for p in workdir.checkpoints.iterdir()) == ["latest.json", "model-2.npz"]
+    assert list(workdir.read_checkpoint()) == ["weight", "bias"]
     fresh = torch.nn.Linear(2, 2)
     assert workdir.load_checkpoint_into(fresh)["metrics"] == {"loss": 0.5}
     assert bool((fresh.weight == 3.0).all())
+
+
+def test_checkpoint_names_that_numpy_savez_would_trip_on_survive(tmp_path):
+    workdir = Workdir(tmp_path / "wd").create()
+    weights = {"file": np.ones(2, np.float32), "dense/kernel:0": np.eye(2), "names": np.zeros((), np.int64)}
+    workdir.write_checkpoint(weights, {})
+    back = workdir.read_checkpoint()
+    assert list(back) == list(weights)
+    for name, value in weights.items():
+        np.testing.assert_array_equal(back[name], value)
+        assert back[name].dtype == value.dtype
+
+
+def test_torch_checkpoints_of_older_labelers_still_load(tmp_path):
+    torch = pytest.importorskip("torch")
+    workdir = Workdir(tmp_path / "wd").create()
+    model = torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        model.weight.fill_(2.0)
+    torch.save(model.state_dict(), workdir.checkpoints / "model-1.pt")
+    workdir.latest.write_text('{"version": 1, "path": "model-1.pt", "metrics": {}, "time": 0}')
+    fresh = torch.nn.Linear(2, 2)
+    assert workdir.load_checkpoint_into(fresh)["version"] == 1
+    assert bool((fresh.weight == 2.0).all())
+    assert workdir.write_checkpoint({"w": np.zeros(1)}, {})["path"] == "model-2.npz"
+    assert not (workdir.checkpoints / "model-1.pt").exists()
 
 
 def _decode_png(data: bytes) -> tuple[int, int, int]:
