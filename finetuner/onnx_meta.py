@@ -26,6 +26,7 @@ PREFIX = "finetuner."
 OUTPUT_NAME = "embedding"
 PREPROCESS_KINDS = ("image", "vector", "text", "tokens", "sequence")
 TOKENIZER_SUFFIX = ".tokenizer"
+PENDING_TOKENIZER = "-"  # a text model's tokenizer folder before write_embedding_model names it
 _TWO_GB = 2**31 - 1
 
 
@@ -162,11 +163,19 @@ class EmbeddingModelMeta:
         cls, model: onnx.ModelProto, framework: str, preprocess: Mapping[str, Any] | None = None,
         normalized: bool = False, output_dim: int | None = None,
     ) -> EmbeddingModelMeta:
-        """Metadata whose inputs and output_dim are read from the graph itself."""
+        """Metadata whose inputs and output_dim are read from the graph itself.
+
+        A text model's ``tokenizer`` folder name may be left out: :func:`write_embedding_model` sets it to the
+        sidecar folder it writes (``<stem>.tokenizer``); ``max_length`` defaults to 128.
+        """
         dim = output_dim or graph_output_dim(model)
         if not dim:
             raise ModelMetadataError("The output's last dimension is symbolic: pass output_dim explicitly.")
-        return cls(framework, dim, tuple(graph_inputs(model)), dict(preprocess or {"kind": "vector"}), normalized)
+        preprocess = dict(preprocess or {"kind": "vector"})
+        if preprocess.get("kind") == "text":
+            preprocess.setdefault("max_length", 128)
+            preprocess["tokenizer"] = preprocess.get("tokenizer") or PENDING_TOKENIZER
+        return cls(framework, dim, tuple(graph_inputs(model)), preprocess, normalized)
 
     def apply(self, model: onnx.ModelProto) -> onnx.ModelProto:
         """Write the metadata into ``model.metadata_props`` (in place, replacing older finetuner entries)."""

@@ -5,9 +5,13 @@
   onnxruntime's own ``onnxruntime.transformers.optimizer`` matches TorchScript-export patterns and finds no
   attention in graphs from torch's dynamo exporter, so the fusion rules of ``onnxscript.rewriter.ort_fusions``
   (written for dynamo graphs) are used; onnxruntime's optimizer then runs over the result for anything left.
+- :func:`simplify` folds constants and BatchNormalization into Conv, and removes dead code
+  (``onnxscript.optimizer``): the frontends export unoptimised graphs whose Conv biases, shapes and casts are
+  computed at run time, which keeps onnxruntime from fusing Conv+BN and from its NCHWc conv kernels.
 - :func:`quantize_int8` applies onnxruntime dynamic int8 quantization to the MatMul/Gemm/Attention weights.
-- :func:`optimize_for_serving` is what ``finetuner.export`` calls: fuse when the graph is a transformer
-  (keeping the original if the check fails), then optionally quantize.
+- :func:`optimize_for_serving` is what ``finetuner.export`` calls: simplify, fuse when the graph is a
+  transformer (keeping the previous graph if a numerical check fails), then optionally quantize.
+- :func:`session_options` are the onnxruntime settings serving uses (and the serving benchmark measures).
 
 Functions take and return ``onnx.ModelProto``; metadata_props are carried over.
 """
@@ -125,6 +129,65 @@ def fuse_transformer(
     return fused
 
 
+def simplify(
+    model: onnx.ModelProto, check: bool = True, atol: float = 1e-4,
+    feeds: list[Mapping[str, np.ndarray]] | None = None,
+) -> onnx.ModelProto:
+    """Constant folding, BatchNormalization folded into Conv/Gemm, dead code removed; same inputs and output.
+
+    Raises OptimizationError if the result differs from ``model`` by more than ``atol`` (or cannot be built).
+    """
+    import onnx_ir as ir
+    from onnxscript import optimizer
+
+    try:
+        optimized = ir.to_proto(optimizer.optimize(ir.from_proto(_copy(model))))
+    except Exception as exc:
+        raise OptimizationError(f"Graph simplification failed: {exc}") from exc
+    _with_metadata(optimized, model)
+    if [i.name for i in optimized.graph.input] != [i.name for i in model.graph.input]:
+        raise OptimizationError("Graph simplification changed the model's inputs.")
+    if check:
+        diff = max_difference(model, optimized, feeds)
+        if not diff <= atol:
+            raise OptimizationError(f"The simplified graph differs from the original by {diff:.3g} (> {atol:g}).")
+    return optimized
+
+
+def physical_cores() -> int:
+    """Physical CPU cores available to this process (logical CPUs when that cannot be told)."""
+    logical = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        import psutil
+
+        physical = psutil.cpu_count(logical=False) or logical
+    except ImportError:
+        physical = logical
+    return max(1, min(logical, physical))
+
+
+def session_options(threads: int = 0, spinning: bool = False):  # noqa: ANN201 - onnxruntime.SessionOptions
+    """The onnxruntime settings for serving an exported model on CPU.
+
+    All graph optimisations (including the NCHWc layout for convolutions), memory-pattern planning, sequential
+    execution, ``threads`` intra-op threads (0: one per physical core). ``spinning=False`` turns off the
+    busy-waiting of idle pool threads: with replicas sharing cores (or any other load on the machine), spinning
+    threads burn the cycles the working ones need.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.enable_mem_pattern = True
+    options.enable_cpu_mem_arena = True
+    options.intra_op_num_threads = int(threads) if threads and threads > 0 else physical_cores()
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    options.log_severity_level = 3
+    return options
+
+
 def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
     return onnx.ModelProto.FromString(model.SerializeToString())
 
@@ -185,16 +248,26 @@ def quantize_int8(model: onnx.ModelProto, op_types: tuple[str, ...] = QUANTIZED_
 
 def optimize_for_serving(
     model: onnx.ModelProto, fuse: bool | None = None, quantize: bool = False, atol: float = 1e-4,
+    simplify_graph: bool | None = None,
 ) -> onnx.ModelProto:
-    """Fuse transformer graphs (``fuse=None``: when :func:`is_transformer`), then optionally quantize to int8.
+    """Simplify, fuse transformer graphs, then optionally quantize to int8.
 
-    With ``fuse=None`` a fusion that fails its numerical check keeps the unfused graph and warns; with
-    ``fuse=True`` it raises OptimizationError.
+    ``simplify_graph``: :func:`simplify` first (``None``: unless ``fuse is False``, which is what
+    ``export(optimize=False)`` passes). ``fuse=None``: fuse when :func:`is_transformer`. Each step is checked
+    numerically within ``atol`` against its input; with ``None`` a step that fails keeps the graph it was given
+    and warns, with ``fuse=True`` a failed fusion raises OptimizationError.
     """
     out = model
-    if fuse or (fuse is None and is_transformer(model)):
+    if simplify_graph or (simplify_graph is None and fuse is not False):
         try:
-            out = fuse_transformer(model, check=True, atol=atol)
+            out = simplify(model, check=True, atol=atol)
+        except OptimizationError as exc:
+            if simplify_graph:
+                raise
+            warnings.warn(f"Keeping the unsimplified graph: {exc}", stacklevel=2)
+    if fuse or (fuse is None and is_transformer(out)):
+        try:
+            out = fuse_transformer(out, check=True, atol=atol)
         except OptimizationError as exc:
             if fuse:
                 raise

@@ -25,7 +25,7 @@ class OnnxEmbedder(Executor):
         self, model_path: str, threads: int = 0, providers: list[str] | None = None, batch_size: int = 64,
         **kwargs: Any,
     ) -> None:
-        """``threads``: onnxruntime intra-op threads (0: onnxruntime's default); ``providers``: CUDA if available, else CPU."""
+        """``threads``: onnxruntime intra-op threads (0: one per physical core); ``providers``: CUDA if available, else CPU."""
         super().__init__(**kwargs)
         self.runtime = EmbeddingRuntime(model_path, threads=threads, providers=providers, batch_size=batch_size)
         self.logger.info(

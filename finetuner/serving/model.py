@@ -96,15 +96,17 @@ class EmbeddingRuntime:
 
     def __init__(
         self, model_path: str | os.PathLike, threads: int = 0, providers: Sequence[str] | None = None,
-        batch_size: int = 64,
+        batch_size: int = 64, spinning: bool = False,
     ) -> None:
+        """``threads``: intra-op threads (0: one per physical core); ``spinning``: let idle pool threads
+        busy-wait (lower latency on an otherwise idle machine, wasted cycles when replicas share cores)."""
         import onnxruntime as ort
+
+        from finetuner.optimize import session_options
 
         self.path = Path(model_path)
         model, self.meta = check_model_file(self.path)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = int(threads)
-        options.log_severity_level = 3
+        options = session_options(threads, spinning=spinning)
         try:
             self.session = ort.InferenceSession(
                 str(self.path), options, providers=list(providers or available_providers())

@@ -14,8 +14,11 @@ from finetuner.optimize import (
     is_transformer,
     max_difference,
     optimize_for_serving,
+    physical_cores,
     quantize_int8,
     sample_feed,
+    session_options,
+    simplify,
 )
 
 
@@ -81,5 +84,41 @@ def test_non_transformer_graph_is_left_alone():
                                  dynamo=True, verbose=False)
     model = program.model_proto
     assert not is_transformer(model)
-    assert optimize_for_serving(model) is model
+    assert optimize_for_serving(model, simplify_graph=False) is model
     assert not fused_op_counts(optimize_for_serving(model))
+
+
+def test_simplify_folds_conv_biases_and_batch_norm_and_keeps_outputs(tmp_path):
+    import finetuner
+    from models.torch_zoo import small_cnn
+
+    net, _ = small_cnn(in_channels=1, side=8)
+    for module in net.modules():  # non-trivial running statistics
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    net.eval()
+    plain = onnx.load(str(finetuner.export(net, tmp_path / "plain.onnx", input_shape=(1, 8, 8), optimize=False)))
+    before = {node.op_type for node in plain.graph.node}
+    assert "BatchNormalization" in before, before
+    simple = simplify(plain)
+    after = {node.op_type for node in simple.graph.node}
+    assert not after & {"BatchNormalization", "Expand", "CastLike", "Shape"}, after
+    assert len(simple.graph.node) < len(plain.graph.node)
+    feeds = [sample_feed(plain, batch=5, seed=4), sample_feed(plain, batch=1, seed=5)]
+    assert max_difference(plain, simple, feeds) <= 1e-5
+    assert EmbeddingModelMeta.from_model(simple) == EmbeddingModelMeta.from_model(plain)
+    exported = onnx.load(str(finetuner.export(net, tmp_path / "served.onnx", input_shape=(1, 8, 8))))
+    assert "BatchNormalization" not in {node.op_type for node in exported.graph.node}
+
+
+def test_session_options_for_serving():
+    import onnxruntime as ort
+
+    options = session_options(3)
+    assert options.intra_op_num_threads == 3 and options.inter_op_num_threads == 1
+    assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    assert options.enable_mem_pattern
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert session_options(0).intra_op_num_threads == physical_cores() >= 1
+    assert session_options(1, spinning=True).get_session_config_entry("session.intra_op.allow_spinning") == "1"

@@ -1,17 +1,21 @@
-"""Serving on real Jina Flows on loopback: torch parity, MiniLM text end to end, replicas, errors, SIGTERM, configs.
+"""Serving on real Jina Flows on loopback: the real path (to_embedding -> fit -> export -> Flow) for torch,
+Keras and Paddle, MiniLM text end to end, replicas, errors, SIGTERM, deployment configs.
 
-Three Flows start in this module: an image model with two replicas, the MiniLM text model, and the CLI's.
+Flows started in this module: the torch model's with two replicas (shared by most tests), one each for the
+Keras and the Paddle model, the MiniLM text model's, and the CLI's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +23,9 @@ import pytest
 import torch
 import yaml
 
-from finetuner.onnx_meta import EmbeddingModelMeta, write_embedding_model
-from finetuner.optimize import fuse_transformer
+import finetuner
+from finetuner.onnx_meta import EmbeddingModelMeta
+from finetuner.optimize import fused_op_counts
 from finetuner.serving import build_flow, check_model_file, endpoints
 from finetuner.serving.deploy import (
     check_docker_compose,
@@ -32,29 +37,44 @@ from finetuner.serving.model import EmbeddingRuntime, ModelFileError
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
+# per-Document input of each framework's small CNN: NCHW digits for torch and Paddle, NHWC RGB for Keras
+SHAPES = {"torch": (1, 8, 8), "paddle": (1, 8, 8), "keras": (8, 8, 3)}
 
 
-def _export(module: torch.nn.Module, args: tuple, names: list[str], dynamic: tuple) -> object:
-    program = torch.onnx.export(
-        module.eval(), args, input_names=names, dynamic_shapes=dynamic, dynamo=True, verbose=False
-    )
-    return program.model_proto
+def _digits(framework: str) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    x = (x[:600] / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
+    if framework == "keras":
+        x = np.repeat(x.transpose(0, 2, 3, 1), 3, axis=-1)
+    return x, y[:600].astype(np.int64)
 
 
-class _Embed(torch.nn.Module):
-    """A small CNN cut before its classifier, plus a 6-d projection: an image embedding model."""
+def _tune_and_export(framework: str, folder: Path) -> tuple[object, Path]:
+    """A zoo CNN through the public path: to_embedding, one epoch of fit on digits, export."""
+    zoo = importlib.import_module(f"models.{framework}_zoo")
+    general, _ = zoo.sequential_cnn(side=8) if framework == "keras" else zoo.small_cnn(in_channels=1, side=8)
+    model = finetuner.tailor.to_embedding(general, output_dim=6, input_shape=SHAPES[framework])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tuned = finetuner.fit(model, _digits(framework), epochs=1, validation="none", progress=False)
+    path = finetuner.export(tuned, folder / f"{framework}.onnx")
+    assert EmbeddingModelMeta.from_file(path).framework == framework
+    return tuned, path
 
-    def __init__(self) -> None:
-        super().__init__()
-        from models.torch_zoo import small_cnn
 
-        cnn, _ = small_cnn(in_channels=3, side=16)
-        self.body = torch.nn.Sequential(cnn.conv1, cnn.bn1, torch.nn.ReLU(), cnn.conv2, cnn.bn2, torch.nn.ReLU(),
-                                        cnn.pool, torch.nn.Flatten())
-        self.proj = torch.nn.Linear(16, 6)
+@pytest.fixture(scope="module")
+def image_model(tmp_path_factory):
+    """The tuned torch CNN and its export: (model, path)."""
+    return _tune_and_export("torch", tmp_path_factory.mktemp("torch"))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(self.body(x))
+
+@pytest.fixture(scope="module")
+def image_flow(image_model):
+    flow = build_flow(image_model[1], replicas=2, threads=1)
+    with flow:
+        yield flow
 
 
 class _MiniLMEmbed(torch.nn.Module):
@@ -72,47 +92,23 @@ class _MiniLMEmbed(torch.nn.Module):
 
 
 @pytest.fixture(scope="module")
-def image_model(tmp_path_factory):
-    torch.manual_seed(0)
-    net = _Embed().eval()
-    for bn in (net.body[1], net.body[4]):  # non-trivial running statistics
-        bn.running_mean.uniform_(-0.5, 0.5)
-        bn.running_var.uniform_(0.5, 2.0)
-    proto = _export(net, (torch.randn(2, 3, 16, 16),), ["image"], ({0: torch.export.Dim("batch")},))
-    meta = EmbeddingModelMeta.for_model(proto, "torch", {"kind": "image", "layout": "NCHW"})
-    path = write_embedding_model(proto, meta, tmp_path_factory.mktemp("image") / "cnn.onnx")
-    return net, path
-
-
-@pytest.fixture(scope="module")
-def image_flow(image_model):
-    flow = build_flow(image_model[1], replicas=2, threads=1)
-    with flow:
-        yield flow
-
-
-@pytest.fixture(scope="module")
 def minilm_model(tmp_path_factory):
-    from models.torch_zoo import minilm, minilm_path, minilm_tokenizer
+    """MiniLM through finetuner.export with its tokenizer (fused for onnxruntime, checked against torch)."""
+    from models.torch_zoo import minilm, minilm_tokenizer
 
     bert, sample = minilm(batch=2)
     net = _MiniLMEmbed(bert).eval()
-    batch, seq = torch.export.Dim("batch"), torch.export.Dim("seq")
-    proto = _export(net, (sample["input_ids"], sample["attention_mask"]), ["input_ids", "attention_mask"],
-                    ({0: batch, 1: seq}, {0: batch, 1: seq}))
-    meta = EmbeddingModelMeta.for_model(proto, "torch", {"kind": "text", "tokenizer": "-", "max_length": 128},
-                                        normalized=True)
-    fused = fuse_transformer(proto)
-    path = write_embedding_model(fused, meta, tmp_path_factory.mktemp("text") / "minilm.onnx",
-                                 tokenizer=minilm_path())
-    return net, minilm_tokenizer(), path
+    tokenizer = minilm_tokenizer()
+    path = finetuner.export(net, tmp_path_factory.mktemp("text") / "minilm.onnx", tokenizer=tokenizer,
+                            sample_input={"input_ids": sample["input_ids"], "attention_mask": sample["attention_mask"]})
+    return net, tokenizer, path
 
 
 def _client(flow, protocol: str, asyncio_: bool = False):
     from jina import Client
 
-    index = [str(p).lower().split(".")[-1] for p in flow.protocol].index(protocol)
-    return Client(host="127.0.0.1", port=flow.port[index], protocol=protocol, asyncio=asyncio_)
+    address = next(a for a in endpoints(flow) if a.startswith(f"{protocol}://"))
+    return Client(host="127.0.0.1", port=int(address.rsplit(":", 1)[1]), protocol=protocol, asyncio=asyncio_)
 
 
 def _docs(tensors=None, texts=None, ids=None):
@@ -136,21 +132,33 @@ def test_flow_listens_on_loopback_only(image_flow):
     assert jina.orchestrate.orchestrator.get_public_ip() is None
 
 
+def _inputs(framework: str, n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).random((n, *SHAPES[framework]), dtype=np.float32)
+
+
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
-def test_served_embeddings_match_torch(image_model, image_flow, protocol):
-    net, _ = image_model
-    x = np.random.default_rng(1).standard_normal((5, 3, 16, 16)).astype(np.float32)
+def test_served_torch_embeddings_match_the_tuned_model(image_model, image_flow, protocol):
+    tuned, _ = image_model
+    x = _inputs("torch", 5, seed=1)
     result = _client(image_flow, protocol).post("/encode", _docs(list(x)))
-    with torch.no_grad():
-        expected = net(torch.from_numpy(x)).numpy()
     assert result.embeddings.shape == (5, 6)
-    np.testing.assert_allclose(result.embeddings, expected, atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(result.embeddings, finetuner.embed(x, tuned), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("framework", ["keras", "paddle"])
+def test_served_keras_and_paddle_embeddings_match_the_tuned_model(framework, tmp_path):
+    tuned, path = _tune_and_export(framework, tmp_path)
+    assert EmbeddingModelMeta.from_file(path).preprocess["layout"] == ("NHWC" if framework == "keras" else "NCHW")
+    x = _inputs(framework, 5, seed=2)
+    with build_flow(path, protocols=["grpc"], threads=1) as flow:
+        result = _client(flow, "grpc").post("/encode", _docs(list(x)))
+    assert result.embeddings.shape == (5, 6)
+    np.testing.assert_allclose(result.embeddings, finetuner.embed(x, tuned), atol=1e-4, rtol=0)
 
 
 def test_two_replicas_answer_concurrent_clients(image_model, image_flow):
-    net, _ = image_model
-    rng = np.random.default_rng(2)
-    batches = [rng.standard_normal((4, 3, 16, 16)).astype(np.float32) for _ in range(8)]
+    tuned, _ = image_model
+    batches = [_inputs("torch", 4, seed=10 + i) for i in range(8)]
 
     async def one(x):
         async for response in _client(image_flow, "grpc", asyncio_=True).post(
@@ -164,9 +172,7 @@ def test_two_replicas_answer_concurrent_clients(image_model, image_flow):
     responses = asyncio.run(many())
     replicas = set()
     for x, response in zip(batches, responses):
-        with torch.no_grad():
-            expected = net(torch.from_numpy(x)).numpy()
-        np.testing.assert_allclose(response.docs.embeddings, expected, atol=1e-4, rtol=1e-4)
+        np.testing.assert_allclose(response.docs.embeddings, finetuner.embed(x, tuned), atol=1e-4, rtol=0)
         replicas |= set(response.parameters["__results__"])
     assert replicas == {"embedder/rep-0", "embedder/rep-1"}
 
@@ -174,8 +180,8 @@ def test_two_replicas_answer_concurrent_clients(image_model, image_flow):
 @pytest.mark.parametrize(
     "tensor, message",
     [
-        (np.zeros((3, 8, 8), np.float32), r"shape \(3, 8, 8\).*takes \(3, 16, 16\)"),
-        (np.zeros((3, 16, 16), np.int64), "int64 tensor.*float32"),
+        (np.zeros((3, 8, 8), np.float32), r"shape \(3, 8, 8\).*takes \(1, 8, 8\)"),
+        (np.zeros((1, 8, 8), np.int64), "int64 tensor.*float32"),
         (None, "has no tensor"),
     ],
     ids=["wrong-shape", "wrong-dtype", "missing-content"],
@@ -187,7 +193,7 @@ def test_bad_document_fails_its_request_by_name_and_flow_keeps_serving(image_flo
     from jina.excepts import BadServer
 
     client = _client(image_flow, "grpc")
-    good = np.zeros((3, 16, 16), np.float32)
+    good = np.zeros((1, 8, 8), np.float32)
     bad = Document(id="the-bad-one") if tensor is None else Document(id="the-bad-one", tensor=tensor)
     with pytest.raises(BadServer) as info:
         client.post("/encode", DocumentArray([Document(id="fine", tensor=good), bad]))
@@ -202,8 +208,9 @@ def test_text_documents_with_minilm_end_to_end(minilm_model):
     net, tokenizer, path = minilm_model
     texts = ["a photo of a cat sitting on a mat", "neural search", "the quick brown fox jumps over the lazy dog " * 40]
     encoded = tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
-    with torch.no_grad():
+    with torch.inference_mode():
         expected = net(encoded["input_ids"], encoded["attention_mask"]).numpy()
+    assert fused_op_counts(check_model_file(path)[0]).get("Attention") == 6  # export fused every layer
     with build_flow(path, threads=2) as flow:
         for protocol in ("grpc", "http"):
             result = _client(flow, protocol).post("/encode", _docs(texts=texts))
@@ -257,7 +264,7 @@ def test_cli_serve_prints_addresses_answers_and_stops_on_sigterm(image_model):
                 break
         assert f"serving on grpc://127.0.0.1:{port}\n" in seen, "".join(seen)
         result = Client(host="127.0.0.1", port=port, protocol="grpc").post(
-            "/", _docs([np.zeros((3, 16, 16), np.float32)])
+            "/", _docs([np.zeros((1, 8, 8), np.float32)])
         )
         assert result.embeddings.shape == (1, 6)
         proc.send_signal(signal.SIGTERM)
@@ -276,7 +283,7 @@ def test_kubernetes_config_is_deployable(tmp_path, image_model):
     executor = next(d for d in docs if d["kind"] in ("Deployment", "StatefulSet") and d["metadata"]["name"] == "embedder")
     args = executor["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[args.index("--host") + 1] == "0.0.0.0"
-    assert '"/models/cnn.onnx"' in args[args.index("--uses-with") + 1]
+    assert '"/models/torch.onnx"' in args[args.index("--uses-with") + 1]
     assert check_kubernetes(out, image_model[1], "registry.local/embedder:1", 2) == []
     # the checker catches a config that would not serve
     executor_file = out / "embedder" / "embedder.yml"
