@@ -23,19 +23,21 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ModelHost", "RemoteError", "RemoteModel", "needs_host"]
+__all__ = ["ModelHost", "RemoteError", "RemoteModel", "needs_host", "remote_embed_fn", "remote_train_fn"]
 
 
 def needs_host(model: Any) -> bool:
-    """Whether ``model`` must stay in this process: Keras (TensorFlow), or torch with CUDA initialised."""
+    """Whether ``model`` must stay in this process: Keras (TensorFlow), or torch / paddle on an initialised GPU."""
     from tailor_ir.imports import framework_of
 
     framework = framework_of(model)
     if framework == "keras":
         return True
-    torch = sys.modules.get("torch")
-    if framework == "torch" and torch is not None:
-        return bool(torch.cuda.is_available() and torch.cuda.is_initialized())
+    module = sys.modules.get(framework or "")
+    if framework == "torch" and module is not None:
+        return bool(module.cuda.is_available() and module.cuda.is_initialized())
+    if framework == "paddle" and module is not None:
+        return str(module.device.get_device()).startswith("gpu")
     return False
 
 

@@ -32,8 +32,12 @@ def _pool():
 
 def _model(framework: str):
     import finetuner
+    from tailor_ir import imports
 
-    pytest.importorskip({"keras": "keras", "paddle": "paddle"}[framework])
+    try:  # through tailor_ir.imports: paddle imported after TensorFlow crashes without its DEEPBIND
+        {"keras": imports.import_keras, "paddle": imports.import_paddle}[framework]()
+    except ImportError as exc:
+        pytest.skip(f"{framework} is not installed: {exc}")
     zoo = importlib.import_module(f"models.{framework}_zoo")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -185,3 +189,58 @@ def test_fit_interactive_returns_the_tuned_model_after_stop(tmp_path):
     for name, value in current.items():
         np.testing.assert_array_equal(value, weights[name])
     assert not np.allclose(embed(tuned, x), untrained, atol=1e-4)
+
+
+def test_the_model_host_runs_every_model_operation_in_its_own_process(tmp_path):
+    """What the Executors do with a hosted (Keras / CUDA) model, here with a torch one and no Flow (saving through
+    the host is covered with Keras above)."""
+    import multiprocessing as mp
+
+    torch = pytest.importorskip("torch")
+    from finetuner.labeler.host import ModelHost, RemoteModel, remote_embed_fn, remote_train_fn
+    from finetuner.labeler.training import (
+        clone_model,
+        default_embed_fn,
+        default_train_fn,
+        get_weights,
+        set_weights,
+    )
+
+    docs, _ = _pool()
+    x = np.stack([d.tensor for d in docs[:6]]).astype(np.float32)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 8))
+    host = ModelHost(model, default_embed_fn, default_train_fn)
+    try:
+        tuner, index = host.handle("tuner"), host.handle("index")
+
+        def child(queue) -> None:  # what a forked Executor does, its answers checked in the parent
+            from docarray import DocumentArray
+
+            sessions = DocumentArray([docs[0]])
+            sessions[0].matches.extend([docs[1], docs[2]])
+            sessions[0].matches[0].tags["finetuner_label"] = 1
+            sessions[0].matches[1].tags["finetuner_label"] = -1
+            before = remote_embed_fn(index, x)
+            metrics = remote_train_fn(tuner, sessions, 2)
+            set_weights(index, get_weights(tuner))
+            spare = clone_model(tuner)
+            set_weights(spare, get_weights(tuner))
+            try:
+                set_weights(index, {"nope": np.zeros(1)})
+            except Exception as exc:  # noqa: BLE001
+                error = f"{type(exc).__name__}: {exc}"
+            queue.put((before, metrics, remote_embed_fn(index, x), remote_embed_fn(spare, x),
+                       isinstance(spare, RemoteModel) and spare.role not in ("tuner", "index"), error))
+
+        queue = mp.get_context("fork").Queue()
+        process = mp.get_context("fork").Process(target=child, args=(queue,))
+        process.start()
+        before, metrics, after, from_clone, cloned, error = queue.get(timeout=60)
+        process.join(timeout=30)
+    finally:
+        host.close()
+    assert "loss" in metrics and cloned and "nope" in error
+    np.testing.assert_allclose(after, default_embed_fn(model, x), atol=1e-6)  # the host trained the model itself
+    assert not np.allclose(before, after, atol=1e-4)
+    np.testing.assert_allclose(from_clone, after, atol=1e-6)
