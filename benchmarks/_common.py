@@ -73,3 +73,72 @@ def _fmt(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.3g}"
     return str(value)
+
+
+# ---- the tailor benchmarks (tailor_torch / tailor_keras / tailor_paddle) share their stages and their driver ----
+STAGE_COLUMNS = ["export_s", "surgery_s", "rehydrate_s", "check_s", "to_embedding_s", "bare_export_s",
+                 "to_embedding_vs_export", "train_step_native_s", "train_step_tailored_s", "train_step_ratio",
+                 "peak_rss_mb"]
+
+
+def tailor_stages(framework: str, model: object, sample: object, output_dim: int) -> tuple[object, object, object, dict]:
+    """``to_embedding``'s stages timed one by one, as ``finetuner.tailor`` runs them (check on two rows).
+
+    Returns ``(exported graph, graph with the embedding head, rehydrated model, {stage: seconds})``.
+    """
+    import importlib
+
+    from finetuner.tailor import CHECK_ROWS, _native_sample, _numpy_sample
+    from tailor_ir import compiler, samples
+    from tailor_ir.passes import embedding_head
+
+    frontend, backend = compiler.frontend(framework), compiler.backend(framework)
+    graph, t_export = timed(lambda: frontend.export(model, sample_input=_native_sample(sample, framework)))
+    emb, t_surgery = timed(lambda: embedding_head(graph, output_dim=output_dim))
+    tailored, t_rehydrate = timed(lambda: backend.rehydrate(emb, check=False))
+    feed = {k: v[:CHECK_ROWS] for k, v in samples.as_feed(_numpy_sample(sample), emb.input_names).items()}
+    check_equivalence = importlib.import_module(backend.rehydrate.__module__).check_equivalence
+    _, t_check = timed(lambda: check_equivalence(tailored, emb, feed))
+    times = {"export_s": t_export, "surgery_s": t_surgery, "rehydrate_s": t_rehydrate, "check_s": t_check}
+    times["to_embedding_s"] = sum(times.values())
+    return graph, emb, tailored, times
+
+
+def stage_row(name: str, times: dict, bare_export_s: float, native_s: float, tailored_s: float, **extra) -> dict:
+    """One result row: the stage times, both ratios and the peak memory."""
+    return {"model": name, **extra, **times, "bare_export_s": bare_export_s,
+            "to_embedding_vs_export": times["to_embedding_s"] / bare_export_s,
+            "train_step_native_s": native_s, "train_step_tailored_s": tailored_s,
+            "train_step_ratio": tailored_s / native_s, "peak_rss_mb": peak_rss_mb()}
+
+
+def run_per_model(
+    script: str, doc: str, models: Sequence[str], measure: Callable[[str, int], dict], name: str,
+    columns: Sequence[str], notes: Sequence[str],
+) -> None:
+    """The command line of a per-model benchmark: each model measured in its own process, then one table."""
+    import argparse
+    import subprocess
+
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default=",".join(models), help="comma-separated subset of " + ", ".join(models))
+    parser.add_argument("--steps", type=int, default=10, help="timed training steps per model")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(measure(args.one, args.steps)))
+        return
+    rows = []
+    for model in args.models.split(","):
+        proc = subprocess.run([sys.executable, script, "--one", model, "--steps", str(args.steps)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            rows.append({"model": model, "error": proc.stderr.strip().splitlines()[-1:]})
+            print(proc.stderr[-3000:], file=sys.stderr)
+            continue
+        row = json.loads(proc.stdout.strip().splitlines()[-1])
+        rows.append(row)
+        print(f"{model}: to_embedding {row['to_embedding_s']:.2f}s = {row['to_embedding_vs_export']:.2f}x bare "
+              f"export; train step {row['train_step_ratio']:.3f}x native; peak RSS {row['peak_rss_mb']:.0f} MB",
+              flush=True)
+    print(write_results(name, rows, columns, notes))

@@ -11,14 +11,10 @@ model in its own process), and two ratios measured in the same run:
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import subprocess
-import sys
 import tempfile
 
-from _common import median_seconds, peak_rss_mb, timed, write_results
+from _common import STAGE_COLUMNS, median_seconds, run_per_model, stage_row, tailor_stages, timed
 
 MODELS = ("mlp", "small_cnn", "lstm", "gru", "transformer", "resnet18", "mobilenet_v2")
 OUTPUT_DIM = 128
@@ -103,81 +99,23 @@ def bare_export_seconds(model, sample) -> float:
 
 
 def measure(name: str, steps: int) -> dict:
-    from finetuner.tailor import _native_sample
-    from tailor_ir import compiler, runtime
-    from tailor_ir.imports import import_paddle
-    from tailor_ir.passes import embedding_head
-
-    paddle = import_paddle()
     model, sample, _ = build(name)
     bare = bare_export_seconds(build(name)[0], sample)  # a separate instance: no warm to_static caches shared
-    frontend, backend = compiler.frontend("paddle"), compiler.backend("paddle")
-    graph, t_export = timed(lambda: frontend.export(model, sample_input=_native_sample(sample, "paddle")))
-    emb, t_surgery = timed(lambda: embedding_head(graph, output_dim=OUTPUT_DIM))
-    tailored, t_rehydrate = timed(lambda: backend.rehydrate(emb, check=False))
-
-    def check():
-        tailored.eval()
-        with paddle.no_grad():
-            out = tailored(paddle.to_tensor(sample))
-        runtime.assert_close(out.numpy(), runtime.run(emb, [sample])[0])
-
-    _, t_check = timed(check)
-    total = t_export + t_surgery + t_rehydrate + t_check
+    _, emb, tailored, times = tailor_stages("paddle", model, sample, OUTPUT_DIM)
     in_dim = emb.initializer_array("embedding_head.projection.weight").shape[1]
     native = native_embedding(name, in_dim)
-    # interleave the two measurements twice and keep each one's best median, so a noisy neighbour hits both
     t_native = t_tailored = float("inf")
-    for _ in range(2):
+    for _ in range(2):  # interleaved, best median of each: a noisy neighbour hits both sides
         t_native = min(t_native, train_step_seconds(native, sample, steps))
         t_tailored = min(t_tailored, train_step_seconds(tailored, sample, steps))
-    return {
-        "model": name,
-        "export_s": t_export,
-        "surgery_s": t_surgery,
-        "rehydrate_s": t_rehydrate,
-        "check_s": t_check,
-        "to_embedding_s": total,
-        "bare_export_s": bare,
-        "to_embedding_vs_export": total / bare,
-        "train_step_native_s": t_native,
-        "train_step_tailored_s": t_tailored,
-        "train_step_ratio": t_tailored / t_native,
-        "peak_rss_mb": peak_rss_mb(),
-    }
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ", ".join(MODELS))
-    parser.add_argument("--steps", type=int, default=10, help="timed training steps per model")
-    parser.add_argument("--one", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.one:
-        print(json.dumps(measure(args.one, args.steps)))
-        return
-    rows = []
-    for name in args.models.split(","):
-        proc = subprocess.run([sys.executable, __file__, "--one", name, "--steps", str(args.steps)],
-                              capture_output=True, text=True)
-        if proc.returncode != 0:
-            rows.append({"model": name, "error": proc.stderr.strip().splitlines()[-1:]})
-            print(proc.stderr[-3000:], file=sys.stderr)
-            continue
-        row = json.loads(proc.stdout.strip().splitlines()[-1])
-        rows.append(row)
-        print(f"{name}: to_embedding {row['to_embedding_s']:.2f}s = {row['to_embedding_vs_export']:.2f}x bare export;"
-              f" train step {row['train_step_ratio']:.3f}x native; peak RSS {row['peak_rss_mb']:.0f} MB", flush=True)
-    columns = ["model", "export_s", "surgery_s", "rehydrate_s", "check_s", "to_embedding_s", "bare_export_s",
-               "to_embedding_vs_export", "train_step_native_s", "train_step_tailored_s", "train_step_ratio",
-               "peak_rss_mb"]
-    notes = ["Targets: to_embedding_vs_export <= 2; train_step_ratio <= 1.2.",
-             f"Batch {BATCH}; images {IMAGE_SIDE} px; token models at sequence {SEQ_LEN}; CPU; Adam; "
-             "each model in its own process; train steps: best of two interleaved medians of "
-             "the given number of steps.",
-             "Native = the zoo model with its classifier replaced by Identity + Linear + L2 normalisation."]
-    print(write_results("tailor_paddle", rows, columns, notes))
+    return stage_row(name, times, bare, t_native, t_tailored)
 
 
 if __name__ == "__main__":
-    main()
+    run_per_model(
+        __file__, __doc__, MODELS, measure, "tailor_paddle", ["model", *STAGE_COLUMNS],
+        ["Targets: to_embedding_vs_export <= 2; train_step_ratio <= 1.2.",
+         f"Batch {BATCH}; images {IMAGE_SIDE} px; token models at sequence {SEQ_LEN}; CPU; Adam; each model in "
+         "its own process; train steps: best of two interleaved medians of the given number of steps.",
+         "Native = the zoo model with its classifier replaced by Identity + Linear + L2 normalisation."],
+    )

@@ -155,7 +155,13 @@ def fit(
     train_data, eval_data = _validation_split(train_data, eval_data, validation, seed)
 
     from finetuner.tuner import tuner_class
-    from finetuner.tuner.callbacks import EarlyStopping, MetricsLogger, ProgressBar, TrainingCheckpoint, TrainingPlot
+    from finetuner.tuner.callbacks import (
+        EarlyStopping,
+        MetricsLogger,
+        ProgressBar,
+        TrainingCheckpoint,
+        TrainingPlot,
+    )
 
     tuner = tuner_class(framework)(
         model, loss=loss, optimizer=optimizer, learning_rate=learning_rate, weight_decay=weight_decay,
