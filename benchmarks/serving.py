@@ -5,7 +5,7 @@ Models: resnet18 at 224 px (random weights, fc removed: 512-d) and the pretraine
 the same threads, interleaved so that machine noise hits both alike; (c) the Flow is driven by a bounded
 asyncio load generator on loopback (``--concurrency`` requests in flight), reporting p50/p99 latency.
 MiniLM is served from the fused export (``finetuner.optimize``); its unfused export is measured too.
-int8: dynamic quantization of the fused MiniLM, scored by recall@10 on a paraphrase-retrieval set built from
+int8: dynamic quantization of the exported MiniLM, scored by recall@10 on a paraphrase-retrieval set built from
 text on this machine (each query is a sentence with words dropped; its source sentence is the one relevant).
 
     python benchmarks/serving.py [--quick]
@@ -27,37 +27,35 @@ from _common import median_seconds, write_results
 COLUMNS = ["model", "batch", "runner", "protocol", "replicas", "items_per_s", "p50_ms", "p99_ms", "note"]
 
 
-def _export(module, args, names, dynamic):  # noqa: ANN001, ANN202
-    import torch
-
-    return torch.onnx.export(module.eval(), args, input_names=names, dynamic_shapes=dynamic, dynamo=True,
-                             verbose=False).model_proto
-
-
 def build_resnet(folder: Path):  # noqa: ANN201
+    """torchvision resnet18 without its fc (512-d), exported with finetuner.export: optimised and plain."""
     import torch
 
-    from finetuner.onnx_meta import EmbeddingModelMeta, write_embedding_model
+    import finetuner
     from models.torch_zoo import resnet18
 
     net, _ = resnet18(batch=2, side=224)
     net.fc = torch.nn.Identity()
     net.eval()
-    proto = _export(net, (torch.randn(2, 3, 224, 224),), ["image"], ({0: torch.export.Dim("batch")},))
-    meta = EmbeddingModelMeta.for_model(proto, "torch", {"kind": "image", "layout": "NCHW"})
-    return net, write_embedding_model(proto, meta, folder / "resnet18.onnx")
+    paths = {
+        "export": finetuner.export(net, folder / "resnet18.onnx", input_shape=(3, 224, 224)),
+        "plain": finetuner.export(net, folder / "resnet18_plain.onnx", input_shape=(3, 224, 224), optimize=False),
+    }
+    return net, paths
 
 
 class MiniLMEmbed:
     """Factory of the MiniLM embedding module (masked mean + L2 norm), kept torch-lazy."""
 
     @staticmethod
-    def build():  # noqa: ANN205
+    def build(attn: str = "sdpa"):  # noqa: ANN205
         import torch
+        from transformers import AutoModel
 
-        from models.torch_zoo import minilm
+        from models.torch_zoo import minilm, minilm_path
 
-        bert, sample = minilm(batch=2)
+        _, sample = minilm(batch=2)
+        bert = AutoModel.from_pretrained(str(minilm_path()), attn_implementation=attn)
 
         class Embed(torch.nn.Module):
             def __init__(self) -> None:
@@ -74,33 +72,42 @@ class MiniLMEmbed:
 
 
 def build_minilm(folder: Path):  # noqa: ANN201
-    import torch
+    """MiniLM exported with finetuner.export (fused), without optimisation, and quantized to int8.
 
-    from finetuner.onnx_meta import EmbeddingModelMeta, write_embedding_model
-    from finetuner.optimize import fuse_transformer, quantize_int8
-    from models.torch_zoo import minilm_path
+    The eager baseline is the Hugging Face model with its fastest attention (``sdpa``); the export is traced
+    from the same weights with the ``eager`` attention (the graph the fusions know).
+    """
+    import finetuner
+    from finetuner.optimize import fused_op_counts, optimize_file
+    from models.torch_zoo import minilm_tokenizer
 
-    net, sample = MiniLMEmbed.build()
-    batch, seq = torch.export.Dim("batch"), torch.export.Dim("seq")
-    proto = _export(net, (sample["input_ids"], sample["attention_mask"]), ["input_ids", "attention_mask"],
-                    ({0: batch, 1: seq}, {0: batch, 1: seq}))
-    meta = EmbeddingModelMeta.for_model(proto, "torch", {"kind": "text", "tokenizer": "-", "max_length": 128},
-                                        normalized=True)
-    fused = fuse_transformer(proto)
+    net, sample = MiniLMEmbed.build("sdpa")
+    traced, _ = MiniLMEmbed.build("eager")
+    sample = {"input_ids": sample["input_ids"], "attention_mask": sample["attention_mask"]}
+    tokenizer = minilm_tokenizer()
     paths = {
-        "unfused": write_embedding_model(proto, meta, folder / "minilm_unfused.onnx", tokenizer=minilm_path()),
-        "fused": write_embedding_model(fused, meta, folder / "minilm.onnx", tokenizer=minilm_path()),
-        "int8": write_embedding_model(quantize_int8(fused), meta, folder / "minilm_int8.onnx",
-                                      tokenizer=minilm_path()),
+        "export": finetuner.export(traced, folder / "minilm.onnx", tokenizer=tokenizer, sample_input=sample),
+        "plain": finetuner.export(traced, folder / "minilm_plain.onnx", tokenizer=tokenizer, sample_input=sample,
+                                  optimize=False),
     }
-    return net, paths
+    paths["int8"] = optimize_file(paths["export"], folder / "minilm_int8.onnx", fuse=False, quantize=True)
+    import onnx
+
+    counts = fused_op_counts(onnx.load(str(paths["export"])))
+    return net, paths, counts
 
 
-def ort_session(path: Path, threads: int):  # noqa: ANN201
+def ort_session(path: Path, threads: int, serving: bool = True):  # noqa: ANN201
+    """onnxruntime with the serving settings (finetuner.optimize.session_options), or all defaults but threads."""
     import onnxruntime as ort
 
-    options = ort.SessionOptions()  # default settings apart from the thread count
-    options.intra_op_num_threads = threads
+    from finetuner.optimize import session_options
+
+    if serving:
+        options = session_options(threads)
+    else:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
@@ -131,8 +138,10 @@ def load_flow(flow, docs_factory, seconds: float, concurrency: int, min_requests
     from jina import Client
 
     out = {}
-    protocols = [str(p).lower().split(".")[-1] for p in flow.protocol]
-    for protocol, port in zip(protocols, flow.port):
+    from finetuner.serving import endpoints
+
+    for address in endpoints(flow):
+        protocol, port = address.split("://")[0], int(address.rsplit(":", 1)[1])
         client = Client(host="127.0.0.1", port=port, protocol=protocol, asyncio=True)
 
         async def one(latencies: list[float], client=client) -> None:  # noqa: ANN001
@@ -198,42 +207,52 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer repeats and shorter load runs")
     parser.add_argument("--threads", type=int, default=2, help="threads for torch, onnxruntime and the Flow")
     parser.add_argument("--concurrency", type=int, default=2, help="requests in flight from the load generator")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of eager vs onnxruntime")
+    parser.add_argument("--seconds", type=float, default=None, help="load-generator seconds per protocol")
+    parser.add_argument("--heavy-http", action="store_true",
+                        help="also send batches of 32 224-px images over HTTP (JSON, ~100 MB, minutes per request)")
     parser.add_argument("--models", nargs="+", default=["resnet18", "minilm"])
     args = parser.parse_args()
 
     import torch
 
     from finetuner.serving import build_flow
+    from finetuner.serving.model import EmbeddingRuntime
 
     torch.set_num_threads(args.threads)
-    rounds, repeat = (2, 2) if args.quick else (3, 5)
-    seconds = 3.0 if args.quick else 10.0
+    rounds, repeat = (2, 2) if args.quick else (args.rounds, 1)
+    seconds = args.seconds or (3.0 if args.quick else 8.0)
     rows: list[dict] = []
-    notes: list[str] = [f"threads={args.threads}, concurrency={args.concurrency}, quick={args.quick}"]
+    notes: list[str] = [f"threads={args.threads}, concurrency={args.concurrency}, rounds={rounds}, "
+                        f"load seconds={seconds}, quick={args.quick}; each ratio is of medians measured "
+                        "interleaved in one run (the machine is shared with other jobs)"]
     folder = Path(tempfile.mkdtemp(prefix="finetuner-bench-serving-"))
 
     for name in args.models:
         if name == "resnet18":
-            net, path = build_resnet(folder)
-            serve_path, extra = path, {}
+            net, paths = build_resnet(folder)
         else:
-            net, paths = build_minilm(folder)
-            serve_path, extra = paths["fused"], {"onnxruntime unfused": paths["unfused"]}
+            net, paths, counts = build_minilm(folder)
+            notes.append(f"minilm export fused ops: {counts}")
+        serve_path = paths["export"]
         for batch in (1, 32):
             if name == "resnet18":
                 x = np.random.default_rng(0).standard_normal((batch, 3, 224, 224)).astype(np.float32)
-                feed = {"image": x}
+                feed = {EmbeddingRuntime(serve_path, threads=1).inputs[0].name: x}
                 torch_args = (torch.from_numpy(x),)
                 texts = None
             else:
                 texts = long_texts(batch)
-                from finetuner.serving.model import EmbeddingRuntime
-
                 feed = EmbeddingRuntime(serve_path, threads=1).feed_from_texts(texts)
                 assert feed["input_ids"].shape == (batch, 128)
                 torch_args = (torch.from_numpy(feed["input_ids"]), torch.from_numpy(feed["attention_mask"]))
-            sessions = {"onnxruntime": ort_session(serve_path, args.threads),
-                        **{k: ort_session(p, args.threads) for k, p in extra.items()}}
+            sessions = {
+                "onnxruntime": ort_session(serve_path, args.threads),
+                "onnxruntime, default session options": ort_session(serve_path, args.threads, serving=False),
+                "onnxruntime, export(optimize=False)": ort_session(paths["plain"], args.threads),
+            }
+            if "int8" in paths:
+                sessions["onnxruntime int8"] = ort_session(paths["int8"], args.threads)
 
             def eager(torch_args=torch_args, net=net):  # noqa: ANN001, ANN202
                 with torch.inference_mode():
@@ -242,33 +261,39 @@ def main() -> None:
             fns = {"torch eager": eager, **{k: (lambda s=s, f=feed: s.run(None, f)) for k, s in sessions.items()}}
             with torch.inference_mode():
                 reference = net(*torch_args).numpy()
-            worst = max(float(np.abs(s.run(None, feed)[0] - reference).max()) for s in sessions.values())
+            diffs = {k: float(np.abs(s.run(None, feed)[0] - reference).max()) for k, s in sessions.items()}
             reps = repeat if batch == 32 else repeat * 10
             secs = interleaved(fns, rounds, reps)
             for runner, sec in secs.items():
                 rows.append({"model": name, "batch": batch, "runner": runner, "protocol": "-", "replicas": "-",
                              "items_per_s": round(batch / sec, 2), "p50_ms": round(sec * 1e3, 2), "p99_ms": "",
-                             "note": f"max abs diff vs torch {worst:.2e}" if runner == "onnxruntime" else ""})
+                             "note": f"max abs diff vs torch {diffs[runner]:.1e}; {secs['torch eager'] / sec:.2f}x eager"
+                             if runner in diffs else "inference_mode, eval"})
             ratio = secs["torch eager"] / secs["onnxruntime"]
-            notes.append(f"{name} batch {batch}: onnxruntime / torch eager = {ratio:.2f}x (max diff {worst:.1e})")
-            if "onnxruntime unfused" in secs:
-                notes.append(f"{name} batch {batch}: unfused onnxruntime / torch eager = "
-                             f"{secs['torch eager'] / secs['onnxruntime unfused']:.2f}x")
+            notes.append(f"{name} batch {batch}: onnxruntime / torch eager = {ratio:.2f}x "
+                         f"(max diff {diffs['onnxruntime']:.1e}); default session options "
+                         f"{secs['torch eager'] / secs['onnxruntime, default session options']:.2f}x; "
+                         f"export(optimize=False) {secs['torch eager'] / secs['onnxruntime, export(optimize=False)']:.2f}x"
+                         + (f"; int8 {secs['torch eager'] / secs['onnxruntime int8']:.2f}x" if "onnxruntime int8" in secs else ""))
 
             def docs_factory(x=feed, texts=texts):  # noqa: ANN001, ANN202
                 from docarray import Document, DocumentArray
 
                 if texts is not None:
                     return DocumentArray([Document(text=t) for t in texts])
-                return DocumentArray([Document(tensor=t) for t in x["image"]])
+                return DocumentArray([Document(tensor=t) for t in next(iter(x.values()))])
 
+            heavy_http = name == "resnet18" and batch == 32  # JSON tensors: ~100 MB per request
+            protocols = ["grpc"] if heavy_http and not args.heavy_http else ["grpc", "http"]
+            direct = {}
             for replicas in (1, 2):
                 flow = build_flow(serve_path, replicas=replicas, threads=max(1, args.threads // replicas),
-                                  batch_size=64)
+                                  batch_size=64, protocols=protocols)
                 with flow:
-                    heavy_http = name == "resnet18" and batch == 32  # JSON tensors: ~100 MB per request
                     results = load_flow(flow, docs_factory, seconds, args.concurrency, 2 * args.concurrency,
                                         heavy_http=heavy_http)
+                    if replicas == 1:  # onnxruntime right after, under the same load: the Flow's ratio
+                        direct_s = median_seconds(fns["onnxruntime"], repeat=3 if batch == 32 else 20)
                 for protocol, (rps, lats) in results.items():
                     lats_ms = np.array(lats) * 1e3
                     rows.append({"model": name, "batch": batch, "runner": "flow", "protocol": protocol,
@@ -276,17 +301,22 @@ def main() -> None:
                                  "p50_ms": round(float(np.percentile(lats_ms, 50)), 2),
                                  "p99_ms": round(float(np.percentile(lats_ms, 99)), 2),
                                  "note": f"{len(lats)} requests" + (", tensors as JSON" if heavy_http and protocol == "http" else "")})
-                    if protocol == "grpc" and replicas == 1:
-                        notes.append(f"{name} batch {batch}: Flow gRPC (1 replica) / onnxruntime = "
-                                     f"{rps * batch / (batch / secs['onnxruntime']):.2f}x")
+                    direct[(protocol, replicas)] = rps * batch
+            best = batch / min(secs["onnxruntime"], direct_s)
+            notes.append(f"{name} batch {batch}: Flow gRPC / onnxruntime = {direct[('grpc', 1)] / best:.2f}x "
+                         f"(1 replica), {direct[('grpc', 2)] / best:.2f}x (2 replicas); onnxruntime taken at its "
+                         f"best of the interleaved run and a run beside the Flow")
+            if heavy_http and not args.heavy_http:
+                notes.append(f"{name} batch {batch}: HTTP not measured (tensors as JSON, ~100 MB per request; "
+                             "run with --heavy-http)")
         if name == "minilm":
             corpus, queries = paraphrase_set(200 if args.quick else 1000)
-            fp32 = recall_at_10(paths["fused"], corpus, queries, args.threads)
+            fp32 = recall_at_10(paths["export"], corpus, queries, args.threads)
             int8 = recall_at_10(paths["int8"], corpus, queries, args.threads)
-            size = {k: paths[k].stat().st_size / 2**20 for k in ("fused", "int8")}
+            size = {k: paths[k].stat().st_size / 2**20 for k in ("export", "int8")}
             notes.append(f"minilm int8: recall@10 {int8 * 100:.1f} vs fp32 {fp32 * 100:.1f} "
                          f"({(fp32 - int8) * 100:+.1f} points lost) on {len(corpus)} paraphrase queries; "
-                         f"{size['int8']:.0f} MB vs {size['fused']:.0f} MB")
+                         f"{size['int8']:.0f} MB vs {size['export']:.0f} MB")
             rows.append({"model": "minilm int8", "batch": len(corpus), "runner": "recall@10", "protocol": "-",
                          "replicas": "-", "items_per_s": "", "p50_ms": "", "p99_ms": "",
                          "note": f"int8 {int8:.3f} vs fp32 {fp32:.3f}"})
