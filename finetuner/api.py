@@ -34,6 +34,7 @@ VALIDATION_MODES = ("auto", "classes", "items", "none")
 DEFAULT_MONITOR = "mAP@R"
 MIN_CLASSES_FOR_CLASS_SPLIT = 4
 DEFAULT_EPOCHS = 20
+SELECTION_MARGIN = 0.03
 VALIDATION_CLASS_FRACTION = 0.3
 MIN_VALIDATION_CLASSES = 3
 
@@ -254,7 +255,8 @@ class _StartingPoint:
         if self.value is None or not values:
             return
         best = max(values) if resolve_mode(self.monitor, "auto") == "max" else min(values)
-        worse = best < self.value if resolve_mode(self.monitor, "auto") == "max" else best > self.value
+        margin = SELECTION_MARGIN * abs(self.value)  # a gain inside the validation noise is no gain
+        worse = best < self.value + margin if resolve_mode(self.monitor, "auto") == "max" else best > self.value - margin
         if worse and self.weights is not None:
             tuner.set_weights(self.weights)
             warnings.warn(

@@ -27,15 +27,14 @@ __all__ = ["ModelHost", "RemoteError", "RemoteModel", "needs_host", "remote_embe
 
 
 def needs_host(model: Any) -> bool:
-    """Whether ``model`` must stay in this process: Keras (TensorFlow), or torch / paddle on an initialised GPU."""
+    """Whether ``model`` must stay in this process: Keras (TensorFlow) and torch (autograd does not survive a
+    fork once it has run, and the Flow forks its Executors), or paddle on an initialised GPU."""
     from tailor_ir.imports import framework_of
 
     framework = framework_of(model)
-    if framework == "keras":
+    if framework in ("keras", "torch"):
         return True
     module = sys.modules.get(framework or "")
-    if framework == "torch" and module is not None:
-        return bool(module.cuda.is_available() and module.cuda.is_initialized())
     if framework == "paddle" and module is not None:
         return str(module.device.get_device()).startswith("gpu")
     return False
