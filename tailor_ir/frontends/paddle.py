@@ -691,7 +691,7 @@ def _traced_layers(
             matched_out[i] = outputs
             first = min(position[v] for v in outputs)
             inputs = []
-            for (leaf_id, _), options in zip(call.inputs, input_options):
+            for (_leaf_id, _), options in zip(call.inputs, input_options):
                 before = [v for v in options if position[v] < first]
                 bounded = [v for v in before if nested_start is None or position[v] <= nested_start]
                 if bounded or before:
