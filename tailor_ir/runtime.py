@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -76,3 +76,30 @@ def assert_close(
         raise EquivalenceError(
             f"{what}: max abs difference {err:.3g} exceeds {rtol:g} relative to the reference scale {scale:.3g}."
         )
+
+
+def check_against_runtime(
+    forward: Callable[[dict[str, np.ndarray]], Sequence[np.ndarray]],
+    graph: Graph,
+    sample_inputs: object = None,
+    rtol: float = 1e-4,
+    framework: str = "rehydrated",
+) -> None:
+    """Run ``forward`` (a rehydrated model in inference mode, feed -> numpy outputs) against onnxruntime.
+
+    The feed is ``sample_inputs`` mapped onto the graph's inputs, or random inputs from its types. Raises
+    EquivalenceError naming the output and the framework beyond ``rtol`` relative to the reference scale.
+    """
+    from .samples import as_feed, random_inputs
+
+    feed = random_inputs(graph) if sample_inputs is None else as_feed(sample_inputs, graph.input_names)
+    expected = run(graph, feed)
+    outputs = forward(feed)
+    for name, got, ref in zip(graph.output_names, outputs, expected):
+        try:
+            assert_close(got, ref, rtol=rtol, what=f"output {name!r}")
+        except EquivalenceError as exc:
+            raise EquivalenceError(
+                f"the rehydrated {framework} model differs from onnxruntime: {exc} Please report the model; "
+                "rehydrate(..., check=False) skips this check."
+            ) from exc

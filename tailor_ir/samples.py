@@ -120,8 +120,9 @@ def as_feed(sample: object, input_names: Sequence[str]) -> dict[str, np.ndarray]
 def random_inputs(graph: Graph, batch: int = 2, seq: int = 8, seed: int = 0) -> dict[str, np.ndarray]:
     """Random inputs from a graph's input types (the backends' equivalence checks use them).
 
-    Dynamic axes get ``batch`` (axis 0) or ``seq``; floats are standard normal, booleans and ``*mask*`` inputs
-    all ones, other integers (token ids) stay below the smallest table each one indexes through Gather.
+    Dynamic axes get ``batch`` (axis 0) or ``seq``; floats are standard normal, booleans all true, ``*mask*``
+    inputs ones with the second half of every row after the first masked out (so masked pooling is exercised),
+    other integers (token ids) stay below the smallest table each one indexes through Gather.
     """
     import onnx
 
@@ -139,7 +140,10 @@ def random_inputs(graph: Graph, batch: int = 2, seq: int = 8, seed: int = 0) -> 
         elif dtype == np.bool_:
             feeds[value.name] = np.ones(shape, dtype=bool)
         elif "mask" in value.name.lower():
-            feeds[value.name] = np.ones(shape, dtype=dtype)
+            mask = np.ones(shape, dtype=dtype)
+            if len(shape) >= 2 and shape[0] > 1:
+                mask[1:, shape[1] // 2 :] = 0
+            feeds[value.name] = mask
         else:
             feeds[value.name] = rng.integers(0, _index_bound(graph, value.name), size=shape).astype(dtype)
     return feeds

@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from ...errors import EquivalenceError, UnknownLayerError, UnsupportedOpError
+from ...errors import UnknownLayerError, UnsupportedOpError
 from ...graph import FLOAT_TYPES, Graph
 from ...imports import import_keras, import_tensorflow
 from .context import BuildContext, RunState
@@ -205,18 +205,10 @@ def graph_layer(model: Any) -> OnnxGraphLayer:
 def check_equivalence(model: Any, graph: Graph, sample_inputs: Any = None, rtol: float = 1e-4) -> None:
     """Compare the model (inference mode) with onnxruntime; raise EquivalenceError beyond ``rtol`` relative."""
     from ... import runtime
-    from ...samples import as_feed, random_inputs
 
-    feed = random_inputs(graph) if sample_inputs is None else as_feed(sample_inputs, graph.input_names)
-    expected = runtime.run(graph, feed)
-    out = model([feed[n] for n in graph.input_names] if len(graph.input_names) > 1 else feed[graph.input_names[0]],
-                training=False)
-    outs = [out] if len(graph.output_names) == 1 else list(out)
-    for name, got, ref in zip(graph.output_names, outs, expected):
-        try:
-            runtime.assert_close(np.asarray(got), ref, rtol=rtol, what=f"output {name!r}")
-        except EquivalenceError as exc:
-            raise EquivalenceError(
-                f"the rehydrated Keras model differs from onnxruntime: {exc} Please report the model; "
-                "rehydrate(..., check=False) skips this check."
-            ) from exc
+    def forward(feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        names = graph.input_names
+        out = model([feed[n] for n in names] if len(names) > 1 else feed[names[0]], training=False)
+        return [np.asarray(o) for o in ([out] if len(graph.output_names) == 1 else out)]
+
+    runtime.check_against_runtime(forward, graph, sample_inputs, rtol, framework="Keras")

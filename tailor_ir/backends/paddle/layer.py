@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from ...errors import EquivalenceError, UnknownLayerError, UnsupportedOpError
+from ...errors import UnknownLayerError, UnsupportedOpError
 from ...graph import Graph
 from ...imports import import_paddle
 from .context import BuildContext, Converted, value_shapes
@@ -239,23 +239,15 @@ def _place(tree: paddle.nn.Layer, name: str, param: Any) -> tuple[paddle.nn.Laye
 def check_equivalence(model: RehydratedLayer, graph: Graph, sample_inputs: Any = None, rtol: float = 1e-4) -> None:
     """Compare the layer (eval mode) with onnxruntime; raise EquivalenceError beyond ``rtol`` relative."""
     from ... import runtime
-    from ...samples import as_feed, random_inputs
 
-    feed = random_inputs(graph) if sample_inputs is None else as_feed(sample_inputs, graph.input_names)
-    expected = runtime.run(graph, feed)
-    was_training = model.training
-    model.eval()
-    try:
-        with paddle.no_grad():
-            out = model(*[paddle.to_tensor(np.ascontiguousarray(feed[n])) for n in graph.input_names])
-    finally:
-        model.train() if was_training else model.eval()
-    outs = [out] if len(graph.output_names) == 1 else list(out)
-    for name, got, ref in zip(graph.output_names, outs, expected):
+    def forward(feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        was_training = model.training
+        model.eval()
         try:
-            runtime.assert_close(got.numpy(), ref, rtol=rtol, what=f"output {name!r}")
-        except EquivalenceError as exc:
-            raise EquivalenceError(
-                f"the rehydrated paddle model differs from onnxruntime: {exc} Please report the model; "
-                "rehydrate(..., check=False) skips this check."
-            ) from exc
+            with paddle.no_grad():
+                out = model(*[paddle.to_tensor(np.ascontiguousarray(feed[n])) for n in graph.input_names])
+        finally:
+            model.train() if was_training else model.eval()
+        return [o.numpy() for o in ([out] if len(graph.output_names) == 1 else out)]
+
+    runtime.check_against_runtime(forward, graph, sample_inputs, rtol, framework="paddle")

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from ...errors import EquivalenceError, UnsupportedOpError
+from ...errors import UnsupportedOpError
 from ...graph import Graph
 from ...imports import import_onnx2torch, import_torch
 
@@ -228,74 +228,18 @@ def _promote(gm: fx.GraphModule, tree: WeightTree, params: dict[str, nn.Paramete
 
 
 # --------------------------------------------------------------------------- equivalence
-def random_inputs(graph: Graph, batch: int = 2, seq: int = 8, seed: int = 0) -> dict[str, np.ndarray]:
-    """Random inputs from the graph's input types; token ids stay below the embedding table they index."""
-    rng = np.random.default_rng(seed)
-    feeds: dict[str, np.ndarray] = {}
-    for value in graph.model.graph.input:
-        if value.name not in graph.input_names:
-            continue
-        tt = value.type.tensor_type
-        shape = []
-        for axis, d in enumerate(tt.shape.dim):
-            if d.HasField("dim_value") and d.dim_value > 0:
-                shape.append(d.dim_value)
-            else:
-                shape.append(batch if axis == 0 else seq if axis == 1 else 4)
-        dtype = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)
-        if np.issubdtype(dtype, np.floating):
-            feeds[value.name] = rng.standard_normal(shape).astype(dtype)
-        elif dtype == np.bool_:
-            feeds[value.name] = np.ones(shape, dtype=bool)
-        elif "mask" in value.name.lower():
-            mask = np.ones(shape, dtype=dtype)
-            if len(shape) >= 2 and shape[0] > 1:
-                mask[1:, shape[1] // 2 :] = 0
-            feeds[value.name] = mask
-        else:
-            feeds[value.name] = rng.integers(0, _index_bound(graph, value.name), size=shape).astype(dtype)
-    return feeds
-
-
-def _index_bound(graph: Graph, name: str) -> int:
-    """The smallest first dimension of a table this input indexes through Gather (token ids), else 2."""
-    bounds = []
-    frontier, seen = [name], set()
-    while frontier:
-        value = frontier.pop()
-        if value in seen:
-            continue
-        seen.add(value)
-        for node in graph.consumers.get(value, []):
-            if node.op_type == "Gather" and len(node.input) > 1 and node.input[1] == value:
-                shape = graph.shape_of(node.input[0])
-                if shape and isinstance(shape[0], int) and shape[0] > 0:
-                    bounds.append(shape[0])
-            elif node.op_type in ("Cast", "Unsqueeze", "Reshape", "Identity", "Squeeze", "Flatten"):
-                frontier.extend(o for o in node.output if o)
-    return min(bounds) if bounds else 2
-
-
 def check_equivalence(model: RehydratedModule, graph: Graph, sample_inputs: Any = None, rtol: float = 1e-4) -> None:
     """Compare the module (eval mode) with onnxruntime; raise EquivalenceError beyond ``rtol`` relative."""
     from ... import runtime
-    from ...samples import as_feed
 
-    feed = random_inputs(graph) if sample_inputs is None else as_feed(sample_inputs, graph.input_names)
-    expected = runtime.run(graph, feed)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            out = model(*[torch.from_numpy(np.ascontiguousarray(feed[n])) for n in graph.input_names])
-    finally:
-        model.train(was_training)
-    outs = [out] if len(graph.output_names) == 1 else list(out)
-    for name, got, ref in zip(graph.output_names, outs, expected):
+    def forward(feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        was_training = model.training
+        model.eval()
         try:
-            runtime.assert_close(got.detach().numpy(), ref, rtol=rtol, what=f"output {name!r}")
-        except EquivalenceError as exc:
-            raise EquivalenceError(
-                f"the rehydrated torch model differs from onnxruntime: {exc} Please report the model; "
-                "rehydrate(..., check=False) skips this check."
-            ) from exc
+            with torch.no_grad():
+                out = model(*[torch.from_numpy(np.ascontiguousarray(feed[n])) for n in graph.input_names])
+        finally:
+            model.train(was_training)
+        return [o.detach().numpy() for o in ([out] if len(graph.output_names) == 1 else out)]
+
+    runtime.check_against_runtime(forward, graph, sample_inputs, rtol, framework="torch")
