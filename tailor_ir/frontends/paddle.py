@@ -173,11 +173,13 @@ def _to_onnx(model: Any, specs: list[Any], prefix: str) -> onnx.ModelProto:
         "Try: pass a representative sample_input (an array or a tuple of arrays); avoid Python control flow on "
         "tensor values in forward() or decorate it for paddle.jit.to_static; return tensors from forward()."
     )
+    _forget_failed_traces()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             paddle.jit.save(model, prefix, input_spec=specs)
     except Exception as exc:  # paddle raises many types; keep its reason
+        _forget_failed_traces()
         raise ExportError(f"paddle.jit.save failed for {what}: {type(exc).__name__}: {_reason(exc)}. {hint}") from exc
     program = prefix + ".json" if os.path.isfile(prefix + ".json") else prefix + ".pdmodel"
     params = prefix + ".pdiparams" if os.path.isfile(prefix + ".pdiparams") else ""
@@ -189,6 +191,27 @@ def _to_onnx(model: Any, specs: list[Any], prefix: str) -> onnx.ModelProto:
             "does not support must be replaced in the model, or the model cut before it."
         ) from exc
     return onnx.load_from_string(data)
+
+
+def _forget_failed_traces() -> None:
+    """Drop the parameters paddle recorded for programs whose to_static trace failed.
+
+    paddle keeps them in a process-wide dict keyed by the program's id and pops them only when a trace succeeds;
+    after a failure (a forward that raises), a later program at the same address inherits the dead model's
+    parameters and ``jit.save`` fails with ``KeyError: 'linear_N.b_0'``. No trace is in flight between exports.
+    """
+    from paddle.jit.dy2static import parameter_recorder
+    from paddle.jit.dy2static.program_translator import ProgramTranslator
+
+    translator = ProgramTranslator()
+    recorders = [getattr(translator, "_params_recorder", None), getattr(translator, "_inplace_map", None),
+                 getattr(parameter_recorder, "_global_parameter_recorder", None),  # the PIR ones
+                 getattr(parameter_recorder, "_global_inplace_map", None)]
+    for recorder in recorders:
+        for attr in ("params_dict", "tensor2value"):
+            table = getattr(recorder, attr, None)
+            if isinstance(table, dict):
+                table.clear()
 
 
 def _reason(exc: BaseException) -> str:

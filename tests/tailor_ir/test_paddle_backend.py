@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -151,29 +150,6 @@ def test_rehydrating_twice_gives_independent_models() -> None:
     np.testing.assert_array_equal(two(x).numpy(), before)
     one.eval()
     assert not np.allclose(one(x).numpy(), before)
-
-
-def _step_seconds(layer: object, x: object, steps: int = 8) -> float:
-    optimizer = paddle.optimizer.SGD(learning_rate=1e-3, parameters=layer.parameters())
-    layer.train()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        layer(x).square().mean().backward()
-        optimizer.step()
-        optimizer.clear_grad()
-        times.append(time.perf_counter() - start)
-    return min(times[2:])
-
-
-@pytest.mark.parametrize("name", ["transformer", "lstm"])
-def test_a_training_step_is_about_as_fast_as_the_native_model(name: str) -> None:
-    model, sample = paddle_zoo.build(name, batch=16)
-    layer = paddle_backend.rehydrate(paddle_frontend.export(model, sample), check=False)
-    x = paddle.to_tensor(sample)
-    native = min(_step_seconds(model, x) for _ in range(3))
-    ours = min(_step_seconds(layer, x) for _ in range(3))
-    assert ours <= 1.3 * native, f"rehydrated step {ours * 1e3:.2f} ms vs native {native * 1e3:.2f} ms"
 
 
 def test_inputs_by_keyword_and_numpy() -> None:
