@@ -219,11 +219,10 @@ def embed(docs: Any, model: Any, batch_size: int = 256, preprocess_fn: Callable 
     tuner = tuner_class(compiler.require_framework(model))(model)
     if isinstance(docs, (np.ndarray, dict)):
         return tuner.embed(docs, batch_size=batch_size)
-    from finetuner.data import BatchLoader, ItemSampler, as_dataset
+    from finetuner.data import as_dataset, in_order
 
     dataset = as_dataset(docs, preprocess_fn=preprocess_fn)
-    loader = BatchLoader(dataset, ItemSampler(len(dataset), batch_size, shuffle=False), collate_fn)
-    chunks = [tuner._embed_batch(batch.contents) for batch in loader]
+    chunks = [tuner._embed_batch(batch.contents) for batch in in_order(dataset, batch_size, collate_fn)]
     embeddings = np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
     for doc, embedding in zip(dataset.items, embeddings):
         doc.embedding = embedding

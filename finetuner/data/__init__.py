@@ -16,7 +16,7 @@ from finetuner.data.datasets import (
 )
 from finetuner.data.digits import digits
 from finetuner.data.errors import DataError
-from finetuner.data.loader import Batch, BatchLoader, build_loader, default_m, prepare
+from finetuner.data.loader import Batch, BatchLoader, build_loader, default_m, in_order, prepare
 from finetuner.data.samplers import ClassSampler, InstanceSampler, ItemSampler, Sampler, SessionSampler
 from finetuner.data.splits import split_by_class, split_items
 
@@ -42,6 +42,7 @@ __all__ = [
     "default_augment",
     "default_collate",
     "default_m",
+    "in_order",
     "detect_kind",
     "digits",
     "load_content",

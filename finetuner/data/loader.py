@@ -157,6 +157,11 @@ class BatchLoader:
                 )
 
 
+def in_order(dataset: Any, batch_size: int, collate_fn: CollateFn | None = None) -> BatchLoader:
+    """A loader that gives every item of ``dataset`` once, in order (embedding and evaluation)."""
+    return BatchLoader(dataset, ItemSampler(len(dataset), batch_size, shuffle=False), collate_fn)
+
+
 def default_m(batch_size: int, num_classes: int) -> int:
     """Items per class: the smallest divisor of ``batch_size`` from 4 up that needs at most ``num_classes``."""
     for m in range(min(4, batch_size), batch_size + 1):

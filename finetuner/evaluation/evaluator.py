@@ -253,10 +253,9 @@ class Evaluator:
         return np.concatenate([np.asarray(embed_fn(batch.contents)) for batch in self._batches(dataset)])
 
     def _batches(self, dataset: Any) -> Iterator[Any]:
-        from finetuner.data import BatchLoader, ItemSampler
+        from finetuner.data import in_order
 
-        sampler = ItemSampler(len(dataset), self.batch_size, shuffle=False)
-        return iter(BatchLoader(dataset, sampler, self.collate_fn))
+        return iter(in_order(dataset, self.batch_size, self.collate_fn))
 
     def _labels(self) -> tuple[np.ndarray, np.ndarray | None]:
         """Class ids that agree between query and index data (mapped through the user's labels)."""
