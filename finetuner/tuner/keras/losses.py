@@ -208,7 +208,11 @@ class ArcFaceLoss(ArcFaceSpec, _ClassCentreLoss):
 
     def _target_logit(self, cos_target: Any) -> Any:
         m = self.margin
-        sin_target = tf.sqrt(tf.maximum(1.0 - tf.square(cos_target), 0.0))
+        squared = 1.0 - tf.square(cos_target)
+        positive = squared > 0
+        # sqrt(max(0, 1 - cos^2)) with a 0 (not NaN) gradient where cos is exactly +-1
+        sin_target = tf.where(positive, tf.sqrt(tf.where(positive, squared, tf.ones_like(squared))),
+                              tf.zeros_like(squared))
         shifted = cos_target * math.cos(m) - sin_target * math.sin(m)  # cos(theta + m)
         return tf.where(cos_target > math.cos(math.pi - m), shifted, cos_target - m * math.sin(m))
 
