@@ -27,12 +27,11 @@ import onnx
 from onnx import helper, numpy_helper
 
 from ..errors import ExportError, ModelTypeError
-from ..graph import Graph
+from ..graph import FLOAT_TYPES, Graph
 from ..imports import framework_of, import_keras, import_tensorflow, import_tf2onnx
+from .common import input_kind, name_dynamic_dims
 
 OPSET = 17
-BATCH_DIM = "batch"
-SEQUENCE_DIM = "sequence"
 _DROPOUT_MARK = "tailor_ir.dropout:"
 _SUFFIX = re.compile(r"_\d+$")
 _ORIGINAL_CALLS: dict[str, Any] = {}
@@ -108,7 +107,7 @@ def export(
     _inputs_to_initializers(proto, var_paths, values)
     _name_outputs(proto, model)
     _sink_weight_nodes(proto)
-    _name_dynamic_dims(proto)
+    name_dynamic_dims(proto)
     layers = _layer_tree(model)
     layer_map = _layer_map(proto, layers)
     _set_bn_momentum(proto, layer_map, layers)
@@ -124,10 +123,10 @@ def export(
             frozen.add(name)
     first = proto.graph.input[0]
     extra = {
-        "input_kind": _input_kind(first),
+        "input_kind": input_kind(first),
         "source_class": f"{type(model).__module__}.{type(model).__qualname__}",
         "batchnorm": _batchnorm_status(proto, layers),
-        "layout": "NHWC" if _input_kind(first) == "image" else "",
+        "layout": "NHWC" if input_kind(first) == "image" else "",
     }
     return Graph(
         proto, layer_map=layer_map, framework="keras", weights=frozenset(weights), frozen=frozenset(frozen),
@@ -372,32 +371,6 @@ def _name_outputs(proto: onnx.ModelProto, model: Any) -> None:
         value.name = new
 
 
-def _name_dynamic_dims(proto: onnx.ModelProto) -> None:
-    """tf2onnx calls dynamic dims ``unk__NN``: the input's first axis is ``batch``, a token's second ``sequence``."""
-    rename: dict[str, str] = {}
-    for value in proto.graph.input:
-        dims = value.type.tensor_type.shape.dim
-        if dims and dims[0].dim_param:
-            rename.setdefault(dims[0].dim_param, BATCH_DIM)
-        if len(dims) > 1 and dims[1].dim_param and value.type.tensor_type.elem_type not in _FLOATS:
-            rename.setdefault(dims[1].dim_param, SEQUENCE_DIM)
-    for value in (*proto.graph.input, *proto.graph.output, *proto.graph.value_info):
-        for dim in value.type.tensor_type.shape.dim:
-            if dim.dim_param in rename:
-                dim.dim_param = rename[dim.dim_param]
-
-
-_FLOATS = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16}
-
-
-def _input_kind(value: onnx.ValueInfoProto) -> str:
-    elem = value.type.tensor_type.elem_type
-    rank = len(value.type.tensor_type.shape.dim)
-    if elem not in _FLOATS:
-        return "tokens"
-    return {4: "image", 2: "vector"}.get(rank, "sequence")
-
-
 def _layer_tree(model: Any) -> dict[str, Any]:
     """Dotted layer path -> layer, for every layer reachable from the model (nested ones included)."""
     tree: dict[str, Any] = {}
@@ -466,7 +439,7 @@ def _recurrent_weights(
             continue
         layer_map[node.name] = layer_path
         for slot, label in zip(node.input[1:4], "WRB"):
-            if slot in inits and inits[slot].data_type in _FLOATS:
+            if slot in inits and inits[slot].data_type in FLOAT_TYPES:
                 new = f"{layer_path.replace('.', '/')}/{label}"
                 _rename_value(proto, slot, new)
                 inits[slot].name = new

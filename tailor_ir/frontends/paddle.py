@@ -55,10 +55,9 @@ from onnx import helper, numpy_helper
 from ..errors import ExportError, ModelTypeError
 from ..graph import FLOAT_TYPES, Graph
 from ..imports import framework_of, import_paddle, import_paddle2onnx
+from .common import input_kind, name_dynamic_dims
 
 OPSET = 17
-BATCH_DIM = "batch"
-SEQUENCE_DIM = "sequence"
 _DROPOUT_OUTPUT = re.compile(r"^p2o\.pd_op\.dropout\.\d+\.0$")
 _FULL_CONST = re.compile(r"^p2o\.pd_op\.full\.\d+\.0$")
 
@@ -94,7 +93,7 @@ def export(
     _remove_identities(proto)
     _flatten_reshapes(proto)
     _name_nodes(proto)
-    _name_dynamic_dims(proto)
+    name_dynamic_dims(proto, outputs_lead_with_batch=True)
     params, rename = _parameter_names(model, proto)
     _rename_values(proto, rename)
     _prune_initializers(proto)
@@ -108,7 +107,7 @@ def export(
     frozen = frozenset(n for n in weights if params[n].stop_gradient or not getattr(params[n], "trainable", True))
     layer_map = _layer_map(proto, weights | bn_stats, calls, trace_input)
     first = proto.graph.input[0]
-    extra = {"input_kind": _input_kind(first), "source_class": f"{type(model).__module__}.{type(model).__qualname__}"}
+    extra = {"input_kind": input_kind(first), "source_class": f"{type(model).__module__}.{type(model).__qualname__}"}
     return Graph(proto, layer_map=layer_map, framework="paddle", weights=weights, frozen=frozen, extra=extra)
 
 
@@ -383,25 +382,6 @@ def _name_nodes(proto: onnx.ModelProto) -> None:
         seen.add(node.name)
 
 
-def _name_dynamic_dims(proto: onnx.ModelProto) -> None:
-    """paddle2onnx's ``DynamicDimension.N`` become ``batch`` (axis 0) and ``sequence`` (axis 1 of int inputs)."""
-    rename: dict[str, str] = {}
-    for value in proto.graph.input:
-        dims = value.type.tensor_type.shape.dim
-        if dims and dims[0].dim_param:
-            rename.setdefault(dims[0].dim_param, BATCH_DIM)
-        if len(dims) > 1 and dims[1].dim_param and value.type.tensor_type.elem_type not in FLOAT_TYPES:
-            rename.setdefault(dims[1].dim_param, SEQUENCE_DIM)
-    for value in proto.graph.output:
-        dims = value.type.tensor_type.shape.dim
-        if dims and dims[0].dim_param:  # every output of a batch-first paddle model leads with the batch
-            rename.setdefault(dims[0].dim_param, BATCH_DIM)
-    for value in (*proto.graph.input, *proto.graph.output, *proto.graph.value_info):
-        for dim in value.type.tensor_type.shape.dim:
-            if dim.dim_param in rename:
-                dim.dim_param = rename[dim.dim_param]
-
-
 def _parameter_names(model: Any, proto: onnx.ModelProto) -> tuple[dict[str, Any], dict[str, str]]:
     """Parameters by their ``named_parameters()`` path, and initializer renames ``Parameter.name`` -> path."""
     inits = {i.name for i in proto.graph.initializer}
@@ -434,14 +414,6 @@ def _prune_initializers(proto: onnx.ModelProto) -> None:
     keep = [i for i in g.initializer if i.name in used]
     del g.initializer[:]
     g.initializer.extend(keep)
-
-
-def _input_kind(value: onnx.ValueInfoProto) -> str:
-    elem = value.type.tensor_type.elem_type
-    rank = len(value.type.tensor_type.shape.dim)
-    if elem not in FLOAT_TYPES:
-        return "tokens"
-    return {4: "image", 2: "vector"}.get(rank, "sequence")
 
 
 # --------------------------------------------------------------------------- layer map

@@ -24,9 +24,8 @@ import onnx
 from ..errors import ExportError, ModelTypeError
 from ..graph import Graph
 from ..imports import framework_of, import_torch
+from .common import input_kind, name_dynamic_dims
 
-BATCH_DIM = "batch"
-SEQUENCE_DIM = "sequence"
 _LAST_EXPORT_SECONDS: dict[str, float] = {}
 
 
@@ -74,7 +73,7 @@ def export(
     _LAST_EXPORT_SECONDS["seconds"] = time.perf_counter() - start
     proto = program.model_proto
     _clean_dropout(proto)
-    _name_dynamic_dims(proto, args, kwargs)
+    name_dynamic_dims(proto)
     layer_map = _layer_map(proto)
     for node in proto.graph.node:  # the metadata is large (stack traces); the layer map keeps what matters
         del node.metadata_props[:]
@@ -83,7 +82,7 @@ def export(
     weights = frozenset(n for n in params if n in inits)
     frozen = frozenset(n for n in weights if not params[n].requires_grad)
     first = next(iter(proto.graph.input))
-    extra = {"input_kind": _input_kind(first), "source_class": f"{type(model).__module__}.{type(model).__qualname__}"}
+    extra = {"input_kind": input_kind(first), "source_class": f"{type(model).__module__}.{type(model).__qualname__}"}
     return Graph(proto, layer_map=layer_map, framework="torch", weights=weights, frozen=frozen, extra=extra)
 
 
@@ -160,39 +159,6 @@ def _dynamic_shapes(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     if kwargs:
         return {k: spec(v) for k, v in kwargs.items()}
     return tuple(spec(a) for a in args)
-
-
-def _name_dynamic_dims(proto: onnx.ModelProto, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    """Rename the exporter's symbols (``s0``...) on inputs to ``batch``/``sequence`` everywhere they appear."""
-    rename: dict[str, str] = {}
-    for value in proto.graph.input:
-        dims = value.type.tensor_type.shape.dim
-        for axis, name in ((0, BATCH_DIM), (1, SEQUENCE_DIM)):
-            if len(dims) > axis and dims[axis].dim_param and dims[axis].dim_param not in rename:
-                if axis == 1 and value.type.tensor_type.elem_type in _FLOATS:
-                    continue
-                rename[dims[axis].dim_param] = name
-    if not rename:
-        return
-    for value in (*proto.graph.input, *proto.graph.output, *proto.graph.value_info):
-        for dim in value.type.tensor_type.shape.dim:
-            if dim.dim_param in rename:
-                dim.dim_param = rename[dim.dim_param]
-
-
-_FLOATS = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16}
-
-
-def _input_kind(value: onnx.ValueInfoProto) -> str:
-    elem = value.type.tensor_type.elem_type
-    rank = len(value.type.tensor_type.shape.dim)
-    if elem not in _FLOATS:
-        return "tokens"
-    if rank == 4:
-        return "image"
-    if rank == 2:
-        return "vector"
-    return "sequence"
 
 
 # --------------------------------------------------------------------------- graph clean-up
