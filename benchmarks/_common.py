@@ -142,3 +142,16 @@ def run_per_model(
               f"export; train step {row['train_step_ratio']:.3f}x native; peak RSS {row['peak_rss_mb']:.0f} MB",
               flush=True)
     print(write_results(name, rows, columns, notes))
+
+
+def interleaved_train_steps(step_seconds: Callable[[object], float], native: object, tailored: object,
+                            rounds: int = 2) -> tuple[float, float]:
+    """Best of ``rounds`` interleaved median step times of the native and the tailored model.
+
+    Interleaving makes a noisy neighbour hit both sides alike.
+    """
+    t_native = t_tailored = float("inf")
+    for _ in range(rounds):
+        t_native = min(t_native, step_seconds(native))
+        t_tailored = min(t_tailored, step_seconds(tailored))
+    return t_native, t_tailored

@@ -13,7 +13,15 @@ and two ratios measured in the same run:
 
 from __future__ import annotations
 
-from _common import STAGE_COLUMNS, median_seconds, run_per_model, stage_row, tailor_stages, timed
+from _common import (
+    STAGE_COLUMNS,
+    interleaved_train_steps,
+    median_seconds,
+    run_per_model,
+    stage_row,
+    tailor_stages,
+    timed,
+)
 
 MODELS = ("mlp", "cnn", "transformer", "mobilenet_v2", "resnet50")
 OUTPUT_DIM = 128
@@ -91,10 +99,7 @@ def measure(name: str, steps: int) -> dict:
     graph, _, tailored, times = tailor_stages("keras", model, sample, OUTPUT_DIM)
     cut = next(row.name for row in layer_table(graph) if row.default_cut)
     native = native_embedding(model, cut)
-    t_native = t_tailored = float("inf")
-    for _ in range(2):  # interleaved, best median of each: a noisy neighbour hits both sides
-        t_native = min(t_native, train_step_seconds(native, sample, steps))
-        t_tailored = min(t_tailored, train_step_seconds(tailored, sample, steps))
+    t_native, t_tailored = interleaved_train_steps(lambda m: train_step_seconds(m, sample, steps), native, tailored)
     return stage_row(name, times, bare, t_native, t_tailored, input="x".join(str(d) for d in sample.shape), cut=cut)
 
 

@@ -14,7 +14,15 @@ from __future__ import annotations
 import os
 import tempfile
 
-from _common import STAGE_COLUMNS, median_seconds, run_per_model, stage_row, tailor_stages, timed
+from _common import (
+    STAGE_COLUMNS,
+    interleaved_train_steps,
+    median_seconds,
+    run_per_model,
+    stage_row,
+    tailor_stages,
+    timed,
+)
 
 MODELS = ("mlp", "small_cnn", "lstm", "gru", "transformer", "resnet18", "mobilenet_v2")
 OUTPUT_DIM = 128
@@ -104,10 +112,7 @@ def measure(name: str, steps: int) -> dict:
     _, emb, tailored, times = tailor_stages("paddle", model, sample, OUTPUT_DIM)
     in_dim = emb.initializer_array("embedding_head.projection.weight").shape[1]
     native = native_embedding(name, in_dim)
-    t_native = t_tailored = float("inf")
-    for _ in range(2):  # interleaved, best median of each: a noisy neighbour hits both sides
-        t_native = min(t_native, train_step_seconds(native, sample, steps))
-        t_tailored = min(t_tailored, train_step_seconds(tailored, sample, steps))
+    t_native, t_tailored = interleaved_train_steps(lambda m: train_step_seconds(m, sample, steps), native, tailored)
     return stage_row(name, times, bare, t_native, t_tailored)
 
 
