@@ -111,6 +111,40 @@ def ort_session(path: Path, threads: int, serving: bool = True):  # noqa: ANN201
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
+def gemm_peak(threads: int) -> float:
+    """This CPU's fp32 GEMM throughput (GFLOP/s): the best of torch and onnxruntime on three large products."""
+    import onnxruntime as ort
+    import torch
+    from onnx import TensorProto, helper, numpy_helper
+
+    best = 0.0
+    for m, k, n in [(2048, 2048, 2048), (4096, 384, 1536), (4096, 1536, 384)]:
+        a, b = torch.randn(m, k), torch.randn(k, n)
+        graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "gemm",
+                                  [helper.make_tensor_value_info("a", TensorProto.FLOAT, [m, k])],
+                                  [helper.make_tensor_value_info("c", TensorProto.FLOAT, [m, n])],
+                                  [numpy_helper.from_array(b.numpy(), "b")])
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        session = ort.InferenceSession(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+                                       .SerializeToString(), options, providers=["CPUExecutionProvider"])
+        feed = {"a": a.numpy()}
+        for fn in (lambda a=a, b=b: a @ b, lambda s=session, f=feed: s.run(None, f)):
+            best = max(best, 2 * m * k * n / median_seconds(fn, repeat=5, warmup=2) / 1e9)
+    return best
+
+
+def model_gflop(net, torch_args: tuple) -> float:  # noqa: ANN001
+    """GFLOP of one eager forward (matmuls, convolutions and attention, as torch's FlopCounterMode counts them)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        net(*torch_args)
+    return counter.get_total_flops() / 1e9
+
+
 def long_texts(n: int, seed: int = 0) -> list[str]:
     """Sentences long enough that MiniLM's tokenizer truncates every one of them to 128 tokens."""
     words = re.findall(r"[a-z]{3,}", " ".join(inspect.getdoc(f) or "" for f in vars(np).values() if callable(f)))
@@ -227,6 +261,10 @@ def main() -> None:
                         f"load seconds={seconds}, quick={args.quick}; each ratio is of medians measured "
                         "interleaved in one run (the machine is shared with other jobs)"]
     folder = Path(tempfile.mkdtemp(prefix="finetuner-bench-serving-"))
+    peak = gemm_peak(args.threads)
+    notes.append(f"fp32 GEMM peak of this CPU on {args.threads} threads: {peak:.1f} GFLOP/s (best of torch and "
+                 "onnxruntime MatMul on three large products); 'ceiling' below is the speed-up over eager that "
+                 "running every FLOP of the model at that peak would give")
 
     for name in args.models:
         if name == "resnet18":
@@ -270,6 +308,14 @@ def main() -> None:
                              "note": f"max abs diff vs torch {diffs[runner]:.1e}; {secs['torch eager'] / sec:.2f}x eager"
                              if runner in diffs else "inference_mode, eval"})
             ratio = secs["torch eager"] / secs["onnxruntime"]
+            gflop = model_gflop(net, torch_args)
+            rows.append({"model": name, "batch": batch, "runner": "roofline", "protocol": "-", "replicas": "-",
+                         "items_per_s": round(batch / (gflop / peak), 2), "p50_ms": round(gflop / peak * 1e3, 2),
+                         "p99_ms": "", "note": f"{gflop:.1f} GFLOP at {peak:.0f} GFLOP/s; ceiling "
+                         f"{secs['torch eager'] * peak / gflop:.2f}x eager"})
+            notes.append(f"{name} batch {batch}: {gflop:.1f} GFLOP per call; torch eager runs at "
+                         f"{gflop / secs['torch eager'] / peak:.0%} of the GEMM peak, onnxruntime at "
+                         f"{gflop / secs['onnxruntime'] / peak:.0%}; ceiling {secs['torch eager'] * peak / gflop:.2f}x eager")
             notes.append(f"{name} batch {batch}: onnxruntime / torch eager = {ratio:.2f}x "
                          f"(max diff {diffs['onnxruntime']:.1e}); default session options "
                          f"{secs['torch eager'] / secs['onnxruntime, default session options']:.2f}x; "
