@@ -142,7 +142,7 @@ class Graph:
         """
         stand_ins: set[str] = set()
         try:
-            light, stand_ins = _weight_free(self.model)
+            light, stand_ins = weight_free(self.model)
             inferred = onnx.shape_inference.infer_shapes(light, strict_mode=False, data_prop=True)
         except Exception:  # shape inference is best effort; exporters already record most shapes
             inferred = self.model
@@ -222,8 +222,12 @@ class Graph:
 SMALL_INITIALIZER = 4096  # elements; larger initializers stand in as typed graph inputs during shape inference
 
 
-def _weight_free(model: onnx.ModelProto) -> tuple[onnx.ModelProto, set[str]]:
-    """A copy of ``model`` whose large initializers are typed graph inputs (names of those returned)."""
+def weight_free(model: onnx.ModelProto) -> tuple[onnx.ModelProto, set[str]]:
+    """A copy of ``model`` whose large initializers are typed graph inputs (names of those returned).
+
+    Shape inference and reference runs use it so that the weights are never serialised (on a BERT-base graph
+    serialising takes seconds); a run feeds the stand-ins from the initializers.
+    """
     light = onnx.ModelProto()
     for field in ("ir_version", "producer_name", "producer_version", "domain", "model_version"):
         setattr(light, field, getattr(model, field))

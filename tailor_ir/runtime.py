@@ -52,14 +52,27 @@ def run(
     inputs: Mapping[str, np.ndarray] | Sequence[np.ndarray],
     outputs: Sequence[str] | None = None,
 ) -> list[np.ndarray]:
-    """Run the model in onnxruntime (CPU) and return its outputs as numpy arrays.
+    """Run the model in onnxruntime (CPU) and return its outputs (or the named values) as numpy arrays.
 
-    No graph optimisation: a reference run on a few rows, where session start-up dominates.
+    No graph optimisation: a reference run on a few rows, where session start-up dominates. The session gets a
+    weight-free copy (:func:`~tailor_ir.graph.weight_free`) and the large initializers are fed at run time.
+    ``outputs`` may name any value that a node computes, not only graph outputs.
     """
-    sess = session(model, providers=["CPUExecutionProvider"], optimization="none")
+    from onnx import numpy_helper
+
+    from .graph import weight_free
+
+    proto = model.model if isinstance(model, Graph) else model
+    light, _ = weight_free(proto)
+    present = {o.name for o in light.graph.output}
+    light.graph.output.extend(onnx.ValueInfoProto(name=o) for o in outputs or () if o not in present)
+    sess = session(light, providers=["CPUExecutionProvider"], optimization="none")
     names = [i.name for i in sess.get_inputs()]
     feed = dict(inputs) if isinstance(inputs, Mapping) else dict(zip(names, inputs))
-    return sess.run(list(outputs) if outputs else None, {k: np.asarray(v) for k, v in feed.items() if k in names})
+    feed = {k: np.asarray(v) for k, v in feed.items() if k in names}
+    wanted = set(names) - set(feed)
+    feed.update({init.name: numpy_helper.to_array(init) for init in proto.graph.initializer if init.name in wanted})
+    return sess.run(list(outputs) if outputs else None, feed)
 
 
 def assert_close(

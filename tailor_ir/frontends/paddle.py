@@ -547,38 +547,14 @@ def _intermediate_values(
 ) -> dict[str, np.ndarray]:
     """Every dynamic value of the graph computed by onnxruntime on ``samples``.
 
-    The session gets a weight-free copy whose large initializers are graph inputs fed at run time, so the
-    weights are not serialised (on resnet18 that halves the cost)."""
-    import onnxruntime as ort
+    ``runtime.run`` gives the session a weight-free copy, so the weights are not serialised (on resnet18 that
+    halves the cost)."""
+    from .. import runtime
 
-    from ..graph import SMALL_INITIALIZER
-
-    g = proto.graph
-    light = onnx.ModelProto()
-    light.ir_version = proto.ir_version
-    light.opset_import.extend(proto.opset_import)
-    lg = light.graph
-    lg.node.extend(g.node)
-    lg.input.extend(g.input)
-    present = {o.name for o in g.output}
-    lg.output.extend(g.output)
-    lg.output.extend(
-        onnx.ValueInfoProto(name=o) for n in g.node for o in n.output if o and o in dynamic and o not in present
-    )
-    feed = {k: np.asarray(v) for k, v in samples.items()}
-    for init in g.initializer:
-        if int(np.prod(init.dims, dtype=np.int64)) <= SMALL_INITIALIZER:
-            lg.initializer.append(init)
-        else:
-            lg.input.append(helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
-            feed[init.name] = numpy_helper.to_array(init)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.log_severity_level = 3
-    sess = ort.InferenceSession(light.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    names = [o.name for o in sess.get_outputs()]
-    feed_names = {i.name for i in sess.get_inputs()}
-    values = sess.run(names, {k: v for k, v in feed.items() if k in feed_names})
+    names = [o.name for o in proto.graph.output]
+    present = set(names)
+    names += [o for n in proto.graph.node for o in n.output if o and o in dynamic and o not in present]
+    values = runtime.run(proto, {k: np.asarray(v) for k, v in samples.items()}, outputs=names)
     result = {k: np.asarray(v) for k, v in samples.items()}
     result.update(zip(names, values))
     return result
