@@ -6,8 +6,9 @@ classifier, L2-normalised):
 - open set: train on digits 0-6, search among 7-9 (classes never seen in training).
 
 Rows: the untrained embedding; ``finetuner.fit`` with its defaults; ``fit(validation='items')`` (the closed-set
-setting); ``fit(validation='none')`` on all the training data, the work the PML loop does; and pytorch-metric-learning (PML) with the same model, loss (TripletMarginLoss 0.2, cosine), miner
-(semihard), sampler (MPerClassSampler, 8 per class), batch size and epochs in a hand-written torch loop.
+setting); ``fit(validation='none')`` on all the training data, the work the PML loop does; and
+pytorch-metric-learning (PML) with the same model, loss (TripletMarginLoss 0.2, cosine), miner (semihard),
+sampler (MPerClassSampler, 8 per class), batch size and epochs in a hand-written torch loop.
 Wall time: ``fit`` doing the same work as that loop (``validation='none'``, no progress bar) / the loop.
 
     python benchmarks/fit_quality.py [--seeds 0,1,2] [--epochs 20]
