@@ -61,3 +61,15 @@ class UnsupportedOpError(TailorError, NotImplementedError):
 
 class EquivalenceError(TailorError, AssertionError):
     """A rehydrated model does not compute what onnxruntime computes on the same graph."""
+
+
+class UnsupportedDtypeError(TailorError, TypeError):
+    """A tensor has an element type that the target framework has no tensors for (e.g. uint32 in paddle)."""
+
+    def __init__(self, dtype: str, where: str, backend: str) -> None:
+        super().__init__(
+            f"The {backend} backend has no tensors of dtype {dtype} ({where}). Cast it in the source model to a "
+            f"type {backend} supports, or cut the model before this point (layer_name=...)."
+        )
+        self.dtype = dtype
+        self.where = where

@@ -29,8 +29,8 @@ layer patterns miss; B's only gain, a Keras-native ``summary()``, costs static s
 
 from __future__ import annotations
 
-from .layer import OnnxGraphLayer, graph_layer, rehydrate
+from .layer import OnnxGraphLayer, graph_layer, numpy_forward, rehydrate
 from .registry import converter, supported_ops
 from .state import current_initializers
 
-__all__ = ["OnnxGraphLayer", "converter", "current_initializers", "graph_layer", "rehydrate", "supported_ops"]
+__all__ = ["OnnxGraphLayer", "converter", "current_initializers", "graph_layer", "numpy_forward", "rehydrate", "supported_ops"]

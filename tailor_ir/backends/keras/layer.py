@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -202,13 +202,19 @@ def graph_layer(model: Any) -> OnnxGraphLayer:
 
 
 # --------------------------------------------------------------------------- equivalence
-def check_equivalence(model: Any, graph: Graph, sample_inputs: Any = None, rtol: float = 1e-4) -> None:
-    """Compare the model (inference mode) with onnxruntime; raise EquivalenceError beyond ``rtol`` relative."""
-    from ... import runtime
+def numpy_forward(model: Any, graph: Graph) -> Callable[[dict[str, np.ndarray]], list[np.ndarray]]:
+    """``feed -> outputs``: the model called in inference mode, on and to numpy arrays."""
 
     def forward(feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         names = graph.input_names
         out = model([feed[n] for n in names] if len(names) > 1 else feed[names[0]], training=False)
         return [np.asarray(o) for o in ([out] if len(graph.output_names) == 1 else out)]
 
-    runtime.check_against_runtime(forward, graph, sample_inputs, rtol, framework="Keras")
+    return forward
+
+
+def check_equivalence(model: Any, graph: Graph, sample_inputs: Any = None, rtol: float = 1e-4) -> None:
+    """Compare the model (inference mode) with onnxruntime; raise EquivalenceError beyond ``rtol`` relative."""
+    from ... import runtime
+
+    runtime.check_against_runtime(numpy_forward(model, graph), graph, sample_inputs, rtol, framework="Keras")

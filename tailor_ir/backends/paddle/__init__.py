@@ -12,7 +12,7 @@ writing a trained layer back into its graph. Paddle is imported with RTLD_DEEPBI
 
 from __future__ import annotations
 
-from .layer import RehydratedLayer, current_initializers, rehydrate
+from .layer import RehydratedLayer, current_initializers, numpy_forward, rehydrate
 from .registry import converter, supported_ops
 
-__all__ = ["RehydratedLayer", "converter", "current_initializers", "rehydrate", "supported_ops"]
+__all__ = ["RehydratedLayer", "converter", "current_initializers", "numpy_forward", "rehydrate", "supported_ops"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -236,9 +236,8 @@ def _place(tree: paddle.nn.Layer, name: str, param: Any) -> tuple[paddle.nn.Laye
 
 
 # --------------------------------------------------------------------------- equivalence
-def check_equivalence(model: RehydratedLayer, graph: Graph, sample_inputs: Any = None, rtol: float = 1e-4) -> None:
-    """Compare the layer (eval mode) with onnxruntime; raise EquivalenceError beyond ``rtol`` relative."""
-    from ... import runtime
+def numpy_forward(model: RehydratedLayer, graph: Graph) -> Callable[[dict[str, np.ndarray]], list[np.ndarray]]:
+    """``feed -> outputs``: the layer run in eval mode without gradients, on and to numpy arrays."""
 
     def forward(feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         was_training = model.training
@@ -250,4 +249,11 @@ def check_equivalence(model: RehydratedLayer, graph: Graph, sample_inputs: Any =
             model.train() if was_training else model.eval()
         return [o.numpy() for o in ([out] if len(graph.output_names) == 1 else out)]
 
-    runtime.check_against_runtime(forward, graph, sample_inputs, rtol, framework="paddle")
+    return forward
+
+
+def check_equivalence(model: RehydratedLayer, graph: Graph, sample_inputs: Any = None, rtol: float = 1e-4) -> None:
+    """Compare the layer (eval mode) with onnxruntime; raise EquivalenceError beyond ``rtol`` relative."""
+    from ... import runtime
+
+    runtime.check_against_runtime(numpy_forward(model, graph), graph, sample_inputs, rtol, framework="paddle")

@@ -8,7 +8,7 @@ train mode and identity in eval mode. ``rehydrate(..., check=True)`` compares th
 
 from __future__ import annotations
 
-from .module import RehydratedModule, current_initializers, rehydrate
+from .module import RehydratedModule, current_initializers, numpy_forward, rehydrate
 from .registry import converter, supported_ops
 
-__all__ = ["RehydratedModule", "current_initializers", "converter", "rehydrate", "supported_ops"]
+__all__ = ["RehydratedModule", "converter", "current_initializers", "numpy_forward", "rehydrate", "supported_ops"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -228,9 +228,8 @@ def _promote(gm: fx.GraphModule, tree: WeightTree, params: dict[str, nn.Paramete
 
 
 # --------------------------------------------------------------------------- equivalence
-def check_equivalence(model: RehydratedModule, graph: Graph, sample_inputs: Any = None, rtol: float = 1e-4) -> None:
-    """Compare the module (eval mode) with onnxruntime; raise EquivalenceError beyond ``rtol`` relative."""
-    from ... import runtime
+def numpy_forward(model: RehydratedModule, graph: Graph) -> Callable[[dict[str, np.ndarray]], list[np.ndarray]]:
+    """``feed -> outputs``: the module run in eval mode without gradients, on and to numpy arrays."""
 
     def forward(feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         was_training = model.training
@@ -242,4 +241,11 @@ def check_equivalence(model: RehydratedModule, graph: Graph, sample_inputs: Any 
             model.train(was_training)
         return [o.detach().numpy() for o in ([out] if len(graph.output_names) == 1 else out)]
 
-    runtime.check_against_runtime(forward, graph, sample_inputs, rtol, framework="torch")
+    return forward
+
+
+def check_equivalence(model: RehydratedModule, graph: Graph, sample_inputs: Any = None, rtol: float = 1e-4) -> None:
+    """Compare the module (eval mode) with onnxruntime; raise EquivalenceError beyond ``rtol`` relative."""
+    from ... import runtime
+
+    runtime.check_against_runtime(numpy_forward(model, graph), graph, sample_inputs, rtol, framework="torch")
