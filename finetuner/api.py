@@ -70,7 +70,7 @@ def fit(
     collate_fn: Callable[[list[Any]], Any] | None = None,
     augment_fn: Callable[..., Any] | None = None,
     num_workers: int = 0,
-    device: str = "cpu",
+    device: str = "auto",
     mixed_precision: bool = False,
     seed: int = 42,
     # validation and model selection

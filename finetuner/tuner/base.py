@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import numpy as np
 
 from finetuner.tuner.callbacks.base import Callback
+from finetuner.tuner.distributed import World, shard_loader
 from finetuner.tuner.losses import LOSS_NAMES
 from finetuner.tuner.optim import check_optimizer, check_scheduler
 
@@ -134,7 +135,8 @@ class BaseTuner(ABC):
         weight_decay: None uses the optimiser's default in :data:`finetuner.tuner.optim.OPTIMIZERS`.
         scheduler: ``'constant' | 'linear' | 'cosine'``, after ``warmup_steps`` linear warmup steps.
         max_grad_norm: clip the global gradient norm to this (None: no clipping).
-        device: ``'cpu'`` or ``'cuda'`` (``'cuda:1'`` ...).
+        device: ``'auto'`` (CUDA when the framework sees a GPU, else CPU), ``'cpu'`` or ``'cuda'`` (``'cuda:1'``
+            ...). Under a distributed launcher (``torchrun``) each worker takes its own GPU.
         mixed_precision: float16 autocast with loss scaling, on CUDA only.
         seed: seeds Python, numpy and the framework at the start of a fresh ``fit`` and the data order.
     """
@@ -152,7 +154,7 @@ class BaseTuner(ABC):
         scheduler: str = "constant",
         warmup_steps: int = 0,
         max_grad_norm: float | None = None,
-        device: str = "cpu",
+        device: str = "auto",
         mixed_precision: bool = False,
         seed: int = 42,
     ):
@@ -176,6 +178,7 @@ class BaseTuner(ABC):
         self.state = TunerState()
         self.callbacks: list[Callback] = []
         self.train_loader: Any = None
+        self.world = World()
         self._position: tuple[int, int] = (0, 0)
 
     # ---- the backend interface -------------------------------------------------------------------------------
@@ -190,6 +193,10 @@ class BaseTuner(ABC):
     @abstractmethod
     def _check_mixed_precision(self, mixed_precision: bool) -> bool:
         """Whether mixed precision is used on ``self.device`` (warn and return False where unsupported)."""
+
+    def _join_world(self) -> World:
+        """The workers of this run (the framework's process group joined); one process unless overridden."""
+        return World()
 
     @abstractmethod
     def _setup(self, total_steps: int) -> None:
@@ -266,12 +273,18 @@ class BaseTuner(ABC):
         ``(X, y)`` arrays) or a ready loader. ``loader_options`` (e.g. ``num_items_per_class``, ``collate_fn``)
         go to the loader. ``resume_from``: a directory holding a :class:`TrainingCheckpoint` (or the file);
         training continues exactly where that checkpoint was written. Returns the final :class:`TunerState`.
+
+        Under a distributed launcher ``batch_size`` is each worker's: the workers share global batches of
+        ``batch_size`` x workers (see :mod:`finetuner.tuner.distributed`), in-batch losses see the whole global
+        batch, and only rank 0 runs the callbacks that write files or print progress.
         """
         from finetuner.tuner.callbacks.evaluation import EvaluationCallback
 
         if epochs < 1 or batch_size < 1:
             raise ValueError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
-        loader = _make_loader(train_data, batch_size, shuffle=True, seed=self.seed, **loader_options)
+        self.world = self._join_world()
+        loader = _make_loader(train_data, batch_size * self.world.size, shuffle=True, seed=self.seed, **loader_options)
+        loader = shard_loader(loader, self.world)
         if len(loader) == 0:
             raise ValueError("train_data gives no batch: pass more data or a smaller batch_size")
         self.train_loader = loader
@@ -280,7 +293,10 @@ class BaseTuner(ABC):
             [] if eval_data is None
             else [EvaluationCallback(eval_data, batch_size=eval_batch_size, data_options=eval_options)]
         )
-        self.callbacks = sorted([*(callbacks or []), *extra], key=lambda cb: cb.order)
+        self.callbacks = sorted(
+            [cb for cb in [*(callbacks or []), *extra] if self.world.is_main or not cb.main_rank_only],
+            key=lambda cb: cb.order,
+        )
         self.state = TunerState(num_epochs=epochs, num_batches=len(loader))
         self._position = (0, 0)
         self._setup(total_steps=epochs * len(loader))

@@ -13,9 +13,12 @@ class Callback:
 
     ``order`` sorts callbacks (stable; lower runs first): checkpoints run last so they see what the others did.
     ``state_dict``/``load_state_dict`` let a resumed run continue a callback's bookkeeping exactly.
+    ``main_rank_only``: in distributed training, run only on rank 0 (callbacks that write files or print);
+    the others run on every worker, which all hold the same weights and so reach the same decisions.
     """
 
     order: ClassVar[int] = 0
+    main_rank_only: ClassVar[bool] = False
 
     def on_fit_begin(self, tuner: BaseTuner) -> None:
         """Before the first epoch (also before a checkpoint is restored)."""

@@ -19,6 +19,7 @@ class BestModelCheckpoint(Callback):
     (epoch and value) each time ``monitor`` improves; files are written atomically."""
 
     order = 90
+    main_rank_only = True
 
     def __init__(self, dir: str | os.PathLike, monitor: str = "loss", mode: Mode = "auto"):
         self.dir = Path(dir)

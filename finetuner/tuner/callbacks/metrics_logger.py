@@ -21,6 +21,8 @@ class MetricsLogger(Callback):
     (then ``<dir>/metrics.csv`` and ``<dir>/metrics.json``).
     """
 
+    main_rank_only = True
+
     def __init__(self, path: str | os.PathLike):
         path = Path(path)
         if path.is_dir():

@@ -14,6 +14,7 @@ class ProgressBar(Callback):
     """One bar per epoch; the description shows the epoch, mean loss so far and last epoch's metrics."""
 
     order = -10
+    main_rank_only = True
 
     def __init__(self, console: Any = None):
         self.console = console

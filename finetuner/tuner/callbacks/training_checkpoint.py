@@ -20,6 +20,7 @@ class TrainingCheckpoint(Callback):
     """
 
     order = 100
+    main_rank_only = True
 
     def __init__(
         self, dir: str | os.PathLike, every_n_batches: int | None = None, every_n_epochs: int | None = 1

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 class TrainingPlot(Callback):
     """Rewrites the PNG at ``path`` after each epoch: one panel for the loss, one per metric."""
 
+    main_rank_only = True
+
     def __init__(self, path: str | os.PathLike, dpi: int = 100, columns: int = 4):
         self.path = Path(path)
         self.dpi = dpi

@@ -76,6 +76,8 @@ class KerasTuner(BaseTuner):
         return getattr(keras_losses, name)
 
     def _check_device(self, device: str) -> str:
+        if device == "auto":
+            device = "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
         match = _DEVICE.fullmatch(str(device).strip().lower())
         if match is None:
             raise ValueError(f"device must be 'cpu' or 'gpu'/'cuda' (or 'gpu:N'), got {device!r}")

@@ -64,6 +64,9 @@ class PaddleTuner(BaseTuner):
     def _check_device(self, device: str) -> str:
         if not isinstance(device, str):
             raise ValueError(f"device must be 'cpu' or 'gpu' (or 'gpu:N', 'cuda:N'), got {device!r}")
+        if device == "auto":
+            cuda = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
+            device = "gpu" if cuda else "cpu"
         kind, _, index = device.lower().partition(":")
         if kind not in ("cpu", "gpu", "cuda") or (index and not index.isdigit()) or (kind == "cpu" and index):
             raise ValueError(f"device must be 'cpu' or 'gpu' (or 'gpu:N', 'cuda:N'), got {device!r}")

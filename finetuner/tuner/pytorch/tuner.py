@@ -10,6 +10,8 @@ import torch
 
 from finetuner.tuner import optim
 from finetuner.tuner.base import BaseTuner
+from finetuner.tuner.distributed import World
+from finetuner.tuner.pytorch import distributed
 from finetuner.tuner.pytorch import losses as torch_losses
 
 __all__ = ["PytorchTuner"]
@@ -48,6 +50,8 @@ class PytorchTuner(BaseTuner):
         return getattr(torch_losses, name)
 
     def _check_device(self, device: str) -> str:
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
         resolved = torch.device(device)
         if resolved.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError(f"device={device!r} but torch sees no CUDA device: use device='cpu'")
@@ -69,8 +73,16 @@ class PytorchTuner(BaseTuner):
             params += [p for p in self.loss.parameters() if p.requires_grad]
         return params
 
+    def _join_world(self) -> World:
+        world = distributed.init(self.device)
+        self.device = distributed.device_for(world, self.device)
+        return world
+
     def _setup(self, total_steps: int) -> None:
         self.model.to(self.device)
+        self._train_model = (
+            distributed.wrap(self.model, self.world, self.device) if self.world.distributed else self.model
+        )
         if isinstance(self.loss, torch.nn.Module):
             self.loss.to(self.device)
         params = self._parameters()
@@ -101,21 +113,24 @@ class PytorchTuner(BaseTuner):
         device_type = torch.device(self.device).type
         return torch.autocast(device_type, dtype=torch.float16, enabled=self.mixed_precision)
 
-    def _forward(self, contents: Any) -> torch.Tensor:
+    def _forward(self, contents: Any, model: torch.nn.Module | None = None) -> torch.Tensor:
+        model = self.model if model is None else model
         inputs = _to_tensor(contents, self.device)
         if isinstance(inputs, dict):
-            return _first_output(self.model(**inputs))
+            return _first_output(model(**inputs))
         if isinstance(inputs, (tuple, list)):
-            return _first_output(self.model(*inputs))
-        return _first_output(self.model(inputs))
+            return _first_output(model(*inputs))
+        return _first_output(model(inputs))
 
     def train_step(self, batch: Any) -> float:
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         with self._autocast():
-            embeddings = self._forward(batch.contents)
+            embeddings = self._forward(batch.contents, self._train_model).float()
         labels = np.asarray(batch.labels)
-        loss = self.loss(embeddings.float(), labels)
+        if self.world.distributed:  # the loss sees the global batch (see finetuner.tuner.pytorch.distributed)
+            embeddings, labels = distributed.gather_rows(embeddings), distributed.gather_labels(labels, self.device)
+        loss = self.loss(embeddings, labels)
         self.scaler.scale(loss).backward()
         if self.max_grad_norm is not None:
             self.scaler.unscale_(self.optimizer)

@@ -1,0 +1,95 @@
+"""A training run for the distributed tests: one process alone, or one worker under ``torchrun``.
+
+    python distributed_worker.py OUT.npz --loss NTXentLoss --batch-size 32 --steps 3 [--epochs E] [--ckpt DIR]
+
+Trains an MLP on scikit-learn's digits with ``PytorchTuner`` (class data, the m-per-class sampler) and, on rank
+0, writes the loss of every step, the final weights and (with ``--epochs``) the test mAP@R to ``OUT.npz``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from finetuner.tuner.callbacks import Callback, TrainingCheckpoint  # noqa: E402
+from finetuner.tuner.miners import TripletMiner  # noqa: E402
+from finetuner.tuner.pytorch import PytorchTuner, losses  # noqa: E402
+
+
+class StepLosses(Callback):
+    def __init__(self, steps: int | None):
+        self.steps, self.losses = steps, []
+
+    def on_train_batch_end(self, tuner) -> None:
+        self.losses.append(tuner.state.last_loss)
+        if self.steps and len(self.losses) >= self.steps:
+            tuner.state.stop_training = True
+            raise _Done
+
+
+class _Done(Exception):
+    pass
+
+
+def build_loss(name: str):
+    if name == "TripletLoss":
+        return losses.TripletLoss(miner=TripletMiner("all", "semihard", margin=0.2))
+    return getattr(losses, name)()
+
+
+def fit_once(args: argparse.Namespace, loss: str, x: np.ndarray, y: np.ndarray, train: np.ndarray) -> dict:
+    """One fit from the same start; on rank 0 its step losses, final weights and (full epochs) test mAP@R."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 32))
+    tuner = PytorchTuner(model, loss=build_loss(loss), learning_rate=1e-2, device="cpu", seed=7)
+    recorder = StepLosses(args.steps)
+    callbacks = [recorder] + ([TrainingCheckpoint(args.ckpt, every_n_batches=1)] if args.ckpt else [])
+    try:
+        tuner.fit((x[train], y[train]), epochs=args.epochs, batch_size=args.batch_size, num_items_per_class=4,
+                  callbacks=callbacks, resume_from=args.ckpt if args.resume else None)
+    except _Done:
+        pass
+    result = {f"{loss}.losses": np.asarray(recorder.losses), "world": tuner.world.size}
+    result.update({f"{loss}.w.{k}": v for k, v in tuner.get_weights().items()})
+    if not args.steps:
+        from finetuner.evaluation.evaluator import evaluate_embeddings
+
+        test = ~train
+        result[f"{loss}.map_at_r"] = evaluate_embeddings(tuner.embed(x[test]), y[test], metrics=["mAP@R"])["mAP@R"]
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("out")
+    parser.add_argument("--losses", default="NTXentLoss", help="comma-separated loss names, each fit in turn")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=3, help="stop after this many steps (0: run every epoch)")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--ckpt", help="write a TrainingCheckpoint here after every step")
+    parser.add_argument("--resume", action="store_true", help="resume from --ckpt")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    x = (x / 16.0).astype(np.float32)
+    train = np.arange(len(y)) % 3 != 0
+    result: dict = {}
+    for loss in args.losses.split(","):
+        result.update(fit_once(args, loss, x, y, train))
+    if int(os.environ.get("RANK", "0")) == 0:
+        np.savez(args.out, **result)
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
