@@ -40,16 +40,19 @@ class World:
 
 
 def world_from_env(environ: Any = None) -> World:
-    """The world that ``torchrun`` (or any launcher setting ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``) describes."""
+    """The world the launcher describes: ``torchrun`` (``RANK``/``WORLD_SIZE``/``LOCAL_RANK``) or
+    ``paddle.distributed.launch`` (``PADDLE_TRAINER_ID``/``PADDLE_TRAINERS_NUM``/``PADDLE_LOCAL_RANK``)."""
     env = os.environ if environ is None else environ
+    keys = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+    if "WORLD_SIZE" not in env and "PADDLE_TRAINERS_NUM" in env:
+        keys = ("PADDLE_TRAINER_ID", "PADDLE_TRAINERS_NUM", "PADDLE_LOCAL_RANK")
     try:
-        size = int(env.get("WORLD_SIZE", "1"))
-        rank = int(env.get("RANK", "0"))
-        local_rank = int(env.get("LOCAL_RANK", str(rank)))
+        rank, size = int(env.get(keys[0], "0")), int(env.get(keys[1], "1"))
+        local_rank = int(env.get(keys[2], str(rank)))
     except ValueError as exc:
-        raise ValueError(f"RANK/WORLD_SIZE/LOCAL_RANK must be integers: {exc}") from exc
+        raise ValueError(f"{'/'.join(keys)} must be integers: {exc}") from exc
     if size < 1 or not 0 <= rank < size:
-        raise ValueError(f"RANK={rank} is not within WORLD_SIZE={size}")
+        raise ValueError(f"{keys[0]}={rank} is not within {keys[1]}={size}")
     return World(rank=rank, size=size, local_rank=local_rank)
 
 

@@ -1,9 +1,11 @@
-"""A training run for the distributed tests: one process alone, or one worker under ``torchrun``.
+"""A training run for the distributed tests: one process alone, or one worker under ``torchrun`` or
+``paddle.distributed.launch``.
 
-    python distributed_worker.py OUT.npz --loss NTXentLoss --batch-size 32 --steps 3 [--epochs E] [--ckpt DIR]
+    python distributed_worker.py OUT.npz [--framework torch|paddle] --losses NTXentLoss,TripletLoss
+        --batch-size 32 --steps 3 [--epochs E] [--ckpt DIR [--resume]]
 
-Trains an MLP on scikit-learn's digits with ``PytorchTuner`` (class data, the m-per-class sampler) and, on rank
-0, writes the loss of every step, the final weights and (with ``--epochs``) the test mAP@R to ``OUT.npz``.
+Trains an MLP on scikit-learn's digits with the framework's tuner (class data, the m-per-class sampler) and, on
+rank 0, writes the loss of every step, the final weights and (with ``--steps 0``) the test mAP@R to ``OUT.npz``.
 """
 
 from __future__ import annotations
@@ -14,13 +16,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from finetuner.tuner.callbacks import Callback, TrainingCheckpoint  # noqa: E402
+from finetuner.tuner.distributed import world_from_env  # noqa: E402
 from finetuner.tuner.miners import TripletMiner  # noqa: E402
-from finetuner.tuner.pytorch import PytorchTuner, losses  # noqa: E402
 
 
 class StepLosses(Callback):
@@ -38,17 +39,34 @@ class _Done(Exception):
     pass
 
 
-def build_loss(name: str):
-    if name == "TripletLoss":
-        return losses.TripletLoss(miner=TripletMiner("all", "semihard", margin=0.2))
-    return getattr(losses, name)()
+def build(framework: str, loss: str) -> tuple:
+    """(tuner class, model, loss) of ``framework``, the model from the same seeded start on every worker."""
+    if framework == "torch":
+        import torch
+
+        from finetuner.tuner.pytorch import PytorchTuner as tuner
+        from finetuner.tuner.pytorch import losses
+
+        torch.set_num_threads(1)
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 32))
+    else:
+        from finetuner.tuner.paddle import PaddleTuner as tuner
+        from finetuner.tuner.paddle import losses
+        from tailor_ir.imports import import_paddle
+
+        paddle = import_paddle()
+        paddle.seed(0)
+        model = paddle.nn.Sequential(paddle.nn.Linear(64, 64), paddle.nn.ReLU(), paddle.nn.Linear(64, 32))
+    if loss == "TripletLoss":
+        return tuner, model, losses.TripletLoss(miner=TripletMiner("all", "semihard", margin=0.2))
+    return tuner, model, getattr(losses, loss)()
 
 
 def fit_once(args: argparse.Namespace, loss: str, x: np.ndarray, y: np.ndarray, train: np.ndarray) -> dict:
     """One fit from the same start; on rank 0 its step losses, final weights and (full epochs) test mAP@R."""
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 32))
-    tuner = PytorchTuner(model, loss=build_loss(loss), learning_rate=1e-2, device="cpu", seed=7)
+    tuner_class, model, loss_object = build(args.framework, loss)
+    tuner = tuner_class(model, loss=loss_object, learning_rate=1e-2, device="cpu", seed=7)
     recorder = StepLosses(args.steps)
     callbacks = [recorder] + ([TrainingCheckpoint(args.ckpt, every_n_batches=1)] if args.ckpt else [])
     try:
@@ -69,6 +87,7 @@ def fit_once(args: argparse.Namespace, loss: str, x: np.ndarray, y: np.ndarray, 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("out")
+    parser.add_argument("--framework", default="torch", choices=("torch", "paddle"))
     parser.add_argument("--losses", default="NTXentLoss", help="comma-separated loss names, each fit in turn")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=3, help="stop after this many steps (0: run every epoch)")
@@ -76,7 +95,6 @@ def main() -> None:
     parser.add_argument("--ckpt", help="write a TrainingCheckpoint here after every step")
     parser.add_argument("--resume", action="store_true", help="resume from --ckpt")
     args = parser.parse_args()
-    torch.set_num_threads(1)
     from sklearn.datasets import load_digits
 
     x, y = load_digits(return_X_y=True)
@@ -85,11 +103,15 @@ def main() -> None:
     result: dict = {}
     for loss in args.losses.split(","):
         result.update(fit_once(args, loss, x, y, train))
-    if int(os.environ.get("RANK", "0")) == 0:
+    if world_from_env().is_main:
         np.savez(args.out, **result)
-    if torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
+    if args.framework == "torch":
+        import torch
+
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     main()

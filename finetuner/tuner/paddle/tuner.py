@@ -23,6 +23,8 @@ import numpy as np
 
 from finetuner.tuner import optim
 from finetuner.tuner.base import BaseTuner
+from finetuner.tuner.distributed import World
+from finetuner.tuner.paddle import distributed
 from finetuner.tuner.paddle import losses as paddle_losses
 from tailor_ir.imports import import_paddle
 
@@ -97,8 +99,12 @@ class PaddleTuner(BaseTuner):
             params += [p for p in self.loss.parameters() if not p.stop_gradient]
         return params
 
+    def _join_world(self) -> World:
+        return distributed.init()
+
     def _setup(self, total_steps: int) -> None:
         self.model.to(device=self._place)
+        self._train_model = distributed.wrap(self.model) if self.world.distributed else self.model
         if isinstance(self.loss, paddle.nn.Layer):
             self.loss.to(device=self._place)
         params = self._parameters()
@@ -148,13 +154,14 @@ class PaddleTuner(BaseTuner):
             array = array.astype(np.float32, copy=False)
         return paddle.to_tensor(np.ascontiguousarray(array), place=self._place)
 
-    def _forward(self, contents: Any) -> Any:
+    def _forward(self, contents: Any, model: Any = None) -> Any:
+        model = self.model if model is None else model
         inputs = self._to_tensor(contents)
         if isinstance(inputs, dict):
-            return _first_output(self.model(**inputs))
+            return _first_output(model(**inputs))
         if isinstance(inputs, (tuple, list)):
-            return _first_output(self.model(*inputs))
-        return _first_output(self.model(inputs))
+            return _first_output(model(*inputs))
+        return _first_output(model(inputs))
 
     def _autocast(self) -> Any:
         return paddle.amp.auto_cast(enable=self.mixed_precision, level="O1", dtype="float16")
@@ -163,9 +170,11 @@ class PaddleTuner(BaseTuner):
         self.model.train()
         self.optimizer.clear_grad(set_to_zero=False)
         with self._autocast():
-            embeddings = self._forward(batch.contents)
+            embeddings = self._forward(batch.contents, self._train_model).astype("float32")
         labels = np.asarray(batch.labels)
-        loss = self.loss(embeddings.astype("float32"), labels)
+        if self.world.distributed:  # the loss sees the global batch (see finetuner.tuner.paddle.distributed)
+            embeddings, labels = distributed.gather_rows(embeddings), distributed.gather_labels(labels)
+        loss = self.loss(embeddings, labels)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)  # unscales, then the optimiser clips (grad_clip) and steps
         self.scaler.update()

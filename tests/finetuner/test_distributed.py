@@ -1,7 +1,8 @@
-"""Data-parallel training on ``torch.distributed`` (gloo on CPU), launched by ``torchrun`` on loopback.
+"""Data-parallel training on ``torch.distributed`` (launched by ``torchrun``) and ``paddle.distributed``
+(``paddle.distributed.launch``), gloo on CPU, on loopback.
 
-Each test runs ``distributed_worker.py`` (an MLP on scikit-learn's digits with ``PytorchTuner``) as real worker
-processes: 2 workers x batch B must train exactly like 1 process x batch 2B (the loss sees the global batch),
+Each test runs ``distributed_worker.py`` (an MLP on scikit-learn's digits with the framework's tuner) as real
+worker processes: 2 workers x batch B must train exactly like 1 process x batch 2B (the loss sees the global batch),
 two ``torchrun`` launchers must form one run, and a killed worker must end the run with an error and leave a
 checkpoint to resume from.
 """
@@ -67,6 +68,25 @@ def test_two_workers_with_batch_b_train_like_one_process_with_batch_2b(tmp_path:
         assert moved <= 1e-4, f"{loss}: weights differ by {moved:.3g} after 3 steps"
 
 
+def test_two_paddle_workers_with_batch_b_train_like_one_process_with_batch_2b(tmp_path: Path) -> None:
+    losses = ",".join(LOSSES)
+    common = ("--framework", "paddle", "--losses", losses, "--steps", "3")
+    single = _single(tmp_path / "one.npz", *common, "--batch-size", "32")
+    assert single.returncode == 0, single.stderr[-3000:]
+    launch = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2",
+              "--log_dir", str(tmp_path / "log"), str(WORKER), str(tmp_path / "two.npz"), *common, "--batch-size", "16"]
+    proc = subprocess.run(launch, env=ENV, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    logs = "".join(p.read_text()[-2000:] for p in sorted((tmp_path / "log").glob("workerlog.*")))
+    assert proc.returncode == 0, logs
+    one, two = np.load(tmp_path / "one.npz"), np.load(tmp_path / "two.npz")
+    assert int(two["world"]) == 2
+    for loss in LOSSES:
+        np.testing.assert_allclose(two[f"{loss}.losses"], one[f"{loss}.losses"], rtol=0, atol=1e-5, err_msg=loss)
+        single_w, pair_w = _weights(one, loss), _weights(two, loss)
+        assert single_w.keys() == pair_w.keys()
+        assert max(float(np.abs(v - pair_w[k]).max()) for k, v in single_w.items()) <= 1e-4, loss
+
+
 def test_without_the_gather_half_the_batch_trains_differently() -> None:
     """The equivalence above is not a coincidence: one process with batch B (no gather) gives other losses."""
     import argparse
@@ -80,7 +100,7 @@ def test_without_the_gather_half_the_batch_trains_differently() -> None:
     x, y = load_digits(return_X_y=True)
     x, train = (x / 16.0).astype(np.float32), np.arange(len(y)) % 3 != 0
     runs = [
-        worker.fit_once(argparse.Namespace(steps=3, epochs=1, ckpt=None, resume=False, batch_size=b),
+        worker.fit_once(argparse.Namespace(framework="torch", steps=3, epochs=1, ckpt=None, resume=False, batch_size=b),
                         "NTXentLoss", x, y, train)["NTXentLoss.losses"]
         for b in (16, 32)
     ]
