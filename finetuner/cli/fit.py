@@ -22,6 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from finetuner.cli import _launch
+
 NAME = "fit"
 HELP = "Fine-tune a model from a YAML/JSON config (model, data, fit arguments), then save and export it."
 KEYS = {"model", "framework", "train_data", "eval_data", "fit", "save", "export"}
@@ -32,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = __doc__.split("The config::", 1)[1]
     parser.add_argument("config", help="a .yml/.yaml/.json file (see below)")
+    _launch.add_arguments(parser)
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
@@ -68,10 +71,21 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = read_config(args.config)
         model = load_model(str(config["model"]), config.get("framework"))
+        if _launch.wanted(args):
+            import subprocess
+
+            from tailor_ir import compiler
+
+            cmd = _launch.command(compiler.require_framework(model), args, ["fit", str(args.config)])
+            return subprocess.run(cmd).returncode
         tuned = fit(
             model, load_data(str(config["train_data"])),
             load_data(config.get("eval_data") and str(config["eval_data"])), **config.get("fit", {}),
         )
+        from finetuner.tuner.distributed import world_from_env
+
+        if not world_from_env().is_main:  # every worker holds the same model; rank 0 writes it
+            return 0
         saved = save(tuned, config.get("save", DEFAULT_SAVE))
         print(f"saved the tuned model to {saved}")
         if config.get("export"):

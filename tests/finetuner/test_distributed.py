@@ -1,7 +1,7 @@
 """Data-parallel training on ``torch.distributed`` (launched by ``torchrun``) and ``paddle.distributed``
 (``paddle.distributed.launch``), gloo on CPU, on loopback.
 
-Each test runs ``distributed_worker.py`` (an MLP on scikit-learn's digits with the framework's tuner) as real
+Each test runs ``models/distributed_digits.py`` (an MLP on scikit-learn's digits with the framework's tuner) as real
 worker processes: 2 workers x batch B must train exactly like 1 process x batch 2B (the loss sees the global batch),
 two ``torchrun`` launchers must form one run, and a killed worker must end the run with an error and leave a
 checkpoint to resume from.
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-WORKER = Path(__file__).with_name("distributed_worker.py")
+WORKER = Path(__file__).resolve().parents[2] / "models" / "distributed_digits.py"
 LOSSES = ("MultipleNegativesRankingLoss", "NTXentLoss", "TripletLoss")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
 
@@ -92,7 +92,7 @@ def test_without_the_gather_half_the_batch_trains_differently() -> None:
     import argparse
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("distributed_worker", WORKER)
+    spec = importlib.util.spec_from_file_location("distributed_digits", WORKER)
     worker = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(worker)
     from sklearn.datasets import load_digits

@@ -1,7 +1,7 @@
 """A training run for the distributed tests: one process alone, or one worker under ``torchrun`` or
 ``paddle.distributed.launch``.
 
-    python distributed_worker.py OUT.npz [--framework torch|paddle] --losses NTXentLoss,TripletLoss
+    python models/distributed_digits.py OUT.npz [--framework torch|paddle] --losses NTXentLoss,TripletLoss
         --batch-size 32 --steps 3 [--epochs E] [--ckpt DIR [--resume]]
 
 Trains an MLP on scikit-learn's digits with the framework's tuner (class data, the m-per-class sampler) and, on
@@ -13,11 +13,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from finetuner.tuner.callbacks import Callback, TrainingCheckpoint  # noqa: E402
 from finetuner.tuner.distributed import world_from_env  # noqa: E402
@@ -39,7 +40,7 @@ class _Done(Exception):
     pass
 
 
-def build(framework: str, loss: str) -> tuple:
+def build(framework: str, loss: str, width: int = 64) -> tuple:
     """(tuner class, model, loss) of ``framework``, the model from the same seeded start on every worker."""
     if framework == "torch":
         import torch
@@ -47,9 +48,8 @@ def build(framework: str, loss: str) -> tuple:
         from finetuner.tuner.pytorch import PytorchTuner as tuner
         from finetuner.tuner.pytorch import losses
 
-        torch.set_num_threads(1)
         torch.manual_seed(0)
-        model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 32))
+        model = torch.nn.Sequential(torch.nn.Linear(64, width), torch.nn.ReLU(), torch.nn.Linear(width, 32))
     else:
         from finetuner.tuner.paddle import PaddleTuner as tuner
         from finetuner.tuner.paddle import losses
@@ -57,7 +57,7 @@ def build(framework: str, loss: str) -> tuple:
 
         paddle = import_paddle()
         paddle.seed(0)
-        model = paddle.nn.Sequential(paddle.nn.Linear(64, 64), paddle.nn.ReLU(), paddle.nn.Linear(64, 32))
+        model = paddle.nn.Sequential(paddle.nn.Linear(64, width), paddle.nn.ReLU(), paddle.nn.Linear(width, 32))
     if loss == "TripletLoss":
         return tuner, model, losses.TripletLoss(miner=TripletMiner("all", "semihard", margin=0.2))
     return tuner, model, getattr(losses, loss)()
@@ -65,16 +65,20 @@ def build(framework: str, loss: str) -> tuple:
 
 def fit_once(args: argparse.Namespace, loss: str, x: np.ndarray, y: np.ndarray, train: np.ndarray) -> dict:
     """One fit from the same start; on rank 0 its step losses, final weights and (full epochs) test mAP@R."""
-    tuner_class, model, loss_object = build(args.framework, loss)
+    tuner_class, model, loss_object = build(args.framework, loss, getattr(args, "width", 64))
     tuner = tuner_class(model, loss=loss_object, learning_rate=1e-2, device="cpu", seed=7)
     recorder = StepLosses(args.steps)
     callbacks = [recorder] + ([TrainingCheckpoint(args.ckpt, every_n_batches=1)] if args.ckpt else [])
+    start = time.perf_counter()
     try:
-        tuner.fit((x[train], y[train]), epochs=args.epochs, batch_size=args.batch_size, num_items_per_class=4,
-                  callbacks=callbacks, resume_from=args.ckpt if args.resume else None)
+        tuner.fit((x[train], y[train]), epochs=args.epochs, batch_size=args.batch_size,
+                  num_items_per_class=getattr(args, "per_class", 4), callbacks=callbacks,
+                  resume_from=args.ckpt if args.resume else None)
     except _Done:
         pass
-    result = {f"{loss}.losses": np.asarray(recorder.losses), "world": tuner.world.size}
+    seconds = time.perf_counter() - start
+    result = {f"{loss}.losses": np.asarray(recorder.losses), "world": tuner.world.size, f"{loss}.seconds": seconds,
+              f"{loss}.samples": len(recorder.losses) * args.batch_size * tuner.world.size}
     result.update({f"{loss}.w.{k}": v for k, v in tuner.get_weights().items()})
     if not args.steps:
         from finetuner.evaluation.evaluator import evaluate_embeddings
@@ -92,6 +96,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=3, help="stop after this many steps (0: run every epoch)")
     parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--per-class", type=int, default=4, help="items per class in a global batch")
+    parser.add_argument("--width", type=int, default=64, help="hidden units of the MLP")
     parser.add_argument("--ckpt", help="write a TrainingCheckpoint here after every step")
     parser.add_argument("--resume", action="store_true", help="resume from --ckpt")
     args = parser.parse_args()
