@@ -21,7 +21,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from finetuner.tuner.callbacks import Callback, TrainingCheckpoint  # noqa: E402
-from finetuner.tuner.distributed import world_from_env  # noqa: E402
 from finetuner.tuner.miners import TripletMiner  # noqa: E402
 
 
@@ -40,6 +39,18 @@ class _Done(Exception):
     pass
 
 
+def _keras_strategy(tf):
+    """MultiWorkerMirroredStrategy under TF_CONFIG; MirroredStrategy over KERAS_REPLICAS logical CPUs; or none."""
+    if os.environ.get("TF_CONFIG"):
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    replicas = int(os.environ.get("KERAS_REPLICAS", "1"))
+    if replicas > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * replicas)
+        return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(replicas)])
+    return tf.distribute.get_strategy()
+
+
 def build(framework: str, loss: str, width: int = 64) -> tuple:
     """(tuner class, model, loss) of ``framework``, the model from the same seeded start on every worker."""
     if framework == "torch":
@@ -50,6 +61,18 @@ def build(framework: str, loss: str, width: int = 64) -> tuple:
 
         torch.manual_seed(0)
         model = torch.nn.Sequential(torch.nn.Linear(64, width), torch.nn.ReLU(), torch.nn.Linear(width, 32))
+    elif framework == "keras":
+        from finetuner.tuner.keras import KerasTuner as tuner
+        from finetuner.tuner.keras import losses
+        from tailor_ir.imports import import_keras, import_tensorflow
+
+        keras, tf = import_keras(), import_tensorflow()
+        strategy = _keras_strategy(tf)
+        with strategy.scope():
+            keras.utils.set_random_seed(0)
+            model = keras.Sequential(
+                [keras.Input((64,)), keras.layers.Dense(width, activation="relu"), keras.layers.Dense(32)]
+            )
     else:
         from finetuner.tuner.paddle import PaddleTuner as tuner
         from finetuner.tuner.paddle import losses
@@ -77,7 +100,8 @@ def fit_once(args: argparse.Namespace, loss: str, x: np.ndarray, y: np.ndarray, 
     except _Done:
         pass
     seconds = time.perf_counter() - start
-    result = {f"{loss}.losses": np.asarray(recorder.losses), "world": tuner.world.size, f"{loss}.seconds": seconds,
+    result = {f"{loss}.losses": np.asarray(recorder.losses), "world": tuner.world.size, "rank": tuner.world.rank,
+              f"{loss}.seconds": seconds,
               f"{loss}.samples": len(recorder.losses) * args.batch_size * tuner.world.size}
     result.update({f"{loss}.w.{k}": v for k, v in tuner.get_weights().items()})
     if not args.steps:
@@ -91,7 +115,7 @@ def fit_once(args: argparse.Namespace, loss: str, x: np.ndarray, y: np.ndarray, 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("out")
-    parser.add_argument("--framework", default="torch", choices=("torch", "paddle"))
+    parser.add_argument("--framework", default="torch", choices=("torch", "keras", "paddle"))
     parser.add_argument("--losses", default="NTXentLoss", help="comma-separated loss names, each fit in turn")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=3, help="stop after this many steps (0: run every epoch)")
@@ -109,7 +133,7 @@ def main() -> None:
     result: dict = {}
     for loss in args.losses.split(","):
         result.update(fit_once(args, loss, x, y, train))
-    if world_from_env().is_main:
+    if int(result["rank"]) == 0:
         np.savez(args.out, **result)
     if args.framework == "torch":
         import torch

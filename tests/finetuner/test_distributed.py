@@ -1,5 +1,6 @@
-"""Data-parallel training on ``torch.distributed`` (launched by ``torchrun``) and ``paddle.distributed``
-(``paddle.distributed.launch``), gloo on CPU, on loopback.
+"""Data-parallel training on each framework's engine, on CPU and loopback: ``torch.distributed`` (``torchrun``,
+gloo), ``tf.distribute`` (``MultiWorkerMirroredStrategy`` over ``TF_CONFIG``; ``MirroredStrategy`` over two
+logical CPUs) and ``paddle.distributed`` (``paddle.distributed.launch``, gloo).
 
 Each test runs ``models/distributed_digits.py`` (an MLP on scikit-learn's digits with the framework's tuner) as real
 worker processes: 2 workers x batch B must train exactly like 1 process x batch 2B (the loss sees the global batch),
@@ -9,6 +10,7 @@ checkpoint to resume from.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -59,13 +61,7 @@ def test_two_workers_with_batch_b_train_like_one_process_with_batch_2b(tmp_path:
                    extra=("--master-addr=127.0.0.1", f"--master-port={port}")))
     one, two = np.load(tmp_path / "one.npz"), np.load(tmp_path / "two.npz")
     assert int(one["world"]) == 1 and int(two["world"]) == 2
-    for loss in LOSSES:
-        assert len(one[f"{loss}.losses"]) == 3
-        np.testing.assert_allclose(two[f"{loss}.losses"], one[f"{loss}.losses"], rtol=0, atol=1e-5, err_msg=loss)
-        single, pair = _weights(one, loss), _weights(two, loss)
-        assert single.keys() == pair.keys()
-        moved = max(float(np.abs(v - pair[k]).max()) for k, v in single.items())
-        assert moved <= 1e-4, f"{loss}: weights differ by {moved:.3g} after 3 steps"
+    _assert_same_training(one, two)
 
 
 def test_two_paddle_workers_with_batch_b_train_like_one_process_with_batch_2b(tmp_path: Path) -> None:
@@ -80,11 +76,44 @@ def test_two_paddle_workers_with_batch_b_train_like_one_process_with_batch_2b(tm
     assert proc.returncode == 0, logs
     one, two = np.load(tmp_path / "one.npz"), np.load(tmp_path / "two.npz")
     assert int(two["world"]) == 2
+    _assert_same_training(one, two)
+
+
+def _assert_same_training(one: np.lib.npyio.NpzFile, two: np.lib.npyio.NpzFile) -> None:
     for loss in LOSSES:
+        assert len(one[f"{loss}.losses"]) == 3
         np.testing.assert_allclose(two[f"{loss}.losses"], one[f"{loss}.losses"], rtol=0, atol=1e-5, err_msg=loss)
         single_w, pair_w = _weights(one, loss), _weights(two, loss)
         assert single_w.keys() == pair_w.keys()
         assert max(float(np.abs(v - pair_w[k]).max()) for k, v in single_w.items()) <= 1e-4, loss
+
+
+def test_two_keras_workers_and_two_mirrored_replicas_train_like_one_process(tmp_path: Path) -> None:
+    common = ("--framework", "keras", "--losses", ",".join(LOSSES), "--steps", "3")
+    ports = [_free_port(), _free_port()]
+    runs = {  # output file -> (per-process batch, extra environment); all four processes run at once
+        "one.npz": ("32", {}),
+        "mirrored.npz": ("32", {"KERAS_REPLICAS": "2"}),
+        **{
+            f"worker{index}.npz": ("16", {"TF_CONFIG": json.dumps({
+                "cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]}, "task": {"type": "worker", "index": index},
+            })})
+            for index in (0, 1)
+        },
+    }
+    procs = [
+        subprocess.Popen([sys.executable, str(WORKER), str(tmp_path / out), *common, "--batch-size", batch],
+                         env={**ENV, **extra}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for out, (batch, extra) in runs.items()
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-3000:]
+    one = np.load(tmp_path / "one.npz")
+    _assert_same_training(one, np.load(tmp_path / "mirrored.npz"))
+    two = np.load(tmp_path / "worker0.npz")  # rank 0 writes worker0.npz; rank 1 writes nothing
+    assert int(two["world"]) == 2 and not (tmp_path / "worker1.npz").exists()
+    _assert_same_training(one, two)
 
 
 def test_without_the_gather_half_the_batch_trains_differently() -> None:

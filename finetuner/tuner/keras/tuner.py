@@ -11,6 +11,8 @@ import numpy as np
 
 from finetuner.tuner import optim
 from finetuner.tuner.base import BaseTuner
+from finetuner.tuner.distributed import World
+from finetuner.tuner.keras import distributed
 from finetuner.tuner.keras import losses as keras_losses
 from tailor_ir.imports import import_keras, import_tensorflow
 
@@ -70,6 +72,7 @@ class KerasTuner(BaseTuner):
 
     framework = "keras"
     checkpoint_suffix = ".pkl"
+    _strategy: Any = None  # the tf.distribute strategy the model was built under (see _join_world)
 
     # ---- construction ----------------------------------------------------------------------------------------
     def _loss_class(self, name: str) -> type:
@@ -137,7 +140,19 @@ class KerasTuner(BaseTuner):
                 "compute in float32", stacklevel=4
             )
 
+    def _join_world(self) -> World:
+        self._strategy = distributed.strategy_of(self.model)
+        return distributed.world_of(self._strategy)
+
     def _setup(self, total_steps: int) -> None:
+        if self._strategy is not None:
+            if self.mixed_precision:
+                raise ValueError("mixed_precision=True is not supported with a tf.distribute strategy yet")
+            with self._strategy.scope():
+                return self._setup_here(total_steps)
+        return self._setup_here(total_steps)
+
+    def _setup_here(self, total_steps: int) -> None:
         self._l2 = 0.0
         self._total_steps = int(total_steps)
         self._sched_step = 0
@@ -155,6 +170,9 @@ class KerasTuner(BaseTuner):
         self._set_learning_rate()
         self._compiled = isinstance(self.loss, keras_losses.KerasLoss)
         self._step_fn = tf.function(self._step, reduce_retracing=True) if self._compiled else self._step
+        self._replica_fn = (
+            tf.function(self._replica_step, reduce_retracing=True) if self._compiled else self._replica_step
+        )
 
     def _set_learning_rate(self) -> None:
         factor = optim.lr_multiplier(self.scheduler_name, self._sched_step, self.warmup_steps, self._total_steps)
@@ -188,10 +206,38 @@ class KerasTuner(BaseTuner):
         self.optimizer.apply(grads, variables)
         return loss
 
+    def _replica_step(self, inputs: Any, labels: Any) -> Any:
+        """One replica's share of a step under a ``tf.distribute`` strategy: the loss of the gathered global
+        batch; the summed gradient is clipped and decayed whole, then handed to the optimiser (which sums it
+        over the replicas again) divided by the number of replicas."""
+        context = tf.distribute.get_replica_context()
+        replicas = context.num_replicas_in_sync
+        params = self._params
+        with tf.GradientTape() as tape:
+            embeddings = tf.cast(self._forward(inputs, training=True), tf.float32)
+            everyone = distributed.gather_rows(context, embeddings)
+            loss = tf.cast(self.loss(everyone, distributed.gather_rows(context, labels)), tf.float32)
+            share = loss / replicas  # the all-gather's gradient comes back to every replica's copy
+        grads = tape.gradient(share, params)
+        pairs = [(g, v) for g, v in zip(grads, params) if g is not None]
+        grads = context.all_reduce(tf.distribute.ReduceOp.SUM, [g for g, _ in pairs])
+        variables = [v for _, v in pairs]
+        if self.max_grad_norm is not None:
+            grads, _ = tf.clip_by_global_norm(grads, self.max_grad_norm)
+        if self._l2:
+            grads = [g + self._l2 * tf.convert_to_tensor(v) for g, v in zip(grads, variables)]
+        self.optimizer.apply([g / replicas for g in grads], variables)
+        return loss
+
     def train_step(self, batch: Any) -> float:
         labels = np.asarray(batch.labels)
         if isinstance(self.loss, keras_losses.KerasLoss):
             self.loss.validate_labels(labels)
+        if self._strategy is not None:
+            loss = distributed.run_step(self._strategy, self.world, self._replica_fn, batch.contents, labels)
+            self._sched_step += 1
+            self._set_learning_rate()
+            return float(loss)
         with tf.device(self._tf_device):
             inputs = _to_tensor(batch.contents)
             loss = self._step_fn(inputs, tf.constant(labels) if self._compiled else labels)
