@@ -3,16 +3,19 @@
 ``finetuner fit CONFIG --nproc-per-node N`` becomes ``torchrun --nproc-per-node N -m finetuner fit CONFIG`` for
 a PyTorch model and ``python -m paddle.distributed.launch --nproc_per_node N .../finetuner/__main__.py fit CONFIG``
 for a Paddle one; each worker then trains its shard (see :mod:`finetuner.tuner.distributed`) and rank 0 saves.
+Keras has no launcher: each worker runs ``finetuner fit CONFIG`` with its ``TF_CONFIG``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
-LAUNCHER_VARIABLES = ("WORLD_SIZE", "PADDLE_TRAINERS_NUM")
+LAUNCHER_VARIABLES = ("WORLD_SIZE", "PADDLE_TRAINERS_NUM", "TF_CONFIG")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +49,23 @@ def command(framework: str, args: argparse.Namespace, rest: list[str]) -> list[s
         return [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", str(args.nproc_per_node),
                 "--nnodes", str(args.nnodes), "--rank", str(args.node_rank),
                 "--master", f"{args.master_addr}:{args.master_port}", str(script), *rest]
-    raise ValueError(
-        f"data-parallel training is not available for {framework} models yet: run with --nproc-per-node 1 "
-        "(torch and paddle models train on several processes)"
-    )
+    if framework == "keras":
+        raise ValueError(
+            "Keras models train on several workers through tf.distribute, configured by TF_CONFIG: set TF_CONFIG "
+            "in each worker's environment and run `finetuner fit CONFIG` there (without --nproc-per-node)"
+        )
+    raise ValueError(f"data-parallel training is not available for {framework} models")
+
+
+@contextlib.contextmanager
+def keras_worker_scope() -> Iterator[None]:
+    """Under ``TF_CONFIG``, create the ``MultiWorkerMirroredStrategy`` before any model exists and build and
+    tune inside its scope (TensorFlow's rule); elsewhere nothing."""
+    if not os.environ.get("TF_CONFIG"):
+        yield
+        return
+    from tailor_ir.imports import import_tensorflow
+
+    strategy = import_tensorflow().distribute.MultiWorkerMirroredStrategy()
+    with strategy.scope():
+        yield

@@ -70,18 +70,19 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         config = read_config(args.config)
-        model = load_model(str(config["model"]), config.get("framework"))
-        if _launch.wanted(args):
-            import subprocess
+        with _launch.keras_worker_scope():  # a TF_CONFIG worker builds and tunes under its strategy
+            model = load_model(str(config["model"]), config.get("framework"))
+            if _launch.wanted(args):
+                import subprocess
 
-            from tailor_ir import compiler
+                from tailor_ir import compiler
 
-            cmd = _launch.command(compiler.require_framework(model), args, ["fit", str(args.config)])
-            return subprocess.run(cmd).returncode
-        tuned = fit(
-            model, load_data(str(config["train_data"])),
-            load_data(config.get("eval_data") and str(config["eval_data"])), **config.get("fit", {}),
-        )
+                cmd = _launch.command(compiler.require_framework(model), args, ["fit", str(args.config)])
+                return subprocess.run(cmd).returncode
+            tuned = fit(
+                model, load_data(str(config["train_data"])),
+                load_data(config.get("eval_data") and str(config["eval_data"])), **config.get("fit", {}),
+            )
         from finetuner.tuner.distributed import world_from_env
 
         if not world_from_env().is_main:  # every worker holds the same model; rank 0 writes it

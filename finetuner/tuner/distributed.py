@@ -13,6 +13,7 @@ this module holds what does not depend on the framework:
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,9 +41,12 @@ class World:
 
 
 def world_from_env(environ: Any = None) -> World:
-    """The world the launcher describes: ``torchrun`` (``RANK``/``WORLD_SIZE``/``LOCAL_RANK``) or
-    ``paddle.distributed.launch`` (``PADDLE_TRAINER_ID``/``PADDLE_TRAINERS_NUM``/``PADDLE_LOCAL_RANK``)."""
+    """The world the launcher describes: ``torchrun`` (``RANK``/``WORLD_SIZE``/``LOCAL_RANK``),
+    ``paddle.distributed.launch`` (``PADDLE_TRAINER_ID``/``PADDLE_TRAINERS_NUM``/``PADDLE_LOCAL_RANK``) or a
+    ``tf.distribute`` cluster (``TF_CONFIG``: chief first, then the workers)."""
     env = os.environ if environ is None else environ
+    if "WORLD_SIZE" not in env and env.get("TF_CONFIG"):
+        return _tf_config_world(env["TF_CONFIG"])
     keys = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
     if "WORLD_SIZE" not in env and "PADDLE_TRAINERS_NUM" in env:
         keys = ("PADDLE_TRAINER_ID", "PADDLE_TRAINERS_NUM", "PADDLE_LOCAL_RANK")
@@ -54,6 +58,17 @@ def world_from_env(environ: Any = None) -> World:
     if size < 1 or not 0 <= rank < size:
         raise ValueError(f"{keys[0]}={rank} is not within {keys[1]}={size}")
     return World(rank=rank, size=size, local_rank=local_rank)
+
+
+def _tf_config_world(text: str) -> World:
+    try:
+        config = json.loads(text)
+        cluster, task = config.get("cluster", {}), config.get("task", {})
+        tasks = [(kind, i) for kind in ("chief", "worker") for i in range(len(cluster.get(kind, [])))]
+        rank = tasks.index((task.get("type"), int(task.get("index", 0))))
+    except (ValueError, AttributeError, TypeError) as exc:
+        raise ValueError(f"TF_CONFIG does not name this task among the cluster's chief/workers: {exc}") from exc
+    return World(rank=rank, size=len(tasks), local_rank=0)
 
 
 class ShardedSampler:

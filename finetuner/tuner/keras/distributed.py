@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from finetuner.tuner.distributed import World
+from finetuner.tuner.distributed import World, world_from_env
 from tailor_ir.imports import import_tensorflow
 
 tf = import_tensorflow()
@@ -33,22 +33,16 @@ def strategy_of(model: Any) -> Any:
 
 
 def world_of(strategy: Any) -> World:
-    """This process's place among the workers of the strategy's cluster (chief first, then workers, as in
-    ``TF_CONFIG``); one process for a single-machine ``MirroredStrategy``."""
+    """This process's place among the workers (``TF_CONFIG``; one process for a single-machine strategy)."""
     if strategy is None:
         return World()
-    resolver = getattr(strategy, "cluster_resolver", None)
-    spec = resolver.cluster_spec().as_dict() if resolver is not None else {}
-    tasks = [(kind, i) for kind in ("chief", "worker") for i in range(len(spec.get(kind, [])))]
-    if len(tasks) <= 1:
-        return World()
-    if strategy.num_replicas_in_sync % len(tasks):
+    world = world_from_env() if getattr(strategy, "cluster_resolver", None) is not None else World()
+    if strategy.num_replicas_in_sync % world.size:
         raise ValueError(
-            f"the strategy has {strategy.num_replicas_in_sync} replicas for {len(tasks)} workers: give every worker "
+            f"the strategy has {strategy.num_replicas_in_sync} replicas for {world.size} workers: give every worker "
             "the same number of devices"
         )
-    rank = tasks.index((resolver.task_type, int(resolver.task_id)))
-    return World(rank=rank, size=len(tasks), local_rank=0)
+    return world
 
 
 def gather_rows(context: Any, rows: Any) -> Any:
