@@ -23,6 +23,7 @@ from finetuner.onnx_meta import (
     graph_output_dim,
     load_tokenizer,
 )
+from finetuner.serving.images import ImageError, ImagePreprocessing, ImageSource
 
 
 class ModelFileError(RuntimeError):
@@ -96,10 +97,11 @@ class EmbeddingRuntime:
 
     def __init__(
         self, model_path: str | os.PathLike, threads: int = 0, providers: Sequence[str] | None = None,
-        batch_size: int = 64, spinning: bool = False,
+        batch_size: int = 64, spinning: bool = False, image_source: ImageSource | None = None,
     ) -> None:
         """``threads``: intra-op threads (0: one per physical core); ``spinning``: let idle pool threads
-        busy-wait (lower latency on an otherwise idle machine, wasted cycles when replicas share cores)."""
+        busy-wait (lower latency on an otherwise idle machine, wasted cycles when replicas share cores);
+        ``image_source``: where an image model may read ``doc.uri`` from (default: ``data:`` URIs only)."""
         import onnxruntime as ort
 
         from finetuner.optimize import session_options
@@ -130,6 +132,10 @@ class EmbeddingRuntime:
         self.tokenizer: TextEncoder | None = (
             load_tokenizer(self.path, self.meta) if self.meta.kind == "text" else None
         )
+        self.image_source = image_source or ImageSource()
+        self.image_preprocessing: ImagePreprocessing | None = (
+            self.meta.image_preprocessing() if self.meta.kind == "image" else None
+        )
 
     @property
     def providers(self) -> list[str]:
@@ -145,8 +151,31 @@ class EmbeddingRuntime:
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def feed_from_texts(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """One feed of ``texts``, padded to the longest of them."""
         assert self.tokenizer is not None
-        encoded = self.tokenizer(texts)
+        return self._text_feed(self.tokenizer(texts))
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed texts in batches of similar token length, each padded only to its own longest text.
+
+        The texts are tokenized once, ordered by length, cut into ``batch_size`` batches and the embeddings put
+        back in the request's order: a request mixing short and long texts pays for the long ones only once.
+        """
+        assert self.tokenizer is not None
+        tokens = self.tokenizer.tokenize(texts)
+        order = np.argsort([len(ids) for ids, _ in tokens], kind="stable")
+        out: np.ndarray | None = None
+        for start in range(0, len(tokens), self.batch_size):
+            rows = order[start : start + self.batch_size]
+            feed = self._text_feed(self.tokenizer.pad([tokens[i] for i in rows]))
+            part = self.session.run([self.output_name], feed)[0]
+            if out is None:
+                out = np.empty((len(tokens), *part.shape[1:]), dtype=part.dtype)
+            out[rows] = part
+        assert out is not None
+        return out
+
+    def _text_feed(self, encoded: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         missing = [spec.name for spec in self.inputs if spec.name not in encoded]
         if missing:
             raise ModelFileError(f"The tokenizer gives no input named {', '.join(missing)} for {self.path}.")
@@ -206,19 +235,37 @@ class EmbeddingRuntime:
         )
 
     def embed_documents(self, docs: Any) -> np.ndarray:
-        """Embed a docarray DocumentArray: text through the tokenizer (text models), else ``doc.tensor``."""
+        """Embed a docarray DocumentArray: text through the tokenizer (text models); an image model's
+        ``doc.blob``/``doc.uri`` decoded and preprocessed as its metadata records; else ``doc.tensor``."""
         ids = [doc.id for doc in docs]
         if self.tokenizer is not None and all(doc.text for doc in docs):
-            feed = self.feed_from_texts([doc.text for doc in docs])
-        elif self.tokenizer is not None and any(doc.text for doc in docs):
+            return self.embed_texts([doc.text for doc in docs])
+        if self.tokenizer is not None and any(doc.text for doc in docs):
             bad = [doc.id for doc in docs if not doc.text]
             raise DocumentError(
                 f"Documents {', '.join(repr(b) for b in bad)} have no text; this text model embeds .text, "
                 "so send text in every Document of a request."
             )
-        else:
-            feed = self.feed_from_tensors(ids, [doc.tensor for doc in docs])
-        return self.run(feed)
+        tensors = self._image_tensors(docs) if self.image_preprocessing else [doc.tensor for doc in docs]
+        return self.run(self.feed_from_tensors(ids, tensors))
+
+    def _image_tensors(self, docs: Any) -> list[Any]:
+        """Each Document's ``tensor`` as sent, else its ``blob`` or ``uri`` decoded and preprocessed."""
+        assert self.image_preprocessing is not None
+        tensors: list[Any] = []
+        errors: list[str] = []
+        for doc in docs:
+            if doc.tensor is not None or not (doc.blob or doc.uri):
+                tensors.append(doc.tensor)
+                continue
+            try:
+                image = self.image_source.image(doc.blob or None, doc.uri or None)
+                tensors.append(self.image_preprocessing.apply(image))
+            except ImageError as exc:
+                errors.append(f"Document {doc.id!r}: {exc}")
+        if errors:
+            raise DocumentError("; ".join(errors) + ".")
+        return tensors
 
 
 def _ort_dtype(type_name: str) -> str:
