@@ -164,15 +164,14 @@ class EmbeddingRuntime:
         assert self.tokenizer is not None
         tokens = self.tokenizer.tokenize(texts)
         order = np.argsort([len(ids) for ids, _ in tokens], kind="stable")
-        out: np.ndarray | None = None
+        out = np.empty((0, self.meta.output_dim), dtype=np.float32)
         for start in range(0, len(tokens), self.batch_size):
             rows = order[start : start + self.batch_size]
             feed = self._text_feed(self.tokenizer.pad([tokens[i] for i in rows]))
             part = self.session.run([self.output_name], feed)[0]
-            if out is None:
+            if start == 0:
                 out = np.empty((len(tokens), *part.shape[1:]), dtype=part.dtype)
             out[rows] = part
-        assert out is not None
         return out
 
     def _text_feed(self, encoded: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

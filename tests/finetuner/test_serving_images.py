@@ -86,6 +86,23 @@ def test_channels_last_layout_and_explicit_fields():
     assert ImagePreprocessing.from_json(spec.to_json(), "NHWC") == spec
 
 
+def test_keras_rescaling_and_normalization_layers_are_reproduced():
+    from tailor_ir.imports import import_keras
+
+    keras = import_keras()
+    pipeline = keras.Sequential([
+        keras.Input((20, 30, 3)),
+        keras.layers.Rescaling(1 / 127.5, offset=-1.0),
+        keras.layers.Normalization(axis=-1, mean=[0.1, -0.2, 0.3], variance=[0.04, 0.09, 0.25]),
+    ])
+    spec = image_preprocessing(pipeline, "NHWC", ("batch", 20, 30, 3))
+    image = _photo(20, 30)
+    expected = np.asarray(pipeline(np.asarray(image, np.float32)[None]))[0]
+    np.testing.assert_allclose(spec.apply(image), expected, atol=1e-5, rtol=0)
+    with pytest.raises(ImageError, match="Resizing cannot be reproduced"):
+        image_preprocessing([keras.layers.Resizing(20, 30)], "NHWC", ("batch", 20, 30, 3))
+
+
 @pytest.mark.parametrize(
     "pipeline, message",
     [
