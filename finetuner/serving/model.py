@@ -158,15 +158,16 @@ class EmbeddingRuntime:
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Embed texts in batches of similar token length, each padded only to its own longest text.
 
-        The texts are tokenized once, ordered by length, cut into ``batch_size`` batches and the embeddings put
-        back in the request's order: a request mixing short and long texts pays for the long ones only once.
+        The texts are tokenized once, ordered by length and cut where :func:`length_batches` says (at most
+        ``batch_size`` each); the embeddings are put back in the request's order. A request mixing short and long
+        texts no longer pads every short text to the longest one.
         """
         assert self.tokenizer is not None
         tokens = self.tokenizer.tokenize(texts)
         order = np.argsort([len(ids) for ids, _ in tokens], kind="stable")
         out = np.empty((0, self.meta.output_dim), dtype=np.float32)
-        for start in range(0, len(tokens), self.batch_size):
-            rows = order[start : start + self.batch_size]
+        for start, stop in length_batches([len(tokens[i][0]) for i in order], self.batch_size):
+            rows = order[start:stop]
             feed = self._text_feed(self.tokenizer.pad([tokens[i] for i in rows]))
             part = self.session.run([self.output_name], feed)[0]
             if start == 0:
@@ -265,6 +266,29 @@ class EmbeddingRuntime:
         if errors:
             raise DocumentError("; ".join(errors) + ".")
         return tensors
+
+
+def length_batches(lengths: Sequence[int], max_batch: int, call_cost: int = 64) -> list[tuple[int, int]]:
+    """Where to cut ascending ``lengths`` into batches: ``(start, stop)`` pairs of at most ``max_batch``.
+
+    Minimises the padded tokens (each batch costs its longest length times its size) plus ``call_cost``
+    tokens per batch, which stands for the per-call overhead and the lower efficiency of small products: one
+    pass of dynamic programming over the split points.
+    """
+    n = len(lengths)
+    best = [0.0] + [float("inf")] * n
+    cut = [0] * (n + 1)
+    for stop in range(1, n + 1):
+        for start in range(max(0, stop - max_batch), stop):
+            cost = best[start] + call_cost + lengths[stop - 1] * (stop - start)
+            if cost < best[stop]:
+                best[stop], cut[stop] = cost, start
+    batches = []
+    stop = n
+    while stop > 0:
+        batches.append((cut[stop], stop))
+        stop = cut[stop]
+    return batches[::-1]
 
 
 def _ort_dtype(type_name: str) -> str:

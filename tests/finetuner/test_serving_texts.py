@@ -9,7 +9,7 @@ import torch
 
 import finetuner
 from finetuner.onnx_meta import EmbeddingModelMeta
-from finetuner.serving.model import EmbeddingRuntime
+from finetuner.serving.model import EmbeddingRuntime, length_batches
 
 
 class _MeanPooled(torch.nn.Module):
@@ -81,9 +81,27 @@ def test_texts_are_batched_by_length_and_embed_like_the_model_on_each_text_alone
             expected.append(net(encoded["input_ids"], encoded["attention_mask"]).numpy()[0])
     np.testing.assert_allclose(got, np.stack(expected), atol=1e-4, rtol=0)
 
+    shapes = runtime.session.shapes
+    assert sum(b for b, _ in shapes) == len(texts) and all(b <= 4 for b, _ in shapes)
+    widths = [n for _, n in shapes]
+    assert widths == sorted(widths) and set(widths) <= set(lengths) and widths[-1] == 256
+    # each batch is padded to its own longest text: the tokens run are what length_batches planned
     by_length = sorted(lengths)
-    assert runtime.session.shapes == [(4, by_length[3]), (4, by_length[7]), (4, by_length[11])]
-    assert sum(b * n for b, n in runtime.session.shapes) < len(texts) * max(lengths) / 2  # padding avoided
+    assert [(stop - start, by_length[stop - 1]) for start, stop in length_batches(by_length, 4)] == shapes
+    assert sum(b * n for b, n in shapes) < len(texts) * max(lengths) / 2  # padding avoided
+
+
+@pytest.mark.parametrize(
+    "lengths, max_batch, cuts",
+    [
+        ([5, 5, 5, 200], 32, [(0, 3), (3, 4)]),  # the long text alone: 3*5 + 200 + 2 calls < 4*200 + 1 call
+        ([10] * 10, 4, [(0, 2), (2, 6), (6, 10)]),  # equal lengths: as few calls as max_batch allows
+        ([3, 4, 5, 6], 32, [(0, 4)]),  # similar lengths: one batch
+        ([], 8, []),
+    ],
+)
+def test_length_batches_minimise_padding_plus_calls(lengths, max_batch, cuts):
+    assert length_batches(lengths, max_batch) == cuts
 
 
 def test_a_request_of_one_length_class_is_one_batch(text_model):
