@@ -27,18 +27,23 @@ class OnnxEmbedder(Executor):
     def __init__(
         self, model_path: str, threads: int = 0, providers: list[str] | None = None, batch_size: int = 64,
         uri_folder: str | None = None, fetch_network: bool = False, max_pixels: int = MAX_PIXELS,
-        **kwargs: Any,
+        session_choice: str = "quiet", **kwargs: Any,
     ) -> None:
         """``threads``: onnxruntime intra-op threads (0: one per physical core); ``providers``: CUDA if available,
         else CPU. Image models: ``uri_folder`` is the one folder whose files a ``doc.uri`` may name (default:
-        none); ``fetch_network`` lets ``doc.uri`` be an http(s) address; ``max_pixels`` bounds each image."""
+        none); ``fetch_network`` lets ``doc.uri`` be an http(s) address; ``max_pixels`` bounds each image.
+        ``session_choice``: onnxruntime options by name, or ``auto`` to time the candidates here and keep the
+        fastest (logged)."""
         super().__init__(**kwargs)
         source = ImageSource(
             folder=Path(uri_folder) if uri_folder else None, network=bool(fetch_network), max_pixels=int(max_pixels)
         )
         self.runtime = EmbeddingRuntime(
-            model_path, threads=threads, providers=providers, batch_size=batch_size, image_source=source
+            model_path, threads=threads, providers=providers, batch_size=batch_size, session_choice=session_choice,
+            image_source=source,
         )
+        seconds = ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in self.runtime.calibration["seconds"].items())
+        self.logger.info(f"session options: {self.runtime.calibration['choice']}" + (f" (timed: {seconds})" if seconds else ""))
         self.logger.info(
             f"serving {model_path} ({self.runtime.meta.framework}, output_dim {self.runtime.meta.output_dim}) "
             f"on {self.runtime.providers[0]}"

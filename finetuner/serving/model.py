@@ -97,22 +97,30 @@ class EmbeddingRuntime:
 
     def __init__(
         self, model_path: str | os.PathLike, threads: int = 0, providers: Sequence[str] | None = None,
-        batch_size: int = 64, spinning: bool = False, image_source: ImageSource | None = None,
+        batch_size: int = 64, session_choice: str = "quiet", image_source: ImageSource | None = None,
     ) -> None:
-        """``threads``: intra-op threads (0: one per physical core); ``spinning``: let idle pool threads
-        busy-wait (lower latency on an otherwise idle machine, wasted cycles when replicas share cores);
-        ``image_source``: where an image model may read ``doc.uri`` from (default: ``data:`` URIs only)."""
+        """``threads``: intra-op threads (0: one per physical core); ``session_choice``: the onnxruntime options
+        (``finetuner.serving.calibrate.SESSION_CHOICES``: ``quiet`` (idle threads sleep), ``spinning``,
+        ``extended``), or ``auto`` to time each on a sample batch now and keep the fastest (see
+        ``self.calibration``); ``image_source``: where an image model may read ``doc.uri`` from (default:
+        ``data:`` URIs only)."""
         import onnxruntime as ort
 
-        from finetuner.optimize import session_options
+        from finetuner.optimize import sample_feed
+        from finetuner.serving.calibrate import AUTO, calibrate, check_choice, options_for
 
         self.path = Path(model_path)
         model, self.meta = check_model_file(self.path)
-        options = session_options(threads, spinning=spinning)
+        self.batch_size = int(batch_size)
+        providers = list(providers or available_providers())
+        self.calibration: dict[str, Any] = {"choice": check_choice(session_choice), "seconds": {}}
         try:
-            self.session = ort.InferenceSession(
-                str(self.path), options, providers=list(providers or available_providers())
-            )
+            if session_choice == AUTO:
+                feed = sample_feed(model, batch=min(self.batch_size, 8), seq_len=64)
+                self.session, choice, seconds = calibrate(self.path, feed, threads, providers)
+                self.calibration = {"choice": choice, "seconds": seconds}
+            else:
+                self.session = ort.InferenceSession(str(self.path), options_for(session_choice, threads), providers=providers)
         except Exception as exc:
             raise ModelFileError(
                 f"onnxruntime cannot load {self.path} ({exc}). Export the model again with finetuner.export."
@@ -128,7 +136,6 @@ class EmbeddingRuntime:
                 f"{[spec.name for spec in self.inputs]}. Export the model again with finetuner.export."
             )
         self.output_name = self.session.get_outputs()[0].name
-        self.batch_size = int(batch_size)
         self.tokenizer: TextEncoder | None = (
             load_tokenizer(self.path, self.meta) if self.meta.kind == "text" else None
         )
