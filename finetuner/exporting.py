@@ -146,9 +146,11 @@ def _with_image_preprocessing(
                 "image (a single 4-d float input)."
             )
         return preprocess
+    recorded = given if given is not None else preprocess.get("image")
+    if recorded is None:  # serving applies finetuner's own image loading (EmbeddingModelMeta.image_preprocessing)
+        return preprocess
     spec = graph_inputs(model)[0]
     layout = str(preprocess.setdefault("layout", "NCHW"))
-    recorded = given if given is not None else preprocess.get("image")
     preprocess["image"] = image_preprocessing(recorded, layout, spec.shape, spec.dtype).to_json()
     return preprocess
 
