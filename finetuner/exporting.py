@@ -76,7 +76,7 @@ def export(
             float inputs; ``tokens`` for integer inputs; else ``vector``).
         image_preprocessing: how served images (``doc.blob``/``doc.uri``) become this image model's input:
             the ``preprocess_fn`` transform you trained with (a torchvision ``Compose`` of Resize, CenterCrop,
-            ToTensor, Normalize; Keras Rescaling/Normalization layers), or a dict of
+            ToTensor, Normalize; paddle.vision.transforms; Keras Rescaling/Normalization layers), or a dict of
             ``finetuner.serving.images.ImagePreprocessing`` fields (``resize``, ``crop``, ``mean``, ``std``,
             ...). Default: finetuner's own image loading (scaled to [0, 1], no resize).
         input_shape / input_dtype / sample_input: only for models that did not come from ``to_embedding``.

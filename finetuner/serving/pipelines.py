@@ -2,7 +2,8 @@
 
 Accepted: an explicit ``ImagePreprocessing`` or dict of its fields; a torchvision transform or ``Compose`` of
 ``Grayscale``, ``Resize``, ``CenterCrop``, ``ToTensor`` (or ``PILToTensor``/``ToImage`` + a float
-``ConvertImageDtype``/``ToDtype(scale=True)``) and ``Normalize`` (v1 and v2); Keras ``Rescaling`` and
+``ConvertImageDtype``/``ToDtype(scale=True)``) and ``Normalize`` (v1 and v2); ``paddle.vision.transforms``
+``Compose`` of ``Resize``, ``CenterCrop``, ``ToTensor`` and ``Normalize`` (PIL backend); Keras ``Rescaling`` and
 ``Normalization`` layers (alone, in a list or in a ``Sequential``). Any other step is refused by name: serving
 must compute what training computed, or say it cannot. Frameworks are never imported here; steps are read
 from their attributes.
@@ -38,7 +39,7 @@ def image_preprocessing(
     elif isinstance(given, Mapping):
         spec = ImagePreprocessing.from_json({"dtype": dtype, **given}, layout)
     else:
-        fields = _from_pipeline(given) if given is not None else {}
+        fields = _from_pipeline(given, layout) if given is not None else {}
         fields.setdefault("mode", _mode_of(input_shape, layout))
         spec = ImagePreprocessing.from_json({"dtype": dtype, **fields}, layout)
     _check_against_input(spec, input_shape)
@@ -75,11 +76,13 @@ def _check_against_input(spec: ImagePreprocessing, input_shape: tuple[int | str,
             )
 
 
-def _from_pipeline(pipeline: Any) -> dict[str, Any]:
+def _from_pipeline(pipeline: Any, layout: str) -> dict[str, Any]:
     module = type(pipeline).__module__
     steps = _steps(pipeline)
     if module.startswith("torchvision.transforms"):
         return _from_torchvision(steps)
+    if module.startswith("paddle.vision.transforms"):
+        return _from_paddle(steps, layout)
     if module.startswith(("keras", "tf_keras", "tensorflow")) or (
         steps and type(steps[0]).__module__.startswith(("keras", "tf_keras"))
     ):
@@ -147,6 +150,42 @@ def _from_torchvision(steps: list[Any]) -> dict[str, Any]:
         elif name == "Normalize":
             fields["mean"] = [float(v) for v in step.mean]
             fields["std"] = [float(v) for v in step.std]
+    return fields
+
+
+_PADDLE_RANK = {"Resize": 1, "CenterCrop": 2, "ToTensor": 3, "Normalize": 4}
+
+
+def _from_paddle(steps: list[Any], layout: str) -> dict[str, Any]:
+    """paddle.vision.transforms on a PIL image: the same arithmetic as torchvision's, plus data formats."""
+    fields: dict[str, Any] = {"scale": 1.0}
+    rank = -1
+    for step in steps:
+        name = type(step).__name__
+        if name not in _PADDLE_RANK:
+            raise _unknown_step(step, _PADDLE_RANK)
+        if _PADDLE_RANK[name] < rank:
+            raise ImageError(f"{name} comes after a later step; serving applies Resize, CenterCrop, ToTensor, Normalize in that order")
+        rank = _PADDLE_RANK[name]
+        if name in ("ToTensor", "Normalize") and step.data_format != layout[1:]:
+            raise ImageError(f"{name}(data_format={step.data_format!r}) does not match the model's layout {layout}")
+        if name == "Resize":
+            if not isinstance(step.interpolation, str) or step.interpolation not in (
+                "nearest", "bilinear", "bicubic", "box", "lanczos", "hamming"
+            ):
+                raise ImageError(f"Resize interpolation {step.interpolation!r} is not reproduced; use bilinear or bicubic")
+            size = step.size
+            fields["resize"] = int(size) if isinstance(size, int) else [int(size[0]), int(size[1])]
+            fields["resample"] = step.interpolation
+        elif name == "CenterCrop":
+            fields["crop"] = [int(v) for v in step.size]
+        elif name == "ToTensor":
+            fields["scale"] = 1 / 255
+        elif name == "Normalize":
+            if step.to_rgb:
+                raise ImageError("Normalize(to_rgb=True) is for OpenCV's BGR images; serving decodes RGB: drop it")
+            fields["mean"] = [float(v) for v in np.atleast_1d(step.mean)]
+            fields["std"] = [float(v) for v in np.atleast_1d(step.std)]
     return fields
 
 

@@ -103,6 +103,21 @@ def test_keras_rescaling_and_normalization_layers_are_reproduced():
         image_preprocessing([keras.layers.Resizing(20, 30)], "NHWC", ("batch", 20, 30, 3))
 
 
+def test_paddle_vision_transforms_are_reproduced_exactly():
+    from tailor_ir.imports import import_paddle
+
+    import_paddle()
+    from paddle.vision import transforms as P
+
+    pipeline = P.Compose([P.Resize(40), P.CenterCrop(32), P.ToTensor(), P.Normalize(MEAN, STD)])
+    spec = image_preprocessing(pipeline, "NCHW", ("batch", 3, 32, 32))
+    data = _encoded(_photo(seed=3))
+    expected = np.asarray(pipeline(Image.open(io.BytesIO(data)).convert("RGB")))
+    np.testing.assert_allclose(spec.apply(decode_image(data)), expected, atol=1e-6, rtol=0)
+    with pytest.raises(ImageError, match="does not match the model's layout NCHW"):
+        image_preprocessing(P.Compose([P.ToTensor(data_format="HWC")]), "NCHW", ("batch", 3, 32, 32))
+
+
 @pytest.mark.parametrize(
     "pipeline, message",
     [
