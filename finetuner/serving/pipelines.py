@@ -112,16 +112,22 @@ def _unknown_step(step: Any, known: Any) -> ImageError:
     )
 
 
+def _in_order(steps: list[Any], ranks: Mapping[str, int]) -> list[tuple[str, Any]]:
+    """``(class name, step)`` pairs, once every step is known and in the order serving applies them."""
+    named = [(type(step).__name__, step) for step in steps]
+    for index, (name, step) in enumerate(named):
+        if name not in ranks:
+            raise _unknown_step(step, ranks)
+        if index and ranks[name] < ranks[named[index - 1][0]]:
+            raise ImageError(
+                f"{name} comes after a later step; serving applies Resize, CenterCrop, ToTensor, Normalize in that order"
+            )
+    return named
+
+
 def _from_torchvision(steps: list[Any]) -> dict[str, Any]:
     fields: dict[str, Any] = {"scale": 1.0}
-    rank = -1
-    for step in steps:
-        name = type(step).__name__
-        if name not in _TORCHVISION_RANK:
-            raise _unknown_step(step, _TORCHVISION_RANK)
-        if _TORCHVISION_RANK[name] < rank:
-            raise ImageError(f"{name} comes after a later step; serving applies Resize, CenterCrop, ToTensor, Normalize in that order")
-        rank = _TORCHVISION_RANK[name]
+    for name, step in _in_order(steps, _TORCHVISION_RANK):
         if name == "Grayscale":
             if step.num_output_channels != 1:
                 raise ImageError("Grayscale(num_output_channels=3) is not reproduced: use mode='L' on a 1-channel model")
@@ -159,14 +165,7 @@ _PADDLE_RANK = {"Resize": 1, "CenterCrop": 2, "ToTensor": 3, "Normalize": 4}
 def _from_paddle(steps: list[Any], layout: str) -> dict[str, Any]:
     """paddle.vision.transforms on a PIL image: the same arithmetic as torchvision's, plus data formats."""
     fields: dict[str, Any] = {"scale": 1.0}
-    rank = -1
-    for step in steps:
-        name = type(step).__name__
-        if name not in _PADDLE_RANK:
-            raise _unknown_step(step, _PADDLE_RANK)
-        if _PADDLE_RANK[name] < rank:
-            raise ImageError(f"{name} comes after a later step; serving applies Resize, CenterCrop, ToTensor, Normalize in that order")
-        rank = _PADDLE_RANK[name]
+    for name, step in _in_order(steps, _PADDLE_RANK):
         if name in ("ToTensor", "Normalize") and step.data_format != layout[1:]:
             raise ImageError(f"{name}(data_format={step.data_format!r}) does not match the model's layout {layout}")
         if name == "Resize":

@@ -204,7 +204,7 @@ def image_folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def flow(image_model, image_folder):
-    with build_flow(image_model[1], threads=1, uri_folder=image_folder) as running:
+    with build_flow(image_model[1], threads=1, uri_folder=image_folder, session_choice="auto") as running:
         yield running
 
 
