@@ -172,6 +172,31 @@ def test_uris_are_read_only_where_allowed(tmp_path):
         source.read_uri("ftp://example.org/a.jpg")
 
 
+def test_network_fetches_happen_only_when_enabled_and_are_bounded(tmp_path):
+    import functools
+    import http.server
+    import threading
+
+    data = _encoded(_photo())
+    (tmp_path / "a.jpg").write_bytes(data)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/a.jpg"
+        with pytest.raises(ImageError, match="fetches nothing from the network"):
+            ImageSource().read_uri(url)
+        assert ImageSource(network=True).read_uri(url) == data
+        with pytest.raises(ImageError, match="over the limit of 1,000"):
+            ImageSource(network=True, max_bytes=1000).read_uri(url)
+        with pytest.raises(ImageError, match="fetching .* failed"):
+            ImageSource(network=True).read_uri(url.replace("a.jpg", "missing.jpg"))
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 class _SmallNet(torch.nn.Module):
     """A small CNN with a 6-d embedding for 3x32x32 images."""
 
