@@ -8,7 +8,10 @@ MiniLM is served from the fused export (``finetuner.optimize``); its unfused exp
 int8: dynamic quantization of the exported MiniLM, scored by recall@10 on a paraphrase-retrieval set built from
 text on this machine (each query is a sentence with words dropped; its source sentence is the one relevant).
 
-    python benchmarks/serving.py [--quick]
+Clients' inputs (``serving_clients.py``): 224 px JPEGs as bytes vs tensors as JSON vs onnxruntime on tensors;
+docstring sentences of real lengths vs sentence-transformers' ``encode``.
+
+    python benchmarks/serving.py [--quick] [--models resnet18 minilm images texts] [--out serving]
 """
 
 from __future__ import annotations
@@ -245,7 +248,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=None, help="load-generator seconds per protocol")
     parser.add_argument("--heavy-http", action="store_true",
                         help="also send batches of 32 224-px images over HTTP (JSON, ~100 MB, minutes per request)")
-    parser.add_argument("--models", nargs="+", default=["resnet18", "minilm"])
+    parser.add_argument("--models", nargs="+", default=["resnet18", "minilm", "images", "texts"],
+                        choices=["resnet18", "minilm", "images", "texts"])
+    parser.add_argument("--out", default="serving", help="results name: benchmarks/results/<out>.{json,md}")
     args = parser.parse_args()
 
     import torch
@@ -261,12 +266,14 @@ def main() -> None:
                         f"load seconds={seconds}, quick={args.quick}; each ratio is of medians measured "
                         "interleaved in one run (the machine is shared with other jobs)"]
     folder = Path(tempfile.mkdtemp(prefix="finetuner-bench-serving-"))
-    peak = gemm_peak(args.threads)
-    notes.append(f"fp32 GEMM peak of this CPU on {args.threads} threads: {peak:.1f} GFLOP/s (best of torch and "
-                 "onnxruntime MatMul on three large products); 'ceiling' below is the speed-up over eager that "
-                 "running every FLOP of the model at that peak would give")
+    models = [m for m in args.models if m in ("resnet18", "minilm")]
+    if models:
+        peak = gemm_peak(args.threads)
+        notes.append(f"fp32 GEMM peak of this CPU on {args.threads} threads: {peak:.1f} GFLOP/s (best of torch and "
+                     "onnxruntime MatMul on three large products); 'ceiling' below is the speed-up over eager that "
+                     "running every FLOP of the model at that peak would give")
 
-    for name in args.models:
+    for name in models:
         if name == "resnet18":
             net, paths = build_resnet(folder)
         else:
@@ -366,7 +373,14 @@ def main() -> None:
             rows.append({"model": "minilm int8", "batch": len(corpus), "runner": "recall@10", "protocol": "-",
                          "replicas": "-", "items_per_s": "", "p50_ms": "", "p99_ms": "",
                          "note": f"int8 {int8:.3f} vs fp32 {fp32:.3f}"})
-    path = write_results("serving", rows, COLUMNS, notes)
+    sections = [m for m in args.models if m in ("images", "texts")]
+    if sections:
+        from serving_clients import run_sections
+
+        more_rows, more_notes = run_sections(sections, args, folder, seconds, rounds, repeat)
+        rows += more_rows
+        notes += more_notes
+    path = write_results(args.out, rows, COLUMNS, notes)
     print("\n".join(notes))
     print(f"wrote {path}")
 

@@ -55,6 +55,7 @@ def export(
     *,
     tokenizer: Any = None,
     preprocess: Mapping[str, Any] | None = None,
+    image_preprocessing: Any = None,
     input_shape: Sequence[int] | None = None,
     input_dtype: str = "float32",
     sample_input: Any = None,
@@ -71,8 +72,13 @@ def export(
         tokenizer: a Hugging Face tokenizer (or its folder) for text models; served Documents' ``.text`` go
             through it.
         preprocess: the preprocessing contract for serving (default: inferred: ``text`` with a tokenizer,
-            ``image`` with the framework's layout for 4-d float inputs, ``tokens`` for integer inputs,
-            else ``vector``).
+            truncated at the tokenizer's ``model_max_length``; ``image`` with the framework's layout for 4-d
+            float inputs; ``tokens`` for integer inputs; else ``vector``).
+        image_preprocessing: how served images (``doc.blob``/``doc.uri``) become this image model's input:
+            the ``preprocess_fn`` transform you trained with (a torchvision ``Compose`` of Resize, CenterCrop,
+            ToTensor, Normalize; paddle.vision.transforms; Keras Rescaling/Normalization layers), or a dict of
+            ``finetuner.serving.images.ImagePreprocessing`` fields (``resize``, ``crop``, ``mean``, ``std``,
+            ...). Default: finetuner's own image loading (scaled to [0, 1], no resize).
         input_shape / input_dtype / sample_input: only for models that did not come from ``to_embedding``.
         optimize: fuse transformer graphs into onnxruntime's fast kernels (checked within ``atol``).
         quantize: also quantize MatMul/Gemm weights to int8 (faster, ~1e-2 deviation; not checked at atol).
@@ -98,7 +104,10 @@ def export(
         optimized = optimize_for_serving(optimized, fuse=False, quantize=True)
     normalized = f"{HEAD}.normalize" in set(graph.layer_map.values())
     meta = EmbeddingModelMeta.for_model(
-        optimized, framework, preprocess=preprocess or _default_preprocess(plain, framework, tokenizer),
+        optimized, framework,
+        preprocess=_with_image_preprocessing(
+            dict(preprocess or _default_preprocess(plain, framework, tokenizer)), plain, image_preprocessing
+        ),
         normalized=normalized,
     )
     return write_embedding_model(optimized, meta, path, tokenizer=tokenizer)
@@ -114,13 +123,64 @@ def _default_preprocess(model: onnx.ModelProto, framework: str, tokenizer: Any) 
     from finetuner.onnx_meta import graph_inputs
 
     if tokenizer is not None:
-        return {"kind": "text"}
+        return {"kind": "text", "max_length": _model_max_length(tokenizer)}
     inputs = graph_inputs(model)
     if any(np.dtype(spec.dtype).kind in "iu" for spec in inputs):
         return {"kind": "tokens"}
     if len(inputs) == 1 and len(inputs[0].shape) == 4:
         return {"kind": "image", "layout": IMAGE_LAYOUT[framework]}
     return {"kind": "vector"}
+
+
+def _with_image_preprocessing(
+    preprocess: dict[str, Any], model: onnx.ModelProto, given: Any
+) -> dict[str, Any]:
+    """An image model's contract gains ``image``: the recorded preprocessing of served images."""
+    from finetuner.onnx_meta import graph_inputs
+    from finetuner.serving.pipelines import image_preprocessing
+
+    if preprocess.get("kind") != "image":
+        if given is not None:
+            raise ValueError(
+                f"image_preprocessing was given, but this model's input is {preprocess.get('kind')!r}, not an "
+                "image (a single 4-d float input)."
+            )
+        return preprocess
+    recorded = given if given is not None else preprocess.get("image")
+    if recorded is None:  # serving applies finetuner's own image loading (EmbeddingModelMeta.image_preprocessing)
+        return preprocess
+    spec = graph_inputs(model)[0]
+    layout = str(preprocess.setdefault("layout", "NCHW"))
+    preprocess["image"] = image_preprocessing(recorded, layout, spec.shape, spec.dtype).to_json()
+    return preprocess
+
+
+def _model_max_length(tokenizer: Any, default: int = 512) -> int:
+    """Where served texts are truncated: the model's own maximum.
+
+    A sentence-transformers folder's ``max_seq_length`` (what ``encode`` truncates at) first, then the
+    tokenizer's ``model_max_length``; transformers' huge "not declared" sentinel and tokenizers that declare
+    nothing fall back to ``default`` (BERT-family models embed 512 positions).
+    """
+    import json
+
+    folder = Path(tokenizer) if isinstance(tokenizer, str | os.PathLike) else None
+    if folder is None and isinstance(getattr(tokenizer, "name_or_path", None), str):
+        folder = Path(tokenizer.name_or_path)
+
+    def declared(name: str, key: str) -> Any:
+        path = folder / name if folder is not None else None
+        return json.loads(path.read_text()).get(key) if path is not None and path.is_file() else None
+
+    candidates = (
+        declared("sentence_bert_config.json", "max_seq_length"),
+        getattr(tokenizer, "model_max_length", None),
+        declared("tokenizer_config.json", "model_max_length"),
+    )
+    for value in candidates:
+        if isinstance(value, int) and 0 < value <= 100_000:
+            return value
+    return default
 
 
 def _check_against_model(

@@ -100,6 +100,25 @@ class EmbeddingModelMeta:
             raise ModelMetadataError("A text model's preprocess needs 'tokenizer' (the sidecar folder name).")
         if int(self.output_dim) <= 0:
             raise ModelMetadataError(f"output_dim must be positive, got {self.output_dim}.")
+        if kind == "image" and "image" in self.preprocess:
+            self.image_preprocessing()  # a malformed recording fails here, when the model is read
+
+    def image_preprocessing(self) -> Any:
+        """The recorded ``ImagePreprocessing`` of an image model (finetuner's default loading if none)."""
+        from finetuner.serving.images import ImageError, ImagePreprocessing
+
+        if self.kind != "image":
+            raise ModelMetadataError(f"a {self.kind} model has no image preprocessing.")
+        layout = str(self.preprocess.get("layout", "NCHW"))
+        try:
+            if "image" in self.preprocess:
+                return ImagePreprocessing.from_json(self.preprocess["image"], layout)
+            shape = self.inputs[0].shape if self.inputs else ()
+            channels = shape[1 if layout == "NCHW" else 3] if len(shape) == 4 else 3
+            dtype = self.inputs[0].dtype if self.inputs else "float32"
+            return ImagePreprocessing(layout=layout, mode="L" if channels == 1 else "RGB", dtype=dtype)
+        except ImageError as exc:
+            raise ModelMetadataError(f"the model's image preprocessing is malformed: {exc}") from exc
 
     @property
     def kind(self) -> str:
@@ -310,10 +329,12 @@ _TOKENIZER_FILES = (
 
 
 class TextEncoder:
-    """Turns a batch of strings into the model's token inputs (padded to the longest, truncated to max_length).
+    """Turns strings into the model's token inputs: truncated to ``max_length``, padded per batch.
 
-    Uses the fast ``tokenizers`` library on ``tokenizer.json`` so that serving needs neither transformers
-    nor torch; falls back to ``transformers.AutoTokenizer`` for folders without one.
+    :meth:`tokenize` gives each text's tokens unpadded, so that a server can batch texts of similar length and
+    :meth:`pad` each batch only to its own longest text. Uses the fast ``tokenizers`` library on
+    ``tokenizer.json`` so that serving needs neither transformers nor torch; falls back to
+    ``transformers.AutoTokenizer`` for folders without one.
     """
 
     def __init__(self, folder: str | os.PathLike, max_length: int = 128) -> None:
@@ -330,16 +351,17 @@ class TextEncoder:
             from tokenizers import Tokenizer
 
             fast = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
+            fast.no_padding()
             fast.enable_truncation(self.max_length)
-            pad_id, pad_token = self._pad_token(fast)
-            fast.enable_padding(pad_id=pad_id, pad_token=pad_token)
+            self.pad_id = self._pad_id(fast)
             self._fast = fast
         else:
             from transformers import AutoTokenizer
 
             self._hf = AutoTokenizer.from_pretrained(str(self.folder))
+            self.pad_id = int(self._hf.pad_token_id or 0)
 
-    def _pad_token(self, fast: Any) -> tuple[int, str]:
+    def _pad_id(self, fast: Any) -> int:
         config = self.folder / "tokenizer_config.json"
         token = "[PAD]"
         if config.is_file():
@@ -347,23 +369,31 @@ class TextEncoder:
             if isinstance(token, dict):
                 token = token.get("content", "[PAD]")
         pad_id = fast.token_to_id(token)
-        return (0, token) if pad_id is None else (pad_id, token)
+        return 0 if pad_id is None else int(pad_id)
+
+    def tokenize(self, texts: Sequence[str]) -> list[tuple[list[int], list[int]]]:
+        """Each text's token ids and token type ids, truncated to ``max_length``, not padded."""
+        if self._fast is not None:
+            return [(e.ids, e.type_ids) for e in self._fast.encode_batch(list(texts))]
+        encoded = self._hf(list(texts), truncation=True, max_length=self.max_length)
+        types = encoded.get("token_type_ids") or [[0] * len(ids) for ids in encoded["input_ids"]]
+        return list(zip(encoded["input_ids"], types))
+
+    def pad(self, tokens: Sequence[tuple[list[int], list[int]]]) -> dict[str, np.ndarray]:
+        """``input_ids``, ``attention_mask`` and ``token_type_ids`` (int64, B x the longest of ``tokens``)."""
+        length = max((len(ids) for ids, _ in tokens), default=0)
+        ids = np.full((len(tokens), length), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(tokens), length), dtype=np.int64)
+        types = np.zeros((len(tokens), length), dtype=np.int64)
+        for row, (token_ids, type_ids) in enumerate(tokens):
+            ids[row, : len(token_ids)] = token_ids
+            mask[row, : len(token_ids)] = 1
+            types[row, : len(type_ids)] = type_ids
+        return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
 
     def __call__(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
-        """``input_ids``, ``attention_mask`` and ``token_type_ids`` as int64 arrays (B, L)."""
-        if self._fast is not None:
-            encodings = self._fast.encode_batch(list(texts))
-            return {
-                "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
-                "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
-                "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
-            }
-        encoded = self._hf(
-            list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="np"
-        )
-        out = {k: np.asarray(v, dtype=np.int64) for k, v in encoded.items()}
-        out.setdefault("token_type_ids", np.zeros_like(out["input_ids"]))
-        return out
+        """One padded batch of ``texts`` (padded to their longest)."""
+        return self.pad(self.tokenize(texts))
 
 
 def load_tokenizer(model_path: str | os.PathLike, meta: EmbeddingModelMeta) -> TextEncoder:

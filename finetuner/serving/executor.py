@@ -5,29 +5,45 @@ annotations (Jina reads the ``docs`` type at class creation) and absolute import
 load this file by path (``py_modules``) inside the Executor image.
 """
 
+from pathlib import Path
 from typing import Any
 
 from docarray import DocumentArray
 from jina import Executor, requests
 
+from finetuner.serving.images import MAX_PIXELS, ImageSource
 from finetuner.serving.model import DocumentError, EmbeddingRuntime
 
 
 class OnnxEmbedder(Executor):
     """Fills ``doc.embedding`` for every Document of a request.
 
-    Documents carry ``.tensor`` (image, vector or token-id models) or ``.text`` (text models, tokenized with
-    the tokenizer exported beside the model). Each request is checked against the model's input names,
+    Documents carry ``.tensor`` (image, vector or token-id models), ``.text`` (text models, tokenized with
+    the tokenizer exported beside the model), or, for image models, ``.blob`` (JPEG/PNG/WebP bytes) or ``.uri``
+    (a ``data:`` URI, or a file inside ``uri_folder``), decoded and preprocessed as the export recorded. Each request is checked against the model's input names,
     dtypes and shapes; a bad Document fails the request with an error that names it.
     """
 
     def __init__(
         self, model_path: str, threads: int = 0, providers: list[str] | None = None, batch_size: int = 64,
-        **kwargs: Any,
+        uri_folder: str | None = None, fetch_network: bool = False, max_pixels: int = MAX_PIXELS,
+        session_choice: str = "quiet", **kwargs: Any,
     ) -> None:
-        """``threads``: onnxruntime intra-op threads (0: one per physical core); ``providers``: CUDA if available, else CPU."""
+        """``threads``: onnxruntime intra-op threads (0: one per physical core); ``providers``: CUDA if available,
+        else CPU. Image models: ``uri_folder`` is the one folder whose files a ``doc.uri`` may name (default:
+        none); ``fetch_network`` lets ``doc.uri`` be an http(s) address; ``max_pixels`` bounds each image.
+        ``session_choice``: onnxruntime options by name, or ``auto`` to time the candidates here and keep the
+        fastest (logged)."""
         super().__init__(**kwargs)
-        self.runtime = EmbeddingRuntime(model_path, threads=threads, providers=providers, batch_size=batch_size)
+        source = ImageSource(
+            folder=Path(uri_folder) if uri_folder else None, network=bool(fetch_network), max_pixels=int(max_pixels)
+        )
+        self.runtime = EmbeddingRuntime(
+            model_path, threads=threads, providers=providers, batch_size=batch_size, session_choice=session_choice,
+            image_source=source,
+        )
+        seconds = ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in self.runtime.calibration["seconds"].items())
+        self.logger.info(f"session options: {self.runtime.calibration['choice']}" + (f" (timed: {seconds})" if seconds else ""))
         self.logger.info(
             f"serving {model_path} ({self.runtime.meta.framework}, output_dim {self.runtime.meta.output_dim}) "
             f"on {self.runtime.providers[0]}"

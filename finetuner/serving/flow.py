@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from finetuner.serving.calibrate import check_choice
 from finetuner.serving.jina_env import LOOPBACK, prepare_jina
 from finetuner.serving.model import check_model_file
 
@@ -20,13 +21,17 @@ EXECUTOR_NAME = "embedder"
 def build_flow(
     model_path: str | os.PathLike, port: int | Sequence[int] | None = None,
     protocols: Sequence[str] = PROTOCOLS, replicas: int = 1, host: str = LOOPBACK, threads: int = 0,
-    batch_size: int = 64, providers: Sequence[str] | None = None,
+    batch_size: int = 64, providers: Sequence[str] | None = None, uri_folder: str | os.PathLike | None = None,
+    fetch_network: bool = False, session_choice: str = "quiet",
 ) -> Any:
     """A ``jina.Flow`` (not started) with one :class:`OnnxEmbedder` serving ``model_path``.
 
     ``port``: one port per protocol, or one base port (protocol *i* gets ``port + i``); ``None`` picks free
     ports. The gateway binds to ``host`` (loopback unless told); the model is checked here, before any
-    process starts, so a missing or corrupt file fails at once with a clear message.
+    process starts, so a missing or corrupt file fails at once with a clear message. Image models:
+    ``uri_folder`` is the one folder a ``doc.uri`` may name files in; ``fetch_network`` allows http(s) URIs.
+    ``session_choice``: onnxruntime options by name (``finetuner.serving.calibrate.SESSION_CHOICES``), or
+    ``auto`` to time them in each replica at start and keep the fastest.
     """
     path = Path(model_path).resolve()
     check_model_file(path)
@@ -57,6 +62,8 @@ def build_flow(
         uses_with={
             "model_path": str(path), "threads": int(threads), "batch_size": int(batch_size),
             "providers": list(providers) if providers else None,
+            "uri_folder": str(Path(uri_folder).resolve()) if uri_folder else None, "fetch_network": bool(fetch_network),
+            "session_choice": check_choice(session_choice),
         },
         replicas=int(replicas),
         quiet_error=True,

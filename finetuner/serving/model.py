@@ -23,6 +23,7 @@ from finetuner.onnx_meta import (
     graph_output_dim,
     load_tokenizer,
 )
+from finetuner.serving.images import ImageError, ImagePreprocessing, ImageSource
 
 
 class ModelFileError(RuntimeError):
@@ -96,21 +97,30 @@ class EmbeddingRuntime:
 
     def __init__(
         self, model_path: str | os.PathLike, threads: int = 0, providers: Sequence[str] | None = None,
-        batch_size: int = 64, spinning: bool = False,
+        batch_size: int = 64, session_choice: str = "quiet", image_source: ImageSource | None = None,
     ) -> None:
-        """``threads``: intra-op threads (0: one per physical core); ``spinning``: let idle pool threads
-        busy-wait (lower latency on an otherwise idle machine, wasted cycles when replicas share cores)."""
+        """``threads``: intra-op threads (0: one per physical core); ``session_choice``: the onnxruntime options
+        (``finetuner.serving.calibrate.SESSION_CHOICES``: ``quiet`` (idle threads sleep), ``spinning``,
+        ``extended``), or ``auto`` to time each on a sample batch now and keep the fastest (see
+        ``self.calibration``); ``image_source``: where an image model may read ``doc.uri`` from (default:
+        ``data:`` URIs only)."""
         import onnxruntime as ort
 
-        from finetuner.optimize import session_options
+        from finetuner.optimize import sample_feed
+        from finetuner.serving.calibrate import AUTO, calibrate, check_choice, options_for
 
         self.path = Path(model_path)
         model, self.meta = check_model_file(self.path)
-        options = session_options(threads, spinning=spinning)
+        self.batch_size = int(batch_size)
+        providers = list(providers or available_providers())
+        self.calibration: dict[str, Any] = {"choice": check_choice(session_choice), "seconds": {}}
         try:
-            self.session = ort.InferenceSession(
-                str(self.path), options, providers=list(providers or available_providers())
-            )
+            if session_choice == AUTO:
+                feed = sample_feed(model, batch=min(self.batch_size, 8), seq_len=64)
+                self.session, choice, seconds = calibrate(self.path, feed, threads, providers)
+                self.calibration = {"choice": choice, "seconds": seconds}
+            else:
+                self.session = ort.InferenceSession(str(self.path), options_for(session_choice, threads), providers=providers)
         except Exception as exc:
             raise ModelFileError(
                 f"onnxruntime cannot load {self.path} ({exc}). Export the model again with finetuner.export."
@@ -126,9 +136,12 @@ class EmbeddingRuntime:
                 f"{[spec.name for spec in self.inputs]}. Export the model again with finetuner.export."
             )
         self.output_name = self.session.get_outputs()[0].name
-        self.batch_size = int(batch_size)
         self.tokenizer: TextEncoder | None = (
             load_tokenizer(self.path, self.meta) if self.meta.kind == "text" else None
+        )
+        self.image_source = image_source or ImageSource()
+        self.image_preprocessing: ImagePreprocessing | None = (
+            self.meta.image_preprocessing() if self.meta.kind == "image" else None
         )
 
     @property
@@ -145,8 +158,31 @@ class EmbeddingRuntime:
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def feed_from_texts(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """One feed of ``texts``, padded to the longest of them."""
         assert self.tokenizer is not None
-        encoded = self.tokenizer(texts)
+        return self._text_feed(self.tokenizer(texts))
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed texts in batches of similar token length, each padded only to its own longest text.
+
+        The texts are tokenized once, ordered by length and cut where :func:`length_batches` says (at most
+        ``batch_size`` each); the embeddings are put back in the request's order. A request mixing short and long
+        texts no longer pads every short text to the longest one.
+        """
+        assert self.tokenizer is not None
+        tokens = self.tokenizer.tokenize(texts)
+        order = np.argsort([len(ids) for ids, _ in tokens], kind="stable")
+        out = np.empty((0, self.meta.output_dim), dtype=np.float32)
+        for start, stop in length_batches([len(tokens[i][0]) for i in order], self.batch_size):
+            rows = order[start:stop]
+            feed = self._text_feed(self.tokenizer.pad([tokens[i] for i in rows]))
+            part = self.session.run([self.output_name], feed)[0]
+            if start == 0:
+                out = np.empty((len(tokens), *part.shape[1:]), dtype=part.dtype)
+            out[rows] = part
+        return out
+
+    def _text_feed(self, encoded: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         missing = [spec.name for spec in self.inputs if spec.name not in encoded]
         if missing:
             raise ModelFileError(f"The tokenizer gives no input named {', '.join(missing)} for {self.path}.")
@@ -206,19 +242,60 @@ class EmbeddingRuntime:
         )
 
     def embed_documents(self, docs: Any) -> np.ndarray:
-        """Embed a docarray DocumentArray: text through the tokenizer (text models), else ``doc.tensor``."""
+        """Embed a docarray DocumentArray: text through the tokenizer (text models); an image model's
+        ``doc.blob``/``doc.uri`` decoded and preprocessed as its metadata records; else ``doc.tensor``."""
         ids = [doc.id for doc in docs]
         if self.tokenizer is not None and all(doc.text for doc in docs):
-            feed = self.feed_from_texts([doc.text for doc in docs])
-        elif self.tokenizer is not None and any(doc.text for doc in docs):
+            return self.embed_texts([doc.text for doc in docs])
+        if self.tokenizer is not None and any(doc.text for doc in docs):
             bad = [doc.id for doc in docs if not doc.text]
             raise DocumentError(
                 f"Documents {', '.join(repr(b) for b in bad)} have no text; this text model embeds .text, "
                 "so send text in every Document of a request."
             )
-        else:
-            feed = self.feed_from_tensors(ids, [doc.tensor for doc in docs])
-        return self.run(feed)
+        tensors = self._image_tensors(docs) if self.image_preprocessing else [doc.tensor for doc in docs]
+        return self.run(self.feed_from_tensors(ids, tensors))
+
+    def _image_tensors(self, docs: Any) -> list[Any]:
+        """Each Document's ``tensor`` as sent, else its ``blob`` or ``uri`` decoded and preprocessed."""
+        assert self.image_preprocessing is not None
+        tensors: list[Any] = []
+        errors: list[str] = []
+        for doc in docs:
+            if doc.tensor is not None or not (doc.blob or doc.uri):
+                tensors.append(doc.tensor)
+                continue
+            try:
+                image = self.image_source.image(doc.blob or None, doc.uri or None)
+                tensors.append(self.image_preprocessing.apply(image))
+            except ImageError as exc:
+                errors.append(f"Document {doc.id!r}: {exc}")
+        if errors:
+            raise DocumentError("; ".join(errors) + ".")
+        return tensors
+
+
+def length_batches(lengths: Sequence[int], max_batch: int, call_cost: int = 64) -> list[tuple[int, int]]:
+    """Where to cut ascending ``lengths`` into batches: ``(start, stop)`` pairs of at most ``max_batch``.
+
+    Minimises the padded tokens (each batch costs its longest length times its size) plus ``call_cost``
+    tokens per batch, which stands for the per-call overhead and the lower efficiency of small products: one
+    pass of dynamic programming over the split points.
+    """
+    n = len(lengths)
+    best = [0.0] + [float("inf")] * n
+    cut = [0] * (n + 1)
+    for stop in range(1, n + 1):
+        for start in range(max(0, stop - max_batch), stop):
+            cost = best[start] + call_cost + lengths[stop - 1] * (stop - start)
+            if cost < best[stop]:
+                best[stop], cut[stop] = cost, start
+    batches = []
+    stop = n
+    while stop > 0:
+        batches.append((cut[stop], stop))
+        stop = cut[stop]
+    return batches[::-1]
 
 
 def _ort_dtype(type_name: str) -> str:

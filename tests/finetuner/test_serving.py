@@ -207,7 +207,7 @@ def test_bad_document_fails_its_request_by_name_and_flow_keeps_serving(image_flo
 def test_text_documents_with_minilm_end_to_end(minilm_model):
     net, tokenizer, path = minilm_model
     texts = ["a photo of a cat sitting on a mat", "neural search", "the quick brown fox jumps over the lazy dog " * 40]
-    encoded = tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
+    encoded = tokenizer(texts, padding=True, truncation=True, max_length=256, return_tensors="pt")  # max_seq_length
     with torch.inference_mode():
         expected = net(encoded["input_ids"], encoded["attention_mask"]).numpy()
     assert fused_op_counts(check_model_file(path)[0]).get("Attention") == 6  # export fused every layer
