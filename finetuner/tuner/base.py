@@ -19,12 +19,14 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
+from finetuner.safe_io import read_tree, write_tree
 from finetuner.tuner.callbacks.base import Callback
 from finetuner.tuner.losses import LOSS_NAMES
 from finetuner.tuner.optim import check_optimizer, check_scheduler
 
 CHECKPOINT_STEM = "training_checkpoint"
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
+LEGACY_CHECKPOINT_SUFFIXES = (".pt", ".pkl", ".pdckpt")  # format 1: pickles, never loaded
 EVAL_DATA_OPTIONS = ("preprocess_fn", "collate_fn", "num_workers")
 
 __all__ = ["BaseTuner", "BatchLoader", "TunerState", "atomic_write"]
@@ -140,7 +142,8 @@ class BaseTuner(ABC):
     """
 
     framework: ClassVar[str] = ""
-    checkpoint_suffix: ClassVar[str] = ".ckpt"
+    checkpoint_suffix: ClassVar[str] = ".npz"  # data-only (finetuner.safe_io), the same for every framework
+    model_suffix: ClassVar[str] = ".npz"  # what save_model writes
 
     def __init__(
         self,
@@ -213,7 +216,8 @@ class BaseTuner(ABC):
 
     @abstractmethod
     def backend_state_dict(self) -> dict[str, Any]:
-        """Model, optimiser, scheduler, loss parameters (and scaler) in a form ``_write_file`` can save."""
+        """Model, optimiser, scheduler, loss parameters (and scaler) as numpy arrays, tensors and plain Python
+        (what :func:`finetuner.safe_io.write_tree` stores)."""
 
     @abstractmethod
     def load_backend_state_dict(self, state: dict[str, Any]) -> None:
@@ -230,14 +234,6 @@ class BaseTuner(ABC):
     @abstractmethod
     def _seed_framework(self, seed: int) -> None:
         """Seed the framework's random generators."""
-
-    @abstractmethod
-    def _write_file(self, obj: dict[str, Any], path: str) -> None:
-        """Serialise ``obj`` (tensors, arrays, plain Python) to ``path``."""
-
-    @abstractmethod
-    def _read_file(self, path: str) -> dict[str, Any]:
-        """Read what :meth:`_write_file` wrote."""
 
     @abstractmethod
     def save_model(self, path: str) -> None:
@@ -330,18 +326,26 @@ class BaseTuner(ABC):
             "loader": loader.state_dict() if hasattr(loader, "state_dict") else None,
             "callbacks": {self._callback_key(i, cb): cb.state_dict() for i, cb in enumerate(self.callbacks)},
         }
-        return atomic_write(path, lambda tmp: self._write_file(payload, tmp))
+        return atomic_write(path, lambda tmp: write_tree(payload, tmp))
 
     def load_checkpoint(self, path: str | os.PathLike) -> None:
         """Restore a :meth:`save_checkpoint` file (or the one in directory ``path``) into this fit."""
         path = Path(path)
         if path.is_dir():
+            legacy = [path / f"{CHECKPOINT_STEM}{suffix}" for suffix in LEGACY_CHECKPOINT_SUFFIXES]
             path = path / f"{CHECKPOINT_STEM}{self.checkpoint_suffix}"
+            if not path.is_file() and any(old.is_file() for old in legacy):
+                raise ValueError(
+                    f"{path.parent} holds a training checkpoint of an older finetuner, a pickle; it is not "
+                    "loaded because unpickling can run code: start the fit again without resume_from"
+                )
         if not path.is_file():
             raise FileNotFoundError(
                 f"no training checkpoint at {path}: pass the directory TrainingCheckpoint wrote"
             )
-        payload = self._read_file(str(path))
+        payload = read_tree(path)
+        if not isinstance(payload, dict):
+            raise ValueError(f"{path} is not a training checkpoint")
         if payload.get("format") != CHECKPOINT_FORMAT or payload.get("framework") != self.framework:
             raise ValueError(
                 f"{path} is not a {self.framework} training checkpoint of format {CHECKPOINT_FORMAT}: "

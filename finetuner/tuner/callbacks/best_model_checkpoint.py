@@ -43,7 +43,7 @@ class BestModelCheckpoint(Callback):
         )
 
     def model_path(self, tuner: BaseTuner) -> Path:
-        return self.dir / f"best_model{tuner.checkpoint_suffix}"
+        return self.dir / f"best_model{tuner.model_suffix}"
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best}
