@@ -8,6 +8,7 @@ does not survive Jina's fork (Keras, CUDA) stays in this process behind a :class
 
 from __future__ import annotations
 
+import secrets
 import signal
 import threading
 import time
@@ -49,7 +50,11 @@ def _check_pool(docs: Any) -> None:
 
 
 class Labeler:
-    """The Labeler's Flow on ``host:port`` over ``workdir``; use as a context manager or start()/close()."""
+    """The Labeler's Flow on ``host:port`` over ``workdir``; use as a context manager or start()/close().
+
+    Every request must carry ``token`` (random per run unless given): :attr:`url` holds it, and scripts send it
+    as the ``X-Finetuner-Token`` header (see :mod:`finetuner.labeler.guard`).
+    """
 
     def __init__(
         self,
@@ -61,6 +66,7 @@ class Labeler:
         embed_fn: EmbedFn | None = None,
         train_fn: TrainFn | None = None,
         max_candidates: int = 2048,
+        token: str | None = None,
         **settings: Any,
     ) -> None:
         from finetuner.labeler.executors import check_settings
@@ -77,6 +83,7 @@ class Labeler:
         self._flow: Any = None
         self._host: Any = None
         self._session = uuid.uuid4().hex
+        self.token = token or secrets.token_urlsafe(24)
 
     def _prepare_pool(self, unlabeled_docs: Any) -> None:
         if unlabeled_docs is None:
@@ -104,8 +111,8 @@ class Labeler:
 
     @property
     def url(self) -> str:
-        """Where the page is served."""
-        return f"http://{self.host}:{self.port}/ui/"
+        """The page's address with this run's token (opening it sets the cookie the page then uses)."""
+        return f"http://{self.host}:{self.port}/?token={self.token}"
 
     def start(self) -> Labeler:
         """Build and start the Flow; returns once every Executor answers."""
@@ -142,7 +149,10 @@ class Labeler:
         shared = {"workdir": root, "session": self._session}
         self._flow = (
             Flow(host=self.host)
-            .config_gateway(uses=LabelerGateway, uses_with={"workdir": root}, protocol="http", port=self.port)
+            .config_gateway(
+                uses=LabelerGateway, protocol="http", port=self.port,
+                uses_with={"workdir": root, "token": self.token, "bind_host": self.host, "public_port": self.port},
+            )
             .add(name="pool", uses=PoolExecutor, uses_with={"workdir": root})
             .add(name="index", uses=IndexExecutor, uses_with={**shared, "max_candidates": self.max_candidates},
                  needs="gateway")
@@ -196,6 +206,7 @@ def run(
     epochs: int | None = None,
     strategy: str | None = None,
     max_candidates: int = 2048,
+    token: str | None = None,
 ) -> Any:
     """Label ``unlabeled_docs`` interactively in the browser while ``model`` learns from the labels.
 
@@ -203,11 +214,13 @@ def run(
     and blocks until "Finish" in the page, Ctrl-C or SIGTERM. Labels live in ``workdir`` and survive restarts:
     running again on the same workdir resumes with every label and the newest model. ``top_k``,
     ``questions``, ``epochs`` and ``strategy`` (``uncertainty`` | ``diversity`` | ``random``) set the initial
-    settings. Returns ``model`` with the newest fitted weights.
+    settings. ``token``: the secret every request must carry (default: random per run, printed in the URL).
+    Returns ``model`` with the newest fitted weights.
     """
     labeler = Labeler(
         model, unlabeled_docs, workdir=workdir, port=port, host=host, embed_fn=embed_fn, train_fn=train_fn,
         max_candidates=max_candidates, top_k=top_k, questions=questions, epochs=epochs, strategy=strategy,
+        token=token,
     )
 
     def _interrupt(signum: int, frame: Any) -> None:
