@@ -188,8 +188,9 @@ def test_two_tabs_labelling_at_once_lose_no_label(browser, tmp_path):
         tabs[1].keyboard.press("2")
         for tab in tabs:
             tab.evaluate("document.querySelector('#submit').click()")  # both submits in flight together
-        for tab in tabs:
-            tab.wait_for_function("document.querySelector('#message').textContent.includes('saved')")
+        for tab, questions in zip(tabs, asked):  # saved: the next round replaced the tab's questions
+            tab.wait_for_function("q => !document.querySelector(`.question[data-query-id='${q}']`)",
+                                  arg=questions[0][0])
         labels = {(r["query_id"], r["match_id"]): r["label"] for r in labeler.get("/api/export/labels.json")["labels"]}
         expected_pairs = {(q, m) for questions in asked for q, matches in questions for m in matches}
         assert set(labels) == expected_pairs
