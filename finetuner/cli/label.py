@@ -90,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
 
     from finetuner.data import load_documents
     from finetuner.labeler import run as run_labeler
+    from finetuner.labeler.lifetime import PortInUseError
     from finetuner.labeler.training import save_model, stack_contents
 
     try:
@@ -103,10 +104,14 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as exc:  # DataError is a ValueError
         print(f"finetuner label: {exc}", file=sys.stderr)
         return 1
-    tuned = run_labeler(
-        model, docs, workdir=args.workdir, port=args.port, host=args.host, open_browser=args.open_browser,
-        top_k=args.top_k, questions=args.questions, epochs=args.epochs, strategy=args.strategy,
-    )
+    try:
+        tuned = run_labeler(
+            model, docs, workdir=args.workdir, port=args.port, host=args.host, open_browser=args.open_browser,
+            top_k=args.top_k, questions=args.questions, epochs=args.epochs, strategy=args.strategy,
+        )
+    except PortInUseError as exc:
+        print(f"finetuner label: {exc}", file=sys.stderr)
+        return 1
     if args.save:
         path = save_model(tuned, args.save, sample_input=stack_contents(docs[:2]))
         print(f"tuned model saved to {path}")

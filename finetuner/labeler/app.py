@@ -8,6 +8,7 @@ does not survive Jina's fork (Keras, CUDA) stays in this process behind a :class
 
 from __future__ import annotations
 
+import os
 import secrets
 import signal
 import threading
@@ -122,12 +123,14 @@ class Labeler:
         from finetuner.labeler.executors import (
             SESSIONS,
             IndexExecutor,
+            JoinerExecutor,
             LabelerObjects,
             PoolExecutor,
             TunerExecutor,
         )
         from finetuner.labeler.gateway import LabelerGateway
         from finetuner.labeler.host import ModelHost, needs_host, remote_embed_fn, remote_train_fn
+        from finetuner.labeler.lifetime import check_port_free
         from finetuner.labeler.store import LabelStore
         from finetuner.serving.jina_env import prepare_jina
 
@@ -138,6 +141,7 @@ class Labeler:
             store.close()
         self.workdir.stop_request.unlink(missing_ok=True)
         self.port = int(self.port or random_port())
+        check_port_free(self.host, self.port)
         if needs_host(self.model):  # Keras / CUDA: the model stays here, the Executors call over a socket
             self._host = ModelHost(self.model, self.embed_fn, self.train_fn)
             SESSIONS[self._session] = LabelerObjects(
@@ -146,18 +150,20 @@ class Labeler:
         else:
             SESSIONS[self._session] = LabelerObjects(self.model, self.embed_fn, self.train_fn)
         root = str(self.workdir.root)
-        shared = {"workdir": root, "session": self._session}
+        pid = os.getpid()  # every process of the Flow ends when this one dies (finetuner.labeler.lifetime)
+        shared = {"workdir": root, "session": self._session, "labeler_pid": pid}
         self._flow = (
             Flow(host=self.host)
             .config_gateway(
                 uses=LabelerGateway, protocol="http", port=self.port,
-                uses_with={"workdir": root, "token": self.token, "bind_host": self.host, "public_port": self.port},
+                uses_with={"workdir": root, "token": self.token, "bind_host": self.host, "public_port": self.port,
+                           "labeler_pid": pid},
             )
-            .add(name="pool", uses=PoolExecutor, uses_with={"workdir": root})
+            .add(name="pool", uses=PoolExecutor, uses_with={"workdir": root, "labeler_pid": pid})
             .add(name="index", uses=IndexExecutor, uses_with={**shared, "max_candidates": self.max_candidates},
                  needs="gateway")
             .add(name="tuner", uses=TunerExecutor, uses_with=shared, needs="gateway")
-            .needs_all()
+            .needs_all(uses=JoinerExecutor, uses_with={"labeler_pid": pid})
         )
         self._flow.start()
         return self

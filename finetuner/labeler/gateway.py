@@ -21,6 +21,7 @@ from jina.serve.runtimes.gateway.http import HTTPGateway
 
 from finetuner.labeler.executors import LIMITS
 from finetuner.labeler.guard import Guard
+from finetuner.labeler.lifetime import die_with_parent
 
 UI_DIR = Path(__file__).resolve().parent / "ui"
 CLIENT_ERRORS = {"LabelError", "ValueError", "KeyError", "TypeError"}
@@ -53,12 +54,16 @@ def _int_values(value: Any) -> Any:
 
 class LabelerGateway(HTTPGateway):
     """HTTP gateway with the Labeler's routes. ``workdir`` is where the stop request is written; ``token``,
-    ``bind_host`` and ``public_port`` configure the :class:`~finetuner.labeler.guard.Guard`."""
+    ``bind_host`` and ``public_port`` configure the :class:`~finetuner.labeler.guard.Guard`; the process ends
+    when the Labeler's process ``labeler_pid`` dies."""
 
     def __init__(
-        self, workdir: str = "", token: str = "", bind_host: str = "127.0.0.1", public_port: int = 0, **kwargs: Any
+        self, workdir: str = "", token: str = "", bind_host: str = "127.0.0.1", public_port: int = 0,
+        labeler_pid: int = 0, **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if labeler_pid:
+            die_with_parent(labeler_pid)
         if not token:
             raise ValueError("the Labeler's gateway needs a token")
         self.workdir = workdir

@@ -92,6 +92,7 @@ class ModelHost:
         self._listener = Listener(self.address, family="AF_UNIX", authkey=self.authkey)
         self._guard = threading.Lock()
         self._closed = False
+        self._workers: set[threading.Thread] = set()  # calls in flight (a fit may run for minutes)
         self._thread = threading.Thread(target=self._serve, name="labeler-model-host", daemon=True)
         self._thread.start()
 
@@ -138,6 +139,8 @@ class ModelHost:
             except (EOFError, OSError):
                 return
             try:
+                if self._closed:
+                    raise RuntimeError("the Labeler is closing: no more model operations")
                 reply = ("ok", self._run(op, role, args))
             except Exception as exc:  # noqa: BLE001 - sent to the caller, raised there
                 reply = ("error", (type(exc).__name__, str(exc), traceback.format_exc(limit=4)))
@@ -157,10 +160,21 @@ class ModelHost:
             if self._closed:
                 conn.close()
                 return
-            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+            worker = threading.Thread(target=self._answered, args=(conn,), daemon=True)
+            with self._guard:
+                self._workers.add(worker)
+            worker.start()
+
+    def _answered(self, conn: Any) -> None:
+        try:
+            self._answer(conn)
+        finally:
+            with self._guard:
+                self._workers.discard(threading.current_thread())
 
     def close(self) -> None:
-        """Stop serving and remove the socket."""
+        """Stop serving, wait for the calls in flight (a running fit) to finish, and remove the socket, so the
+        model is no longer trained once this returns."""
         if self._closed:
             return
         self._closed = True
@@ -170,4 +184,8 @@ class ModelHost:
             pass
         self._thread.join(timeout=5)
         self._listener.close()
+        with self._guard:
+            workers = list(self._workers)
+        for worker in workers:
+            worker.join()
         shutil.rmtree(self._folder, ignore_errors=True)
