@@ -50,18 +50,11 @@ def digits_pool(limit: int | None = None) -> Any:
 
 
 def default_model(output_dim: int) -> Any:
-    """The zoo's MLP for digits when the repository's ``models`` package is importable, else the same shape here."""
-    from tailor_ir.imports import import_torch
-
-    torch = import_torch()
+    """The package's demo MLP (:class:`finetuner.demo_model.MLP`) for digits, with ``output_dim`` outputs."""
+    from finetuner.demo_model import MLP, torch
 
     torch.manual_seed(0)
-    try:
-        from models.torch_zoo import MLP
-
-        return MLP(in_features=64, hidden=(128,), num_classes=output_dim)
-    except ImportError:
-        return torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, output_dim))
+    return MLP(in_features=64, hidden=(128,), num_classes=output_dim)
 
 
 def load_model(path: str, trust_pickle: bool = False) -> Any:
