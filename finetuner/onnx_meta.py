@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import onnx
 
+from tailor_ir.files import fsync_dir, seal
+
 PREFIX = "finetuner."
 OUTPUT_NAME = "embedding"
 PREPROCESS_KINDS = ("image", "vector", "text", "tokens", "sequence")
@@ -251,6 +253,7 @@ def write_embedding_model(
             {**meta.preprocess, "tokenizer": tokenizer_dir(path).name}, meta.normalized, meta.version,
         )
     meta.apply(model)
+    seal(model)
     path.parent.mkdir(parents=True, exist_ok=True)
     large = model.ByteSize() > _TWO_GB
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as tmp:
@@ -263,11 +266,22 @@ def write_embedding_model(
         if tokenizer is not None:
             tmp_tok = Path(tmp) / tokenizer_dir(path).name
             save_tokenizer(tokenizer, tmp_tok)
+            _fsync_tree(tmp_tok)
             _replace_dir(tmp_tok, tokenizer_dir(path))
         if large:
+            _fsync_tree(Path(tmp) / f"{path.name}.data")
             os.replace(Path(tmp) / f"{path.name}.data", path.with_name(f"{path.name}.data"))
+        _fsync_tree(tmp_model)
         os.replace(tmp_model, path)
+    fsync_dir(path.parent)
     return path
+
+
+def _fsync_tree(target: Path) -> None:
+    """fsync a file, or every file in a folder, before it is renamed into place."""
+    for file in [target] if target.is_file() else [p for p in target.rglob("*") if p.is_file()]:
+        with open(file, "rb+") as handle:
+            os.fsync(handle.fileno())
 
 
 def _replace_dir(src: Path, dst: Path) -> None:

@@ -177,7 +177,7 @@ class PoolExecutor(Executor):
     @requests(on="/export")
     def export(self, **kwargs: Any) -> dict:
         """Write the session DocumentArray to ``exports/labels.bin``; return its path and size."""
-        from finetuner.labeler.pool import atomic_write_bytes
+        from tailor_ir.files import atomic_write_bytes
 
         sessions = self.session_docs()
         path = self.workdir.exports / "labels.bin"

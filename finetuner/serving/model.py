@@ -23,6 +23,7 @@ from finetuner.onnx_meta import (
     graph_output_dim,
     load_tokenizer,
 )
+from tailor_ir.files import ChecksumError, verify
 
 
 class ModelFileError(RuntimeError):
@@ -58,6 +59,10 @@ def check_model_file(path: str | os.PathLike) -> tuple[onnx.ModelProto, Embeddin
         ) from exc
     if not model.graph.node or not model.graph.output:
         raise ModelFileError(f"Model file {path} holds no graph: export it again with finetuner.export.")
+    try:
+        verify(model, str(path))
+    except ChecksumError as exc:
+        raise ModelFileError(f"{exc}. Export it again with finetuner.export.") from exc
     try:
         meta = EmbeddingModelMeta.from_model(model, source=str(path))
     except ModelMetadataError as exc:

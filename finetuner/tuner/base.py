@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -23,6 +22,7 @@ from finetuner.safe_io import read_tree, write_tree
 from finetuner.tuner.callbacks.base import Callback
 from finetuner.tuner.losses import LOSS_NAMES
 from finetuner.tuner.optim import check_optimizer, check_scheduler
+from tailor_ir.files import atomic_write
 
 CHECKPOINT_STEM = "training_checkpoint"
 CHECKPOINT_FORMAT = 2
@@ -80,22 +80,6 @@ class TunerState:
     def from_dict(cls, data: dict[str, Any]) -> TunerState:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
-
-
-def atomic_write(path: str | os.PathLike, write: Any) -> Path:
-    """Call ``write(temp_path)`` then move the file onto ``path``, so a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
 
 
 def _is_loader(data: Any) -> bool:
