@@ -16,12 +16,12 @@ import sys
 import tempfile
 import threading
 import traceback
-import uuid
-from dataclasses import dataclass
 from multiprocessing.connection import Client, Listener
 from typing import Any
 
 import numpy as np
+
+from finetuner.labeler.remote import RemoteError, RemoteModel
 
 __all__ = ["ModelHost", "RemoteError", "RemoteModel", "needs_host", "remote_embed_fn", "remote_train_fn"]
 
@@ -38,35 +38,6 @@ def needs_host(model: Any) -> bool:
     if framework == "paddle" and module is not None:
         return str(module.device.get_device()).startswith("gpu")
     return False
-
-
-class RemoteError(RuntimeError):
-    """An operation on the hosted model failed in the Labeler's process."""
-
-
-@dataclass(frozen=True)
-class RemoteModel:
-    """A handle on a model held by a :class:`ModelHost`: ``call(op, *args)`` runs ``op`` on it there."""
-
-    address: str
-    authkey: bytes
-    role: str
-
-    def call(self, op: str, *args: Any) -> Any:
-        with Client(self.address, family="AF_UNIX", authkey=self.authkey) as conn:
-            conn.send((op, self.role, args))
-            status, value = conn.recv()
-        if status == "error":
-            kind, message, trace = value
-            error_class = {"ValueError": ValueError, "KeyError": KeyError, "TypeError": TypeError}.get(kind)
-            if error_class is not None:
-                raise error_class(message)
-            raise RemoteError(f"{kind}: {message}\n(in the Labeler's process)\n{trace}")
-        return value
-
-    def clone(self) -> RemoteModel:
-        """A handle on a new clone of this model, held by the same host (weights: set them)."""
-        return RemoteModel(self.address, self.authkey, f"clone-{uuid.uuid4().hex[:8]}")
 
 
 def remote_embed_fn(model: RemoteModel, contents: Any) -> np.ndarray:
