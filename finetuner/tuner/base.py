@@ -11,39 +11,27 @@ from __future__ import annotations
 import os
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar
 
 import numpy as np
 
 from finetuner.safe_io import read_tree, write_tree
 from finetuner.tuner.callbacks.base import Callback
+from finetuner.tuner.callbacks.evaluation import EvaluationCallback
+from finetuner.tuner.callbacks.training_checkpoint import CHECKPOINT_STEM
+from finetuner.tuner.loading import BatchLoader, make_loader
 from finetuner.tuner.losses import LOSS_NAMES
 from finetuner.tuner.optim import check_optimizer, check_scheduler
 from tailor_ir.files import atomic_write
 
-CHECKPOINT_STEM = "training_checkpoint"
 CHECKPOINT_FORMAT = 2
 LEGACY_CHECKPOINT_SUFFIXES = (".pt", ".pkl", ".pdckpt")  # format 1: pickles, never loaded
 EVAL_DATA_OPTIONS = ("preprocess_fn", "collate_fn", "num_workers")
 
 __all__ = ["BaseTuner", "BatchLoader", "TunerState", "atomic_write"]
-
-
-@runtime_checkable
-class BatchLoader(Protocol):
-    """What the loop needs from a train/eval loader (``finetuner.data`` provides them).
-
-    Iterating yields ``Batch(contents, labels, kind)`` objects; ``len`` is the number of batches per epoch.
-    For exact resumption the order of an epoch must depend only on the loader's seed and ``set_epoch(epoch)``,
-    never on global random state.
-    """
-
-    def __iter__(self) -> Iterator[Any]: ...
-
-    def __len__(self) -> int: ...
 
 
 @dataclass
@@ -80,21 +68,6 @@ class TunerState:
     def from_dict(cls, data: dict[str, Any]) -> TunerState:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
-
-
-def _is_loader(data: Any) -> bool:
-    """A ready loader: iterable with a length, but not raw data (arrays, sequences, mappings, DocumentArrays)."""
-    raw = isinstance(data, (np.ndarray, Sequence, Mapping)) or type(data).__module__.startswith("docarray")
-    return isinstance(data, BatchLoader) and not raw
-
-
-def _make_loader(data: Any, batch_size: int, shuffle: bool, seed: int, **options: Any) -> Any:
-    """A loader from ``data``: a ready loader passes through; anything else goes to ``finetuner.data``."""
-    if _is_loader(data):
-        return data
-    from finetuner import data as fdata
-
-    return fdata.build_loader(data, batch_size=batch_size, shuffle=shuffle, seed=seed, **options)
 
 
 def _epoch_iterator(loader: Any, epoch: int, start_batch: int) -> Iterator[tuple[int, Any]]:
@@ -247,11 +220,9 @@ class BaseTuner(ABC):
         go to the loader. ``resume_from``: a directory holding a :class:`TrainingCheckpoint` (or the file);
         training continues exactly where that checkpoint was written. Returns the final :class:`TunerState`.
         """
-        from finetuner.tuner.callbacks.evaluation import EvaluationCallback
-
         if epochs < 1 or batch_size < 1:
             raise ValueError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
-        loader = _make_loader(train_data, batch_size, shuffle=True, seed=self.seed, **loader_options)
+        loader = make_loader(train_data, batch_size, shuffle=True, seed=self.seed, **loader_options)
         if len(loader) == 0:
             raise ValueError("train_data gives no batch: pass more data or a smaller batch_size")
         self.train_loader = loader
@@ -388,8 +359,6 @@ class BaseTuner(ABC):
                 break
 
     def _validate(self) -> None:
-        from finetuner.tuner.callbacks.evaluation import EvaluationCallback
-
         evaluators = [cb for cb in self.callbacks if isinstance(cb, EvaluationCallback)]
         self.state.metrics = {}
         if not evaluators:

@@ -30,7 +30,7 @@ class BestModelCheckpoint(Callback):
         self.best = None
 
     def on_epoch_end(self, tuner: BaseTuner) -> None:
-        from finetuner.tuner.base import atomic_write
+        from tailor_ir.files import atomic_write
 
         value = monitored_value(tuner, self.monitor, "BestModelCheckpoint")
         if not improved(value, self.best, self.mode):
