@@ -157,7 +157,7 @@ def test_fit_interactive_returns_the_tuned_model_after_stop(tmp_path):
     model = _model("keras")
     untrained = embed(model, x)
     port = random_port()
-    options = {"workdir": str(tmp_path / "wd"), "port": port, "open_browser": False, "top_k": 4}
+    options = {"workdir": str(tmp_path / "wd"), "port": port, "open_browser": False, "top_k": 4, "token": TOKEN}
     result: dict = {}
 
     def target() -> None:
