@@ -32,15 +32,21 @@ os.environ.setdefault("JINA_OPTOUT_TELEMETRY", "1")
 RESULTS = ROOT / "benchmarks" / "results"
 
 
+TOKEN = "labeler-benchmark-token"
+
+
 def _post(url: str, body: dict) -> dict:
     request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
     request.add_header("Content-Type", "application/json")
+    request.add_header("X-Finetuner-Token", TOKEN)
     with urllib.request.urlopen(request, timeout=60) as response:
         return json.loads(response.read())
 
 
 def _get(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=60) as response:
+    request = urllib.request.Request(url)
+    request.add_header("X-Finetuner-Token", TOKEN)
+    with urllib.request.urlopen(request, timeout=60) as response:
         return json.loads(response.read())
 
 
@@ -70,7 +76,7 @@ def latency(pool_size: int, rounds: int, questions: int, top_k: int) -> dict:
     out: dict = {"pool": pool_size, "questions": questions, "top_k": top_k}
     with tempfile.TemporaryDirectory() as workdir:
         start = time.perf_counter()
-        with Labeler(model, docs, workdir=workdir, questions=questions, top_k=top_k, epochs=20) as labeler:
+        with Labeler(model, docs, workdir=workdir, questions=questions, top_k=top_k, epochs=20, token=TOKEN) as labeler:
             out["start_s"] = round(time.perf_counter() - start, 2)
             base = f"http://127.0.0.1:{labeler.port}"
             current = _get(f"{base}/api/questions?client=bench")

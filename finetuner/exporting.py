@@ -68,7 +68,7 @@ def export(
 
     Args:
         model: an embedding model (from ``to_embedding``/``fit``, or any model with one (B, D) output).
-        path: the ``.onnx`` file; a text model's tokenizer goes to ``<stem>.tokenizer/`` beside it.
+        path: the ``.onnx`` file; a text model's tokenizer goes to ``<stem>.tokenizer-<hash>/`` beside it.
         tokenizer: a Hugging Face tokenizer (or its folder) for text models; served Documents' ``.text`` go
             through it.
         preprocess: the preprocessing contract for serving (default: inferred: ``text`` with a tokenizer,

@@ -3,15 +3,18 @@
 An exported model is one ONNX file whose single output is ``embedding`` (B, output_dim) and whose
 ``metadata_props`` say what serving needs: input names/dtypes/shapes, the preprocessing contract, output_dim,
 normalisation, the source framework and the finetuner version. A text model's tokenizer lives in a sidecar
-folder ``<model stem>.tokenizer/`` beside the ``.onnx`` file, the one thing ONNX metadata cannot hold.
+folder ``<model stem>.tokenizer-<content hash>/`` beside the ``.onnx`` file (its metadata names it), the one
+thing ONNX metadata cannot hold.
 
 This module imports onnx and numpy only; tokenizers are loaded lazily.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -21,6 +24,9 @@ from typing import Any
 
 import numpy as np
 import onnx
+from google.protobuf.message import DecodeError
+
+from tailor_ir.files import fsync_dir, seal
 
 PREFIX = "finetuner."
 OUTPUT_NAME = "embedding"
@@ -207,8 +213,16 @@ class EmbeddingModelMeta:
 
 
 def tokenizer_dir(model_path: str | os.PathLike) -> Path:
-    """The sidecar folder of a model's tokenizer: ``<model stem>.tokenizer/`` beside the ``.onnx`` file."""
+    """The sidecar folder of a model's tokenizer beside the ``.onnx`` file: the one the model's metadata names
+    (``<stem>.tokenizer-<hash>/``), else ``<model stem>.tokenizer/``."""
     path = Path(model_path)
+    if path.is_file():
+        try:
+            name = EmbeddingModelMeta.from_file(path).preprocess.get("tokenizer")
+        except (ModelMetadataError, DecodeError, OSError, ValueError):
+            name = None
+        if name:
+            return path.with_name(name)
     return path.with_name(path.stem + TOKENIZER_SUFFIX)
 
 
@@ -256,47 +270,75 @@ def write_embedding_model(
     """Write an embedding model with its metadata (and tokenizer sidecar) atomically; return the path.
 
     The model's single output is renamed ``embedding``; the result must pass the ONNX checker. Files are
-    written beside their destination under temporary names and moved into place with ``os.replace``, so a
-    crash never leaves a half-written model. Models over 2 GB keep their weights in ``<name>.data``.
+    written beside their destination under temporary names, fsynced and moved into place with ``os.replace``,
+    so a crash never leaves a half-written model. A text model's tokenizer goes to a new folder named after its
+    content (``<stem>.tokenizer-<hash>/``, never over the folder the current model uses), and the model's own
+    rename is the one step that switches model and tokenizer together; older tokenizer folders go afterwards.
+    Models over 2 GB keep their weights in ``<name>.data``.
     """
     path = Path(path)
-    if meta.kind == "text" and tokenizer is None and not tokenizer_dir(path).is_dir():
-        raise ModelMetadataError(f"{path}: a text model needs its tokenizer; pass tokenizer=...")
+    if meta.kind == "text" and tokenizer is None:
+        if not tokenizer_dir(path).is_dir():
+            raise ModelMetadataError(f"{path}: a text model needs its tokenizer; pass tokenizer=...")
+        tokenizer = tokenizer_dir(path)
     model = onnx.ModelProto.FromString(model.SerializeToString())
     rename_output(model)
-    if meta.kind == "text":
-        meta = EmbeddingModelMeta(
-            meta.framework, meta.output_dim, meta.inputs,
-            {**meta.preprocess, "tokenizer": tokenizer_dir(path).name}, meta.normalized, meta.version,
-        )
-    meta.apply(model)
     path.parent.mkdir(parents=True, exist_ok=True)
-    large = model.ByteSize() > _TWO_GB
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as tmp:
+        if meta.kind == "text":
+            folder = _place_tokenizer(tokenizer, path, Path(tmp) / "tokenizer")
+            meta = EmbeddingModelMeta(
+                meta.framework, meta.output_dim, meta.inputs, {**meta.preprocess, "tokenizer": folder.name},
+                meta.normalized, meta.version,
+            )
+        meta.apply(model)
+        seal(model)
+        large = model.ByteSize() > _TWO_GB
         tmp_model = Path(tmp) / path.name
         if large:
             onnx.save_model(model, tmp_model, save_as_external_data=True, location=f"{path.name}.data")
         else:
             tmp_model.write_bytes(model.SerializeToString())
         onnx.checker.check_model(str(tmp_model))
-        if tokenizer is not None:
-            tmp_tok = Path(tmp) / tokenizer_dir(path).name
-            save_tokenizer(tokenizer, tmp_tok)
-            _replace_dir(tmp_tok, tokenizer_dir(path))
         if large:
+            _fsync_tree(Path(tmp) / f"{path.name}.data")
             os.replace(Path(tmp) / f"{path.name}.data", path.with_name(f"{path.name}.data"))
+        _fsync_tree(tmp_model)
         os.replace(tmp_model, path)
+    fsync_dir(path.parent)
+    if meta.kind == "text":
+        _remove_other_tokenizers(path, keep=meta.preprocess["tokenizer"])
     return path
 
 
-def _replace_dir(src: Path, dst: Path) -> None:
-    old = None
-    if dst.exists():
-        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
-        os.replace(dst, old)
-    os.replace(src, dst)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+def _place_tokenizer(tokenizer: Any, path: Path, staging: Path) -> Path:
+    """Save ``tokenizer`` under ``staging``, then move it to ``<stem>.tokenizer-<content hash>/`` (kept as is
+    when that folder already holds the same content); returns the folder."""
+    save_tokenizer(tokenizer, staging)
+    digest = hashlib.sha256()
+    for file in sorted(p for p in staging.rglob("*") if p.is_file()):
+        digest.update(str(file.relative_to(staging)).encode() + b"\0" + file.read_bytes())
+    folder = path.with_name(f"{path.stem}{TOKENIZER_SUFFIX}-{digest.hexdigest()[:12]}")
+    if not folder.is_dir():
+        _fsync_tree(staging)
+        os.replace(staging, folder)
+        fsync_dir(path.parent)
+    return folder
+
+
+def _remove_other_tokenizers(path: Path, keep: str) -> None:
+    """Tokenizer folders of earlier versions of this model (and the unversioned ``<stem>.tokenizer``)."""
+    pattern = re.compile(re.escape(path.stem + TOKENIZER_SUFFIX) + r"(-[0-9a-f]{12})?")
+    for folder in path.parent.iterdir():
+        if folder.is_dir() and folder.name != keep and pattern.fullmatch(folder.name):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _fsync_tree(target: Path) -> None:
+    """fsync a file, or every file in a folder, before it is renamed into place."""
+    for file in [target] if target.is_file() else [p for p in target.rglob("*") if p.is_file()]:
+        with open(file, "rb+") as handle:
+            os.fsync(handle.fileno())
 
 
 def save_tokenizer(tokenizer: Any, folder: str | os.PathLike) -> Path:

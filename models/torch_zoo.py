@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from finetuner.demo_model import MLP  # the product's demo model, part of the zoo too
+
 VOCAB = 100
 SEQ_LEN = 12
 
@@ -59,23 +61,6 @@ class SmallCNN(nn.Module):
         x = torch.relu(self.bn2(self.conv2(x)))
         x = torch.flatten(self.pool(x), 1)
         return self.fc(self.dropout(x))
-
-
-class MLP(nn.Module):
-    """64 -> 128 -> 64 -> 10 with ReLU and Dropout (sklearn digits as flat vectors)."""
-
-    def __init__(self, in_features: int = 64, hidden: tuple[int, ...] = (128, 64), num_classes: int = 10) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        width = in_features
-        for h in hidden:
-            layers += [nn.Linear(width, h), nn.ReLU(), nn.Dropout(0.1)]
-            width = h
-        self.body = nn.Sequential(*layers)
-        self.head = nn.Linear(width, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x))
 
 
 class RNNClassifier(nn.Module):

@@ -25,6 +25,7 @@ import onnx
 from onnx import numpy_helper
 
 from .errors import InvalidGraphError
+from .files import atomic_write_bytes, seal, verify
 
 META_PREFIX = "tailor_ir."
 FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16}
@@ -207,7 +208,7 @@ class Graph:
         path = Path(path)
         model = self.to_model_proto()
         check_model(model, str(path))
-        atomic_write_bytes(path, model.SerializeToString())
+        atomic_write_bytes(path, seal(model).SerializeToString())
         return path
 
     @classmethod
@@ -296,6 +297,7 @@ def load_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
         ) from exc
     if not model.graph.node and not model.graph.output:
         raise InvalidGraphError(f"{path}: the file parsed but holds no graph; it is empty, truncated or not ONNX.")
+    verify(model, str(path))
     _load_external_data_safely(model, path.parent.resolve())
     check_model(model, str(path))
     return model
@@ -315,18 +317,3 @@ def _load_external_data_safely(model: onnx.ModelProto, base: Path) -> None:
             )
     if tensors:
         load_external_data_for_model(model, str(base))
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

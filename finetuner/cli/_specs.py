@@ -6,7 +6,8 @@ A model is one of:
 - ``zoo:FRAMEWORK:NAME``: the repository's reference zoo (``zoo:torch:mlp``), in a checkout only.
 
 Data is ``digits`` / ``digits:0-6`` (scikit-learn's digits, optionally some classes), ``PATH.npz`` with arrays
-``X`` and ``y``, or a DocumentArray saved with ``DocumentArray.save_binary`` (``PATH.bin``).
+``X`` and ``y`` (read without pickle), or a DocumentArray in docarray's protobuf format (``PATH.bin``, written by
+``finetuner.data.save_documents``); a pickled DocumentArray only with ``trust_pickle`` (``--trust-pickle``).
 """
 
 from __future__ import annotations
@@ -78,8 +79,8 @@ def add_repository_to_path() -> Path | None:
     return None
 
 
-def load_data(spec: str | None) -> Any:
-    """Training/evaluation data named by ``spec`` (None stays None)."""
+def load_data(spec: str | None, trust_pickle: bool = False) -> Any:
+    """Training/evaluation data named by ``spec`` (None stays None); pickles only with ``trust_pickle``."""
     if spec is None:
         return None
     if spec == "digits" or spec.startswith("digits:"):
@@ -90,17 +91,17 @@ def load_data(spec: str | None) -> Any:
     if not path.is_file():
         raise SpecError(f"data {spec!r} is neither 'digits[:CLASSES]' nor an existing file")
     if path.suffix == ".npz":
-        with np.load(path) as arrays:
+        with np.load(path, allow_pickle=False) as arrays:
             missing = {"X", "y"} - set(arrays.files)
             if missing:
                 raise SpecError(f"{path} lacks array(s) {', '.join(sorted(missing))}: save X (inputs) and y (labels)")
             return arrays["X"], arrays["y"]
-    from docarray import DocumentArray
+    from finetuner.data import DataError, load_documents
 
     try:
-        return DocumentArray.load_binary(str(path))
-    except Exception as exc:  # docarray raises many types for a foreign file
-        raise SpecError(f"{path} is not a DocumentArray saved with save_binary: {exc}") from exc
+        return load_documents(path, trust_pickle=trust_pickle)
+    except DataError as exc:
+        raise SpecError(str(exc)) from exc
 
 
 def _classes(text: str) -> list[int]:

@@ -1,6 +1,6 @@
 """``finetuner demo``: the whole path on an embedded default, in about a minute on two cores.
 
-A small MLP digit classifier (the reference zoo's ``MLP``, untrained) is tailored into an embedding model,
+A small MLP digit classifier (:class:`finetuner.demo_model.MLP`, untrained) is tailored into an embedding model,
 fine-tuned on scikit-learn's digits (a closed-set split: 70% of every class to train, 30% to search), measured
 before and after, plotted, exported to ONNX, and a query is answered with onnxruntime alone.
 """
@@ -36,9 +36,6 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     classifier = _classifier(args.seed)
-    if classifier is None:
-        console.print("[red]finetuner demo needs the repository's models/ zoo: run it from a checkout.[/]")
-        return 1
     import finetuner
     from finetuner.data import digits, split_items
 
@@ -70,13 +67,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _classifier(seed: int) -> Any:
-    from finetuner.cli._specs import add_repository_to_path
-    from tailor_ir.imports import import_torch
-
-    if add_repository_to_path() is None:
-        return None
-    torch = import_torch()
-    from models.torch_zoo import MLP
+    from finetuner.demo_model import MLP, torch
 
     torch.manual_seed(seed)
     return MLP()

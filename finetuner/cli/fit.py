@@ -4,7 +4,7 @@ The config::
 
     model: zoo:torch:mlp        # PATH.onnx | package.module:factory | zoo:FRAMEWORK:NAME
     framework: torch            # only for ONNX files from elsewhere
-    train_data: digits:0-6      # digits[:CLASSES] | PATH.npz (X, y) | PATH.bin (DocumentArray)
+    train_data: digits:0-6      # digits[:CLASSES] | PATH.npz (X, y) | PATH.bin (protobuf DocumentArray)
     eval_data: digits:7-9       # optional
     fit:                        # keyword arguments of finetuner.fit
       output_dim: 32
@@ -35,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = __doc__.split("The config::", 1)[1]
     parser.add_argument("config", help="a .yml/.yaml/.json file (see below)")
     _launch.add_arguments(parser)
+    parser.add_argument("--trust-pickle", action="store_true",
+                        help="also load pickled DocumentArray files (save_binary's default). WARNING: unpickling "
+                             "runs any code the file holds; use it only for files you fully trust")
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
@@ -80,8 +83,9 @@ def run(args: argparse.Namespace) -> int:
                 cmd = _launch.command(compiler.require_framework(model), args, ["fit", str(args.config)])
                 return subprocess.run(cmd).returncode
             tuned = fit(
-                model, load_data(str(config["train_data"])),
-                load_data(config.get("eval_data") and str(config["eval_data"])), **config.get("fit", {}),
+                model, load_data(str(config["train_data"]), args.trust_pickle),
+                load_data(config.get("eval_data") and str(config["eval_data"]), args.trust_pickle),
+                **config.get("fit", {}),
             )
         from finetuner.tuner.distributed import world_from_env
 

@@ -12,10 +12,15 @@ HELP = "Label a pool interactively in the browser while the model learns (active
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The command's options."""
     parser.add_argument("--data", default="digits",
-                        help="'digits' (sklearn's 8x8 digits) or a DocumentArray file written with save_binary")
+                        help="'digits' (sklearn's 8x8 digits) or a DocumentArray file in docarray's protobuf "
+                             "format (finetuner.data.save_documents, or save_binary(protocol='protobuf-array'))")
     parser.add_argument("--model", default=None,
-                        help="a model saved with finetuner.save (.onnx; torch, keras or paddle) or a whole torch "
-                             "model saved with torch.save (.pt); default: a small torch MLP for the digits")
+                        help="a model saved with finetuner.save (.onnx; torch, keras or paddle) or, with "
+                             "--trust-pickle only, a whole torch model saved with torch.save (.pt); default: a "
+                             "small torch MLP for the digits")
+    parser.add_argument("--trust-pickle", action="store_true",
+                        help="also load pickled files (a save_binary DocumentArray, a torch.save model). WARNING: "
+                             "unpickling runs any code the file holds; use it only for files you fully trust")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N documents")
     parser.add_argument("--output-dim", type=int, default=32, help="embedding size of the default MLP")
     parser.add_argument("--workdir", default="finetuner-labeler", help="where labels and checkpoints are kept")
@@ -45,25 +50,25 @@ def digits_pool(limit: int | None = None) -> Any:
 
 
 def default_model(output_dim: int) -> Any:
-    """The zoo's MLP for digits when the repository's ``models`` package is importable, else the same shape here."""
-    from tailor_ir.imports import import_torch
-
-    torch = import_torch()
+    """The package's demo MLP (:class:`finetuner.demo_model.MLP`) for digits, with ``output_dim`` outputs."""
+    from finetuner.demo_model import MLP, torch
 
     torch.manual_seed(0)
-    try:
-        from models.torch_zoo import MLP
-
-        return MLP(in_features=64, hidden=(128,), num_classes=output_dim)
-    except ImportError:
-        return torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, output_dim))
+    return MLP(in_features=64, hidden=(128,), num_classes=output_dim)
 
 
-def load_model(path: str) -> Any:
-    """A model file: ``finetuner.save``'s ONNX Graph (any framework) or, for ``.pt``/``.pth``, a whole torch model."""
+def load_model(path: str, trust_pickle: bool = False) -> Any:
+    """A model file: ``finetuner.save``'s ONNX Graph (any framework) or, for ``.pt``/``.pth`` and only with
+    ``trust_pickle``, a whole torch model (a pickle: loading it runs whatever code it holds)."""
     from pathlib import Path
 
     if Path(path).suffix in (".pt", ".pth"):
+        if not trust_pickle:
+            raise ValueError(
+                f"{path} is a torch.save pickle, and loading it would run any code it holds: save the model "
+                "with finetuner.save(model, 'model.onnx') and pass that, or pass --trust-pickle if you made "
+                "the file yourself"
+            )
         from tailor_ir.imports import import_torch
 
         return import_torch().load(path, weights_only=False)
@@ -73,23 +78,33 @@ def load_model(path: str) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Serve the Labeler until Finish / Ctrl-C / SIGTERM; returns 0."""
-    from docarray import DocumentArray
+    """Serve the Labeler until Finish / Ctrl-C / SIGTERM; returns 0 (1, with the reason, for unusable files)."""
+    import sys
 
+    from finetuner.data import load_documents
     from finetuner.labeler import run as run_labeler
+    from finetuner.labeler.lifetime import PortInUseError
     from finetuner.labeler.training import save_model, stack_contents
 
-    if args.data == "digits":
-        docs = digits_pool(args.limit)
-    else:
-        docs = DocumentArray.load_binary(args.data)
-        if args.limit:
-            docs = docs[: args.limit]
-    model = load_model(args.model) if args.model else default_model(args.output_dim)
-    tuned = run_labeler(
-        model, docs, workdir=args.workdir, port=args.port, host=args.host, open_browser=args.open_browser,
-        top_k=args.top_k, questions=args.questions, epochs=args.epochs, strategy=args.strategy,
-    )
+    try:
+        if args.data == "digits":
+            docs = digits_pool(args.limit)
+        else:
+            docs = load_documents(args.data, trust_pickle=args.trust_pickle)
+            if args.limit:
+                docs = docs[: args.limit]
+        model = load_model(args.model, args.trust_pickle) if args.model else default_model(args.output_dim)
+    except (ValueError, OSError) as exc:  # DataError is a ValueError
+        print(f"finetuner label: {exc}", file=sys.stderr)
+        return 1
+    try:
+        tuned = run_labeler(
+            model, docs, workdir=args.workdir, port=args.port, host=args.host, open_browser=args.open_browser,
+            top_k=args.top_k, questions=args.questions, epochs=args.epochs, strategy=args.strategy,
+        )
+    except PortInUseError as exc:
+        print(f"finetuner label: {exc}", file=sys.stderr)
+        return 1
     if args.save:
         path = save_model(tuned, args.save, sample_input=stack_contents(docs[:2]))
         print(f"tuned model saved to {path}")

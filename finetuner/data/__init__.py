@@ -16,6 +16,7 @@ from finetuner.data.datasets import (
 )
 from finetuner.data.digits import digits
 from finetuner.data.errors import DataError
+from finetuner.data.files import load_documents, save_documents
 from finetuner.data.loader import Batch, BatchLoader, build_loader, default_m, in_order, prepare
 from finetuner.data.samplers import ClassSampler, InstanceSampler, ItemSampler, Sampler, SessionSampler
 from finetuner.data.splits import split_by_class, split_items
@@ -46,7 +47,9 @@ __all__ = [
     "detect_kind",
     "digits",
     "load_content",
+    "load_documents",
     "prepare",
+    "save_documents",
     "split_by_class",
     "split_items",
     "tokenizer_collate",

@@ -8,6 +8,8 @@ does not survive Jina's fork (Keras, CUDA) stays in this process behind a :class
 
 from __future__ import annotations
 
+import os
+import secrets
 import signal
 import threading
 import time
@@ -49,7 +51,11 @@ def _check_pool(docs: Any) -> None:
 
 
 class Labeler:
-    """The Labeler's Flow on ``host:port`` over ``workdir``; use as a context manager or start()/close()."""
+    """The Labeler's Flow on ``host:port`` over ``workdir``; use as a context manager or start()/close().
+
+    Every request must carry ``token`` (random per run unless given): :attr:`url` holds it, and scripts send it
+    as the ``X-Finetuner-Token`` header (see :mod:`finetuner.labeler.guard`).
+    """
 
     def __init__(
         self,
@@ -61,6 +67,7 @@ class Labeler:
         embed_fn: EmbedFn | None = None,
         train_fn: TrainFn | None = None,
         max_candidates: int = 2048,
+        token: str | None = None,
         **settings: Any,
     ) -> None:
         from finetuner.labeler.executors import check_settings
@@ -77,6 +84,7 @@ class Labeler:
         self._flow: Any = None
         self._host: Any = None
         self._session = uuid.uuid4().hex
+        self.token = token or secrets.token_urlsafe(24)
 
     def _prepare_pool(self, unlabeled_docs: Any) -> None:
         if unlabeled_docs is None:
@@ -104,8 +112,8 @@ class Labeler:
 
     @property
     def url(self) -> str:
-        """Where the page is served."""
-        return f"http://{self.host}:{self.port}/ui/"
+        """The page's address with this run's token (opening it sets the cookie the page then uses)."""
+        return f"http://{self.host}:{self.port}/?token={self.token}"
 
     def start(self) -> Labeler:
         """Build and start the Flow; returns once every Executor answers."""
@@ -115,12 +123,14 @@ class Labeler:
         from finetuner.labeler.executors import (
             SESSIONS,
             IndexExecutor,
+            JoinerExecutor,
             LabelerObjects,
             PoolExecutor,
             TunerExecutor,
         )
         from finetuner.labeler.gateway import LabelerGateway
         from finetuner.labeler.host import ModelHost, needs_host, remote_embed_fn, remote_train_fn
+        from finetuner.labeler.lifetime import check_port_free
         from finetuner.labeler.store import LabelStore
         from finetuner.serving.jina_env import prepare_jina
 
@@ -131,6 +141,7 @@ class Labeler:
             store.close()
         self.workdir.stop_request.unlink(missing_ok=True)
         self.port = int(self.port or random_port())
+        check_port_free(self.host, self.port)
         if needs_host(self.model):  # Keras / CUDA: the model stays here, the Executors call over a socket
             self._host = ModelHost(self.model, self.embed_fn, self.train_fn)
             SESSIONS[self._session] = LabelerObjects(
@@ -139,15 +150,20 @@ class Labeler:
         else:
             SESSIONS[self._session] = LabelerObjects(self.model, self.embed_fn, self.train_fn)
         root = str(self.workdir.root)
-        shared = {"workdir": root, "session": self._session}
+        pid = os.getpid()  # every process of the Flow ends when this one dies (finetuner.labeler.lifetime)
+        shared = {"workdir": root, "session": self._session, "labeler_pid": pid}
         self._flow = (
             Flow(host=self.host)
-            .config_gateway(uses=LabelerGateway, uses_with={"workdir": root}, protocol="http", port=self.port)
-            .add(name="pool", uses=PoolExecutor, uses_with={"workdir": root})
+            .config_gateway(
+                uses=LabelerGateway, protocol="http", port=self.port,
+                uses_with={"workdir": root, "token": self.token, "bind_host": self.host, "public_port": self.port,
+                           "labeler_pid": pid},
+            )
+            .add(name="pool", uses=PoolExecutor, uses_with={"workdir": root, "labeler_pid": pid})
             .add(name="index", uses=IndexExecutor, uses_with={**shared, "max_candidates": self.max_candidates},
                  needs="gateway")
             .add(name="tuner", uses=TunerExecutor, uses_with=shared, needs="gateway")
-            .needs_all()
+            .needs_all(uses=JoinerExecutor, uses_with={"labeler_pid": pid})
         )
         self._flow.start()
         return self
@@ -196,6 +212,7 @@ def run(
     epochs: int | None = None,
     strategy: str | None = None,
     max_candidates: int = 2048,
+    token: str | None = None,
 ) -> Any:
     """Label ``unlabeled_docs`` interactively in the browser while ``model`` learns from the labels.
 
@@ -203,11 +220,13 @@ def run(
     and blocks until "Finish" in the page, Ctrl-C or SIGTERM. Labels live in ``workdir`` and survive restarts:
     running again on the same workdir resumes with every label and the newest model. ``top_k``,
     ``questions``, ``epochs`` and ``strategy`` (``uncertainty`` | ``diversity`` | ``random``) set the initial
-    settings. Returns ``model`` with the newest fitted weights.
+    settings. ``token``: the secret every request must carry (default: random per run, printed in the URL).
+    Returns ``model`` with the newest fitted weights.
     """
     labeler = Labeler(
         model, unlabeled_docs, workdir=workdir, port=port, host=host, embed_fn=embed_fn, train_fn=train_fn,
         max_candidates=max_candidates, top_k=top_k, questions=questions, epochs=epochs, strategy=strategy,
+        token=token,
     )
 
     def _interrupt(signum: int, frame: Any) -> None:

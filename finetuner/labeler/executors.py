@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from jina import DocumentArray, Executor, requests
 
+from finetuner.labeler.lifetime import die_with_parent
 from finetuner.labeler.pool import Workdir, render_card
 from finetuner.labeler.store import LabelError, LabelStore, parse_labels
 from finetuner.labeler.strategies import (
@@ -97,11 +98,23 @@ def check_settings(values: dict) -> dict:
     return clean
 
 
+class JoinerExecutor(Executor):
+    """The Flow's join step (``needs_all``), which would otherwise be a bare Executor process that outlives a
+    killed Labeler: it only ends with the Labeler's process."""
+
+    def __init__(self, labeler_pid: int = 0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if labeler_pid:
+            die_with_parent(labeler_pid)
+
+
 class PoolExecutor(Executor):
     """The unlabelled pool and the label store: validates and persists labels, renders cards, exports sessions."""
 
-    def __init__(self, workdir: str, **kwargs: Any) -> None:
+    def __init__(self, workdir: str, labeler_pid: int = 0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        if labeler_pid:
+            die_with_parent(labeler_pid)
         self.workdir = Workdir(workdir)
         self.docs = self.workdir.load_pool()
         self.ids = {doc.id: i for i, doc in enumerate(self.docs)}
@@ -164,7 +177,7 @@ class PoolExecutor(Executor):
     @requests(on="/export")
     def export(self, **kwargs: Any) -> dict:
         """Write the session DocumentArray to ``exports/labels.bin``; return its path and size."""
-        from finetuner.labeler.pool import atomic_write_bytes
+        from tailor_ir.files import atomic_write_bytes
 
         sessions = self.session_docs()
         path = self.workdir.exports / "labels.bin"
@@ -179,8 +192,13 @@ class IndexExecutor(Executor):
     chunk; questions keep coming from the previous embeddings until the new ones are complete, then swap.
     """
 
-    def __init__(self, workdir: str, session: str, max_candidates: int = 2048, chunk: int = 512, **kwargs: Any):
+    def __init__(
+        self, workdir: str, session: str, max_candidates: int = 2048, chunk: int = 512, labeler_pid: int = 0,
+        **kwargs: Any,
+    ):
         super().__init__(**kwargs)
+        if labeler_pid:
+            die_with_parent(labeler_pid)
         _one_thread_for_torch()
         objects = _objects(session)
         self.workdir = Workdir(workdir)
@@ -334,8 +352,10 @@ class TunerExecutor(Executor):
     plus on request ``finetuner.export``'s serving model (``exports/embedding.onnx``).
     """
 
-    def __init__(self, workdir: str, session: str, **kwargs: Any) -> None:
+    def __init__(self, workdir: str, session: str, labeler_pid: int = 0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        if labeler_pid:
+            die_with_parent(labeler_pid)
         _one_thread_for_torch()
         objects = _objects(session)
         self.workdir = Workdir(workdir)

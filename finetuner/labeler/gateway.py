@@ -1,7 +1,8 @@
 """The Labeler's gateway: Jina's HTTP gateway plus the JSON API under ``/api`` and the web UI under ``/ui``.
 
-One port serves the page, the API and Jina's own ``/post``. The API calls the Executors through the gateway's
-streamer and turns an Executor error into an HTTP error with a JSON ``{"error": ...}`` body (Jina's own
+One port serves the page and the API; Jina's own ``/post`` and its other raw routes are closed there, and every
+request passes :class:`~finetuner.labeler.guard.Guard` (this run's token, Host and Origin allow-lists, JSON
+bodies within a size limit). The API calls the Executors through the gateway's streamer and turns an Executor error into an HTTP error with a JSON ``{"error": ...}`` body (Jina's own
 ``/post`` would answer HTTP 200 with ``header.status.code=1``), so the page can show what went wrong.
 """
 
@@ -13,13 +14,23 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Request
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jina import Document, DocumentArray
 from jina.serve.runtimes.gateway.http import HTTPGateway
 
+from finetuner.labeler.executors import LIMITS
+from finetuner.labeler.guard import Guard
+from finetuner.labeler.lifetime import die_with_parent
+
 UI_DIR = Path(__file__).resolve().parent / "ui"
 CLIENT_ERRORS = {"LabelError", "ValueError", "KeyError", "TypeError"}
+MAX_LABELS_PER_ROUND = LIMITS["questions"][1] * LIMITS["top_k"][1]
+NO_TOKEN_PAGE = (
+    "<!doctype html><title>Finetuner Labeler</title><p>This is a Finetuner Labeler. Open the address with "
+    "<code>?token=...</code> that the <code>finetuner label</code> command (or <code>finetuner.fit(..., "
+    "interactive=True)</code>) printed.</p>"
+)
 
 
 class ApiError(Exception):
@@ -42,11 +53,21 @@ def _int_values(value: Any) -> Any:
 
 
 class LabelerGateway(HTTPGateway):
-    """HTTP gateway with the Labeler's routes. ``workdir`` is where the stop request is written."""
+    """HTTP gateway with the Labeler's routes. ``workdir`` is where the stop request is written; ``token``,
+    ``bind_host`` and ``public_port`` configure the :class:`~finetuner.labeler.guard.Guard`; the process ends
+    when the Labeler's process ``labeler_pid`` dies."""
 
-    def __init__(self, workdir: str = "", **kwargs: Any) -> None:
+    def __init__(
+        self, workdir: str = "", token: str = "", bind_host: str = "127.0.0.1", public_port: int = 0,
+        labeler_pid: int = 0, **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
+        if labeler_pid:
+            die_with_parent(labeler_pid)
+        if not token:
+            raise ValueError("the Labeler's gateway needs a token")
         self.workdir = workdir
+        self.guard = Guard(token=token, host=bind_host, port=int(public_port))
 
     async def call(
         self, executor: str, endpoint: str, parameters: dict | None = None, docs: DocumentArray | None = None
@@ -89,9 +110,28 @@ class LabelerGateway(HTTPGateway):
                 raise ApiError("the request body must be a JSON object")
             return data
 
+        @app.middleware("http")
+        async def guard_requests(request: Request, call_next: Any) -> Response:
+            query_token = request.query_params.get("token")
+            refusal = self.guard.check(
+                request.method, request.url.path, {k.lower(): v for k, v in request.headers.items()},
+                dict(request.cookies), query_token,
+            )
+            if refusal is not None:
+                return JSONResponse({"error": refusal.message}, status_code=refusal.status)
+            response = await call_next(request)
+            if self.guard.token_valid(query_token):
+                response.set_cookie(
+                    self.guard.cookie_name, self.guard.token, httponly=True, samesite="strict", path="/"
+                )
+            return response
+
         @app.get("/", include_in_schema=False)
-        async def root() -> RedirectResponse:
-            return RedirectResponse("/ui/")
+        async def root(request: Request) -> Response:
+            """With the token: set the cookie (the middleware) and go to the page; without: say where it is."""
+            if self.guard.token_valid(request.query_params.get("token")):
+                return RedirectResponse("/ui/")
+            return HTMLResponse(NO_TOKEN_PAGE)  # also Jina's readiness probe, which must get a 200
 
         @app.get("/api/questions")
         async def questions(
@@ -119,7 +159,12 @@ class LabelerGateway(HTTPGateway):
         @app.post("/api/labels")
         async def labels(request: Request) -> dict:
             data = await body(request)
-            return (await self.call("pool", "/labels", {"labels": data.get("labels"), "client": data.get("client")}))[0]
+            labels = data.get("labels")
+            if isinstance(labels, list) and len(labels) > MAX_LABELS_PER_ROUND:
+                raise ApiError(
+                    f"{len(labels)} labels in one round; at most {MAX_LABELS_PER_ROUND} (questions x top_k)", 413
+                )
+            return (await self.call("pool", "/labels", {"labels": labels, "client": data.get("client")}))[0]
 
         @app.post("/api/fit")
         async def fit(request: Request) -> dict:

@@ -16,12 +16,12 @@ import sys
 import tempfile
 import threading
 import traceback
-import uuid
-from dataclasses import dataclass
 from multiprocessing.connection import Client, Listener
 from typing import Any
 
 import numpy as np
+
+from finetuner.labeler.remote import RemoteError, RemoteModel
 
 __all__ = ["ModelHost", "RemoteError", "RemoteModel", "needs_host", "remote_embed_fn", "remote_train_fn"]
 
@@ -38,35 +38,6 @@ def needs_host(model: Any) -> bool:
     if framework == "paddle" and module is not None:
         return str(module.device.get_device()).startswith("gpu")
     return False
-
-
-class RemoteError(RuntimeError):
-    """An operation on the hosted model failed in the Labeler's process."""
-
-
-@dataclass(frozen=True)
-class RemoteModel:
-    """A handle on a model held by a :class:`ModelHost`: ``call(op, *args)`` runs ``op`` on it there."""
-
-    address: str
-    authkey: bytes
-    role: str
-
-    def call(self, op: str, *args: Any) -> Any:
-        with Client(self.address, family="AF_UNIX", authkey=self.authkey) as conn:
-            conn.send((op, self.role, args))
-            status, value = conn.recv()
-        if status == "error":
-            kind, message, trace = value
-            error_class = {"ValueError": ValueError, "KeyError": KeyError, "TypeError": TypeError}.get(kind)
-            if error_class is not None:
-                raise error_class(message)
-            raise RemoteError(f"{kind}: {message}\n(in the Labeler's process)\n{trace}")
-        return value
-
-    def clone(self) -> RemoteModel:
-        """A handle on a new clone of this model, held by the same host (weights: set them)."""
-        return RemoteModel(self.address, self.authkey, f"clone-{uuid.uuid4().hex[:8]}")
 
 
 def remote_embed_fn(model: RemoteModel, contents: Any) -> np.ndarray:
@@ -92,6 +63,7 @@ class ModelHost:
         self._listener = Listener(self.address, family="AF_UNIX", authkey=self.authkey)
         self._guard = threading.Lock()
         self._closed = False
+        self._workers: set[threading.Thread] = set()  # calls in flight (a fit may run for minutes)
         self._thread = threading.Thread(target=self._serve, name="labeler-model-host", daemon=True)
         self._thread.start()
 
@@ -138,6 +110,8 @@ class ModelHost:
             except (EOFError, OSError):
                 return
             try:
+                if self._closed:
+                    raise RuntimeError("the Labeler is closing: no more model operations")
                 reply = ("ok", self._run(op, role, args))
             except Exception as exc:  # noqa: BLE001 - sent to the caller, raised there
                 reply = ("error", (type(exc).__name__, str(exc), traceback.format_exc(limit=4)))
@@ -157,10 +131,21 @@ class ModelHost:
             if self._closed:
                 conn.close()
                 return
-            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+            worker = threading.Thread(target=self._answered, args=(conn,), daemon=True)
+            with self._guard:
+                self._workers.add(worker)
+            worker.start()
+
+    def _answered(self, conn: Any) -> None:
+        try:
+            self._answer(conn)
+        finally:
+            with self._guard:
+                self._workers.discard(threading.current_thread())
 
     def close(self) -> None:
-        """Stop serving and remove the socket."""
+        """Stop serving, wait for the calls in flight (a running fit) to finish, and remove the socket, so the
+        model is no longer trained once this returns."""
         if self._closed:
             return
         self._closed = True
@@ -170,4 +155,8 @@ class ModelHost:
             pass
         self._thread.join(timeout=5)
         self._listener.close()
+        with self._guard:
+            workers = list(self._workers)
+        for worker in workers:
+            worker.join()
         shutil.rmtree(self._folder, ignore_errors=True)

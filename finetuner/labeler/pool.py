@@ -18,14 +18,14 @@ from __future__ import annotations
 import base64
 import json
 import mimetypes
-import os
 import struct
-import tempfile
 import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from tailor_ir.files import atomic_write, atomic_write_bytes
 
 MAX_INLINE_BYTES = 8 * 1024 * 1024
 
@@ -76,11 +76,12 @@ class Workdir:
         path = self.checkpoints / f"model-{version}.npz"
         names = list(weights)
         arrays = {f"w{i}": np.asarray(weights[name]) for i, name in enumerate(names)}
-        with tempfile.NamedTemporaryFile(dir=self.checkpoints, prefix=f".{path.name}.", delete=False) as handle:
-            np.savez(handle, names=np.asarray(names, dtype=str), **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
+
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as handle:  # a handle: np.savez would append .npz to a name
+                np.savez(handle, names=np.asarray(names, dtype=str), **arrays)
+
+        atomic_write(path, write)
         record = {"version": version, "path": path.name, "metrics": metrics, "time": time.time()}
         atomic_write_bytes(self.latest, json.dumps(record).encode())
         if previous and previous["version"] >= 1 and previous["path"] != path.name:
@@ -116,16 +117,6 @@ class Workdir:
             return None
         set_weights(model, self.read_checkpoint(record))
         return record
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(handle.name, path)
 
 
 def png_bytes(image: np.ndarray) -> bytes:

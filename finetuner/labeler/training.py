@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from finetuner.data.content import LABEL_TAG
+from finetuner.labeler.remote import RemoteModel
 
 EmbedFn = Callable[[Any, np.ndarray], np.ndarray]
 TrainFn = Callable[[Any, Any, int], dict]
@@ -118,8 +119,6 @@ def export_model(model: Any, path: Any, sample_input: Any = None) -> Any:
 
 def _is_remote(model: Any) -> bool:
     """A handle on a model kept in the Labeler's process (see :mod:`finetuner.labeler.host`)."""
-    from finetuner.labeler.host import RemoteModel
-
     return isinstance(model, RemoteModel)
 
 

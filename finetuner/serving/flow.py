@@ -11,7 +11,7 @@ from typing import Any, TextIO
 
 from finetuner.serving.calibrate import check_choice
 from finetuner.serving.jina_env import LOOPBACK, prepare_jina
-from finetuner.serving.model import check_model_file
+from finetuner.serving.model import EmbeddingRuntime, check_model_file
 
 DEFAULT_PORT = 12345
 PROTOCOLS = ("grpc", "http")
@@ -28,13 +28,15 @@ def build_flow(
 
     ``port``: one port per protocol, or one base port (protocol *i* gets ``port + i``); ``None`` picks free
     ports. The gateway binds to ``host`` (loopback unless told); the model is checked here, before any
-    process starts, so a missing or corrupt file fails at once with a clear message. Image models:
+    process starts (its metadata, then an onnxruntime session), so a missing, corrupt or refused file fails at
+    once with a clear message instead of a bare ``RuntimeFailToStart`` from the Executor. Image models:
     ``uri_folder`` is the one folder a ``doc.uri`` may name files in; ``fetch_network`` allows http(s) URIs.
     ``session_choice``: onnxruntime options by name (``finetuner.serving.calibrate.SESSION_CHOICES``), or
     ``auto`` to time them in each replica at start and keep the fastest.
     """
     path = Path(model_path).resolve()
     check_model_file(path)
+    EmbeddingRuntime(path, threads=1, providers=["CPUExecutionProvider"])  # onnxruntime's own refusals, here
     protocols = [p.lower() for p in protocols]
     unknown = [p for p in protocols if p not in ("grpc", "http", "websocket")]
     if unknown or not protocols:

@@ -24,6 +24,7 @@ from finetuner.onnx_meta import (
     load_tokenizer,
 )
 from finetuner.serving.images import ImageError, ImagePreprocessing, ImageSource
+from tailor_ir.files import ChecksumError, verify
 
 
 class ModelFileError(RuntimeError):
@@ -59,6 +60,10 @@ def check_model_file(path: str | os.PathLike) -> tuple[onnx.ModelProto, Embeddin
         ) from exc
     if not model.graph.node or not model.graph.output:
         raise ModelFileError(f"Model file {path} holds no graph: export it again with finetuner.export.")
+    try:
+        verify(model, str(path))
+    except ChecksumError as exc:
+        raise ModelFileError(f"{exc}. Export it again with finetuner.export.") from exc
     try:
         meta = EmbeddingModelMeta.from_model(model, source=str(path))
     except ModelMetadataError as exc:
@@ -222,7 +227,11 @@ class EmbeddingRuntime:
                     f"have {tuple(ref_shape)}: send tensors of one shape per request"
                 )
                 continue
-            arrays.append(array.astype(wanted, copy=False))
+            cast = array.astype(wanted, copy=False)
+            if wanted.kind == "f" and not np.isfinite(cast).all():
+                errors.append(_non_finite_message(doc_id, array, wanted))
+                continue
+            arrays.append(cast)
         if errors:
             raise DocumentError("; ".join(errors) + ".")
         feed = {spec.name: np.stack(arrays)}
@@ -254,7 +263,8 @@ class EmbeddingRuntime:
                 "so send text in every Document of a request."
             )
         tensors = self._image_tensors(docs) if self.image_preprocessing else [doc.tensor for doc in docs]
-        return self.run(self.feed_from_tensors(ids, tensors))
+        feed = self.feed_from_tensors(ids, tensors)
+        return self.check_outputs(ids, feed, self.run(feed))
 
     def _image_tensors(self, docs: Any) -> list[Any]:
         """Each Document's ``tensor`` as sent, else its ``blob`` or ``uri`` decoded and preprocessed."""
@@ -273,6 +283,37 @@ class EmbeddingRuntime:
         if errors:
             raise DocumentError("; ".join(errors) + ".")
         return tensors
+
+
+    def check_outputs(self, ids: Sequence[str], feed: dict[str, np.ndarray], embeddings: np.ndarray) -> np.ndarray:
+        """Refuse, by Document, embeddings that are not finite or, for a normalising model, not unit vectors:
+        finite inputs can still overflow float32 arithmetic inside the model (``[1e20] * 64`` gives a zero
+        vector after an infinite norm), and a silently wrong embedding is worse than an error."""
+        norms = np.linalg.norm(embeddings.astype(np.float64), axis=1)
+        bad = ~np.isfinite(embeddings).all(axis=1)
+        if self.meta.normalized:
+            bad |= np.abs(norms - 1.0) > 1e-3
+        if not bad.any():
+            return embeddings
+        first = next(iter(feed.values()))
+        problems = []
+        for i in np.flatnonzero(bad):
+            largest = float(np.max(np.abs(first[i]))) if first[i].size and first.dtype.kind == "f" else 0.0
+            what = "not finite" if not np.isfinite(norms[i]) else f"not a unit vector (norm {norms[i]:.3g})"
+            problems.append(
+                f"Document {ids[i]!r}: the model's embedding is {what}; its input (largest |value| {largest:.3g}) "
+                "overflows the model's float32 arithmetic or maps to zero: scale the input as in training"
+            )
+        raise DocumentError("; ".join(problems) + ".")
+
+
+def _non_finite_message(doc_id: str, array: np.ndarray, wanted: np.dtype) -> str:
+    """Why a float tensor cannot be fed: NaN/inf values, or values too large for the model's dtype."""
+    if not np.isfinite(array).all():
+        count = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+        return f"Document {doc_id!r} has {count} NaN or infinite value(s) in its tensor"
+    largest = float(np.max(np.abs(array)))
+    return f"Document {doc_id!r} has values up to {largest:.3g}, beyond what input dtype {wanted} can hold"
 
 
 def length_batches(lengths: Sequence[int], max_batch: int, call_cost: int = 64) -> list[tuple[int, int]]:

@@ -10,39 +10,29 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar
 
 import numpy as np
 
+from finetuner.safe_io import read_tree, write_tree
 from finetuner.tuner.callbacks.base import Callback
+from finetuner.tuner.callbacks.evaluation import EvaluationCallback
+from finetuner.tuner.callbacks.training_checkpoint import CHECKPOINT_STEM
 from finetuner.tuner.distributed import World, shard_loader
+from finetuner.tuner.loading import BatchLoader, make_loader
 from finetuner.tuner.losses import LOSS_NAMES
 from finetuner.tuner.optim import check_optimizer, check_scheduler
+from tailor_ir.files import atomic_write
 
-CHECKPOINT_STEM = "training_checkpoint"
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
+LEGACY_CHECKPOINT_SUFFIXES = (".pt", ".pkl", ".pdckpt")  # format 1: pickles, never loaded
 EVAL_DATA_OPTIONS = ("preprocess_fn", "collate_fn", "num_workers")
 
 __all__ = ["BaseTuner", "BatchLoader", "TunerState", "atomic_write"]
-
-
-@runtime_checkable
-class BatchLoader(Protocol):
-    """What the loop needs from a train/eval loader (``finetuner.data`` provides them).
-
-    Iterating yields ``Batch(contents, labels, kind)`` objects; ``len`` is the number of batches per epoch.
-    For exact resumption the order of an epoch must depend only on the loader's seed and ``set_epoch(epoch)``,
-    never on global random state.
-    """
-
-    def __iter__(self) -> Iterator[Any]: ...
-
-    def __len__(self) -> int: ...
 
 
 @dataclass
@@ -81,37 +71,6 @@ class TunerState:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-def atomic_write(path: str | os.PathLike, write: Any) -> Path:
-    """Call ``write(temp_path)`` then move the file onto ``path``, so a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
-
-
-def _is_loader(data: Any) -> bool:
-    """A ready loader: iterable with a length, but not raw data (arrays, sequences, mappings, DocumentArrays)."""
-    raw = isinstance(data, (np.ndarray, Sequence, Mapping)) or type(data).__module__.startswith("docarray")
-    return isinstance(data, BatchLoader) and not raw
-
-
-def _make_loader(data: Any, batch_size: int, shuffle: bool, seed: int, **options: Any) -> Any:
-    """A loader from ``data``: a ready loader passes through; anything else goes to ``finetuner.data``."""
-    if _is_loader(data):
-        return data
-    from finetuner import data as fdata
-
-    return fdata.build_loader(data, batch_size=batch_size, shuffle=shuffle, seed=seed, **options)
-
-
 def _epoch_iterator(loader: Any, epoch: int, start_batch: int) -> Iterator[tuple[int, Any]]:
     """``(batch_index, batch)`` of ``epoch`` from ``start_batch`` on; skips without collating when possible."""
     if hasattr(loader, "set_epoch"):
@@ -142,7 +101,8 @@ class BaseTuner(ABC):
     """
 
     framework: ClassVar[str] = ""
-    checkpoint_suffix: ClassVar[str] = ".ckpt"
+    checkpoint_suffix: ClassVar[str] = ".npz"  # data-only (finetuner.safe_io), the same for every framework
+    model_suffix: ClassVar[str] = ".npz"  # what save_model writes
 
     def __init__(
         self,
@@ -220,7 +180,8 @@ class BaseTuner(ABC):
 
     @abstractmethod
     def backend_state_dict(self) -> dict[str, Any]:
-        """Model, optimiser, scheduler, loss parameters (and scaler) in a form ``_write_file`` can save."""
+        """Model, optimiser, scheduler, loss parameters (and scaler) as numpy arrays, tensors and plain Python
+        (what :func:`finetuner.safe_io.write_tree` stores)."""
 
     @abstractmethod
     def load_backend_state_dict(self, state: dict[str, Any]) -> None:
@@ -237,14 +198,6 @@ class BaseTuner(ABC):
     @abstractmethod
     def _seed_framework(self, seed: int) -> None:
         """Seed the framework's random generators."""
-
-    @abstractmethod
-    def _write_file(self, obj: dict[str, Any], path: str) -> None:
-        """Serialise ``obj`` (tensors, arrays, plain Python) to ``path``."""
-
-    @abstractmethod
-    def _read_file(self, path: str) -> dict[str, Any]:
-        """Read what :meth:`_write_file` wrote."""
 
     @abstractmethod
     def save_model(self, path: str) -> None:
@@ -278,12 +231,10 @@ class BaseTuner(ABC):
         ``batch_size`` x workers (see :mod:`finetuner.tuner.distributed`), in-batch losses see the whole global
         batch, and only rank 0 runs the callbacks that write files or print progress.
         """
-        from finetuner.tuner.callbacks.evaluation import EvaluationCallback
-
         if epochs < 1 or batch_size < 1:
             raise ValueError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
         self.world = self._join_world()
-        loader = _make_loader(train_data, batch_size * self.world.size, shuffle=True, seed=self.seed, **loader_options)
+        loader = make_loader(train_data, batch_size * self.world.size, shuffle=True, seed=self.seed, **loader_options)
         loader = shard_loader(loader, self.world)
         if len(loader) == 0:
             raise ValueError("train_data gives no batch: pass more data or a smaller batch_size")
@@ -346,18 +297,26 @@ class BaseTuner(ABC):
             "loader": loader.state_dict() if hasattr(loader, "state_dict") else None,
             "callbacks": {self._callback_key(i, cb): cb.state_dict() for i, cb in enumerate(self.callbacks)},
         }
-        return atomic_write(path, lambda tmp: self._write_file(payload, tmp))
+        return atomic_write(path, lambda tmp: write_tree(payload, tmp))
 
     def load_checkpoint(self, path: str | os.PathLike) -> None:
         """Restore a :meth:`save_checkpoint` file (or the one in directory ``path``) into this fit."""
         path = Path(path)
         if path.is_dir():
+            legacy = [path / f"{CHECKPOINT_STEM}{suffix}" for suffix in LEGACY_CHECKPOINT_SUFFIXES]
             path = path / f"{CHECKPOINT_STEM}{self.checkpoint_suffix}"
+            if not path.is_file() and any(old.is_file() for old in legacy):
+                raise ValueError(
+                    f"{path.parent} holds a training checkpoint of an older finetuner, a pickle; it is not "
+                    "loaded because unpickling can run code: start the fit again without resume_from"
+                )
         if not path.is_file():
             raise FileNotFoundError(
                 f"no training checkpoint at {path}: pass the directory TrainingCheckpoint wrote"
             )
-        payload = self._read_file(str(path))
+        payload = read_tree(path)
+        if not isinstance(payload, dict):
+            raise ValueError(f"{path} is not a training checkpoint")
         if payload.get("format") != CHECKPOINT_FORMAT or payload.get("framework") != self.framework:
             raise ValueError(
                 f"{path} is not a {self.framework} training checkpoint of format {CHECKPOINT_FORMAT}: "
@@ -416,8 +375,6 @@ class BaseTuner(ABC):
                 break
 
     def _validate(self) -> None:
-        from finetuner.tuner.callbacks.evaluation import EvaluationCallback
-
         evaluators = [cb for cb in self.callbacks if isinstance(cb, EvaluationCallback)]
         self.state.metrics = {}
         if not evaluators:

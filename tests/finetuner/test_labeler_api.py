@@ -36,6 +36,7 @@ def call(labeler, method: str, path: str, body: object = None, raw: bytes | None
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
     request = urllib.request.Request(f"http://127.0.0.1:{labeler.port}{path}", data=data, method=method)
     request.add_header("Content-Type", "application/json")
+    request.add_header("X-Finetuner-Token", labeler.token)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, json.loads(response.read())
@@ -129,7 +130,7 @@ def test_bad_settings_are_refused_and_good_ones_persist(labeler):
 )
 def test_static_files_are_served_only_from_the_ui_folder(labeler, path):
     connection = http.client.HTTPConnection("127.0.0.1", labeler.port, timeout=10)
-    connection.request("GET", path)  # sent as is: no client-side normalisation of the dots
+    connection.request("GET", path, headers={"X-Finetuner-Token": labeler.token})  # sent as is: no normalisation
     response = connection.getresponse()
     body = response.read()
     assert response.status in (400, 404)
@@ -138,7 +139,9 @@ def test_static_files_are_served_only_from_the_ui_folder(labeler, path):
 
 def test_the_page_and_its_assets_are_served(labeler):
     for path, marker in [("/ui/", b"Finetuner Labeler"), ("/ui/app.js", b"submitRound"), ("/ui/style.css", b".card")]:
-        with urllib.request.urlopen(f"http://127.0.0.1:{labeler.port}{path}", timeout=10) as response:
+        request = urllib.request.Request(f"http://127.0.0.1:{labeler.port}{path}")
+        request.add_header("X-Finetuner-Token", labeler.token)
+        with urllib.request.urlopen(request, timeout=10) as response:
             assert marker in response.read()
 
 
@@ -176,10 +179,11 @@ def test_run_blocks_until_stop_and_returns_the_model_with_the_newest_fitted_weig
     torch.manual_seed(0)
     model = torch.nn.Linear(64, 8)
     initial = {k: v.clone() for k, v in model.state_dict().items()}
-    lab = types.SimpleNamespace(port=random_port())
+    lab = types.SimpleNamespace(port=random_port(), token="a-token-the-test-chose")
     result: dict = {}
     thread = threading.Thread(
-        target=lambda: result.update(model=run(model, docs, workdir=tmp_path, port=lab.port, top_k=3, epochs=2)),
+        target=lambda: result.update(model=run(model, docs, workdir=tmp_path, port=lab.port, top_k=3, epochs=2,
+                                         token=lab.token)),
         daemon=True,
     )
     thread.start()

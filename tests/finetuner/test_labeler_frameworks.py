@@ -44,10 +44,14 @@ def _model(framework: str):
         return finetuner.tailor.to_embedding(zoo.build("mlp")[0], output_dim=16, input_shape=(64,))
 
 
+TOKEN = "labeler-frameworks-test-token"
+
+
 def call(port: int, method: str, path: str, body: object = None) -> tuple[int, dict]:
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method)
     request.add_header("Content-Type", "application/json")
+    request.add_header("X-Finetuner-Token", TOKEN)
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             return response.status, json.loads(response.read())
@@ -102,7 +106,7 @@ def test_label_fit_save_and_resume_on_the_same_workdir(framework, tmp_path):
     untrained = embed(model, x)
     workdir = tmp_path / "wd"
 
-    with Labeler(model, docs, workdir=workdir, top_k=4, questions=3, epochs=3) as lab:
+    with Labeler(model, docs, workdir=workdir, top_k=4, questions=3, epochs=3, token=TOKEN) as lab:
         labelled = label_round(lab.port, truth) + label_round(lab.port, truth)
         progress = fit_and_wait(lab.port, fits=1)
         assert progress["labelled"] == labelled and progress["fit"]["version"] == 1
@@ -126,7 +130,7 @@ def test_label_fit_save_and_resume_on_the_same_workdir(framework, tmp_path):
 
     # a restart: a fresh model object of the same architecture on the same workdir gets every label and v1 back
     fresh = _model(framework)
-    with Labeler(fresh, docs, workdir=workdir) as lab:
+    with Labeler(fresh, docs, workdir=workdir, token=TOKEN) as lab:
         progress = call(lab.port, "GET", "/api/progress")[1]
         assert progress["labelled"] == labelled
         assert progress["fit"]["version"] == 1 and progress["index"]["model_version"] == 1
@@ -153,7 +157,7 @@ def test_fit_interactive_returns_the_tuned_model_after_stop(tmp_path):
     model = _model("keras")
     untrained = embed(model, x)
     port = random_port()
-    options = {"workdir": str(tmp_path / "wd"), "port": port, "open_browser": False, "top_k": 4}
+    options = {"workdir": str(tmp_path / "wd"), "port": port, "open_browser": False, "top_k": 4, "token": TOKEN}
     result: dict = {}
 
     def target() -> None:

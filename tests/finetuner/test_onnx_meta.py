@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 
 import numpy as np
 import onnx
@@ -96,11 +98,37 @@ def test_tokenizer_sidecar_matches_transformers(tmp_path):
         write_embedding_model(model, meta, tmp_path / "text.onnx")
     path = write_embedding_model(model, meta, tmp_path / "text.onnx", tokenizer=minilm_path())
     folder = tokenizer_dir(path)
-    assert folder.name == "text.tokenizer" and (folder / "tokenizer.json").is_file()
-    assert EmbeddingModelMeta.from_file(path).preprocess["tokenizer"] == "text.tokenizer"
+    assert re.fullmatch(r"text\.tokenizer-[0-9a-f]{12}", folder.name) and (folder / "tokenizer.json").is_file()
+    assert EmbeddingModelMeta.from_file(path).preprocess["tokenizer"] == folder.name
     texts = ["a photo of a cat", "neural search with fine-tuned embeddings " * 5]
     ours = TextEncoder(folder, max_length=16)(texts)
     ref = hf(texts, padding=True, truncation=True, max_length=16, return_tensors="np")
     for key in ("input_ids", "attention_mask"):
         np.testing.assert_array_equal(ours[key], ref[key])
     assert ours["input_ids"].shape == (2, 16) and ours["input_ids"].dtype == np.int64
+
+
+def test_a_new_tokenizer_never_overwrites_the_folder_the_current_model_uses(tmp_path):
+    """Model and tokenizer switch in one rename (the model's): a crash before it leaves the old, matching pair."""
+    from models.torch_zoo import minilm_path
+
+    model = _linear_model()
+    meta = EmbeddingModelMeta("torch", 2, tuple(graph_inputs(model)), {"kind": "text", "tokenizer": "x", "max_length": 16})
+    path = write_embedding_model(model, meta, tmp_path / "text.onnx", tokenizer=minilm_path())
+    first = tokenizer_dir(path)
+    before = {p.name: p.read_bytes() for p in first.iterdir()}
+    changed = tmp_path / "changed-tokenizer"
+    shutil.copytree(first, changed)
+    config = json.loads((changed / "tokenizer.json").read_text())
+    config["truncation"] = {"direction": "Right", "max_length": 7, "strategy": "LongestFirst", "stride": 0}
+    (changed / "tokenizer.json").write_text(json.dumps(config))
+    broken = onnx.ModelProto()
+    broken.CopyFrom(model)
+    broken.graph.node[0].op_type = "NoSuchOp"  # fails the checker after the new tokenizer is in place
+    with pytest.raises(onnx.checker.ValidationError):
+        write_embedding_model(broken, meta, path, tokenizer=changed)
+    assert tokenizer_dir(path) == first and {p.name: p.read_bytes() for p in first.iterdir()} == before
+    path = write_embedding_model(model, meta, path, tokenizer=changed)
+    second = tokenizer_dir(path)
+    assert second != first and not first.exists(), "the previous version's folder goes after the switch"
+    assert json.loads((second / "tokenizer.json").read_text())["truncation"]["max_length"] == 7

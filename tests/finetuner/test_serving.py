@@ -121,12 +121,52 @@ def _docs(tensors=None, texts=None, ids=None):
     return DocumentArray([Document(id=i, text=t) for i, t in zip(ids, texts)])
 
 
+def _listening_sockets_of_descendants() -> dict[int, str]:
+    """{port: local address} of every TCP socket in LISTEN state held by a descendant of this process."""
+    import ipaddress
+
+    children: dict[int, list[int]] = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(proc.name))
+    pids, todo = set(), [os.getpid()]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            pids.add(child)
+            todo.append(child)
+    inodes = set()
+    for pid in pids:
+        try:
+            inodes |= {os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()}
+        except OSError:
+            continue
+    found = {}
+    for table, width in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 16)):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] != "0A" or f"socket:[{fields[9]}]" not in inodes:
+                continue
+            address, port = fields[1].split(":")
+            raw = bytes.fromhex(address)
+            raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))  # /proc prints host-order words
+            ip = ipaddress.ip_address(raw[:width])
+            found[int(port, 16)] = str(getattr(ip, "ipv4_mapped", None) or ip)
+    return found
+
+
 def test_flow_listens_on_loopback_only(image_flow):
-    assert image_flow.host == "127.0.0.1"
+    """The sockets the Flow's processes really bound (gateway and Executors), not what their arguments say."""
     addresses = endpoints(image_flow)
     assert [a.split("://")[0] for a in addresses] == ["grpc", "http"]
-    assert all(a.split("://")[1].startswith("127.0.0.1:") for a in addresses)
-    assert os.environ["JINA_OPTOUT_TELEMETRY"] == "1"
+    listening = _listening_sockets_of_descendants()
+    gateway_ports = {int(a.rsplit(":", 1)[1]) for a in addresses}
+    assert gateway_ports <= set(listening), (gateway_ports, listening)
+    assert len(listening) > len(gateway_ports), "the Executors' own ports should be listed too"
+    assert all(address in ("127.0.0.1", "::1") for address in listening.values()), listening
     import jina.orchestrate.orchestrator
 
     assert jina.orchestrate.orchestrator.get_public_ip() is None
@@ -204,6 +244,28 @@ def test_bad_document_fails_its_request_by_name_and_flow_keeps_serving(image_flo
     assert after.embeddings.shape == (1, 6)
 
 
+@pytest.mark.parametrize(
+    "protocol, value, message",
+    [("grpc", np.nan, "NaN or infinite"), ("grpc", np.inf, "NaN or infinite"), ("grpc", 1e20, "overflows"),
+     ("http", 1e20, "overflows"), ("grpc", 1e300, "beyond what"), ("http", 1e300, "beyond what")],
+    ids=["grpc-nan", "grpc-inf", "grpc-overflow-in-model", "http-overflow-in-model", "grpc-overflow-float32",
+         "http-overflow-float32"],
+)
+def test_non_finite_or_overflowing_input_is_refused_by_name(image_flow, protocol, value, message):
+    """NaN used to come back as NaN embeddings and 1e20 as a zero vector. (NaN over HTTP is not JSON: Jina's
+    HTTP gateway answers 500 when it echoes such a request, before any Executor check can name it.)"""
+    from docarray import Document, DocumentArray
+    from jina.excepts import BadServer
+
+    bad = np.full((1, 8, 8), value, np.float64 if value == 1e300 else np.float32)
+    docs = DocumentArray([Document(id="a-fine-one", tensor=np.zeros((1, 8, 8), np.float32)),
+                          Document(id="the-bad-one", tensor=bad)])
+    with pytest.raises(BadServer) as info:
+        _client(image_flow, protocol).post("/encode", docs)
+    text = str(info.value)
+    assert "the-bad-one" in text and "a-fine-one" not in text and message in text, text
+
+
 def test_text_documents_with_minilm_end_to_end(minilm_model):
     net, tokenizer, path = minilm_model
     texts = ["a photo of a cat sitting on a mat", "neural search", "the quick brown fox jumps over the lazy dog " * 40]
@@ -231,6 +293,30 @@ def test_missing_or_corrupt_model_fails_at_start_with_a_clear_message(tmp_path, 
     run = subprocess.run([PYTHON, "-m", "finetuner", "serve", str(corrupt)], capture_output=True, text=True,
                          cwd=ROOT, timeout=120)
     assert run.returncode == 1 and "corrupt.onnx" in run.stderr and "export it again" in run.stderr
+
+
+def test_serve_of_a_model_onnxruntime_refuses_reports_its_reason_before_any_flow(tmp_path, image_model):
+    """An external-data path that escapes the model's folder: onnxruntime refuses it, and that reason is shown
+    (it used to surface as a bare RuntimeFailToStart from the Executor process)."""
+    import onnx
+
+    model = onnx.load(str(image_model[1]))
+    tensor = max(model.graph.initializer, key=lambda t: len(t.raw_data))
+    (tmp_path / "outside.bin").write_bytes(tensor.raw_data)
+    tensor.ClearField("raw_data")
+    tensor.data_location = onnx.TensorProto.EXTERNAL
+    tensor.external_data.add(key="location", value="../outside.bin")
+    folder = tmp_path / "model"
+    folder.mkdir()
+    onnx.save(model, str(folder / "escapes.onnx"))
+    with pytest.raises(ModelFileError, match="onnxruntime cannot load"):
+        build_flow(folder / "escapes.onnx")
+    started = time.monotonic()
+    run = subprocess.run([PYTHON, "-m", "finetuner", "serve", str(folder / "escapes.onnx")], capture_output=True,
+                         text=True, cwd=ROOT, timeout=120)
+    assert run.returncode == 1 and "escapes.onnx" in run.stderr and "onnxruntime cannot load" in run.stderr
+    assert "RuntimeFailToStart" not in run.stderr and "Traceback" not in run.stderr
+    assert time.monotonic() - started < 60
 
 
 def _free_port() -> int:

@@ -12,7 +12,7 @@ from tailor_ir.errors import ModelTypeError, UnknownLayerError
 from tailor_ir.imports import import_keras
 
 keras = import_keras()
-keras_zoo = pytest.importorskip("models.keras_zoo")
+from models import keras_zoo  # noqa: E402 - after the DEEPBIND-safe framework imports; an import bug must fail
 
 SMALL = {
     "sequential_cnn": keras_zoo.sequential_cnn,

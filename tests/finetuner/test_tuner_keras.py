@@ -122,7 +122,7 @@ def test_killed_run_resumed_from_checkpoint_ends_with_identical_weights(tmp_path
 
 def test_resuming_with_different_data_shape_is_refused(tmp_path) -> None:
     KerasTuner(keras_mlp()).fit(train_data(480), epochs=1, batch_size=80, callbacks=[TrainingCheckpoint(tmp_path)])
-    assert (tmp_path / "training_checkpoint.pkl").is_file()
+    assert (tmp_path / "training_checkpoint.npz").is_file()
     with pytest.raises(ValueError, match="same data, batch_size and epochs"):
         KerasTuner(keras_mlp()).fit(train_data(480), epochs=2, batch_size=80, resume_from=tmp_path)
 
@@ -186,7 +186,7 @@ def test_arcface_class_centres_are_trained_and_checkpointed(tmp_path) -> None:
     assert not np.array_equal(loss.weight.numpy(), before)
     assert state.history["loss"][1] < state.history["loss"][0]
     assert len(tuner.backend_state_dict()["loss"]) == 1
-    assert (tmp_path / "best_model.pkl").is_file()
+    assert (tmp_path / "best_model.npz").is_file()
 
 
 # ---- rehydrated models ------------------------------------------------------------------------------------------

@@ -125,7 +125,7 @@ def test_killed_run_resumed_from_checkpoint_ends_with_identical_weights(tmp_path
 
 def test_resuming_with_a_torch_checkpoint_or_other_data_shape_is_refused(tmp_path: Path) -> None:
     PaddleTuner(mlp()).fit(TRAIN, epochs=1, batch_size=80, callbacks=[TrainingCheckpoint(tmp_path)])
-    assert (tmp_path / "training_checkpoint.pdckpt").is_file()
+    assert (tmp_path / "training_checkpoint.npz").is_file()
     with pytest.raises(ValueError, match="same data, batch_size and epochs"):
         PaddleTuner(mlp()).fit(TRAIN, epochs=2, batch_size=80, resume_from=tmp_path)
 

@@ -31,7 +31,7 @@ class BestModelCheckpoint(Callback):
         self.best = None
 
     def on_epoch_end(self, tuner: BaseTuner) -> None:
-        from finetuner.tuner.base import atomic_write
+        from tailor_ir.files import atomic_write
 
         value = monitored_value(tuner, self.monitor, "BestModelCheckpoint")
         if not improved(value, self.best, self.mode):
@@ -44,7 +44,7 @@ class BestModelCheckpoint(Callback):
         )
 
     def model_path(self, tuner: BaseTuner) -> Path:
-        return self.dir / f"best_model{tuner.checkpoint_suffix}"
+        return self.dir / f"best_model{tuner.model_suffix}"
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best}

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from finetuner.tuner.callbacks.base import Callback
+from finetuner.tuner.loading import make_loader
 
 if TYPE_CHECKING:
     from finetuner.tuner.base import BaseTuner
@@ -45,9 +46,7 @@ class EvaluationCallback(Callback):
         self.data_options = dict(data_options or {})
 
     def _embed(self, tuner: BaseTuner, data: Any) -> tuple[np.ndarray, np.ndarray]:
-        from finetuner.tuner.base import _make_loader
-
-        loader = _make_loader(data, self.batch_size, shuffle=False, seed=0, **self.data_options)
+        loader = make_loader(data, self.batch_size, shuffle=False, seed=0, **self.data_options)
         embeddings, labels = [], []
         for batch in loader:
             embeddings.append(tuner._embed_batch(batch.contents))

@@ -38,7 +38,7 @@ class MetricsLogger(Callback):
         return self.stem.with_name(self.stem.name + ".json")
 
     def on_epoch_end(self, tuner: BaseTuner) -> None:
-        from finetuner.tuner.base import atomic_write
+        from tailor_ir.files import atomic_write
 
         records = tuner.state.records
         columns = list(dict.fromkeys(name for record in records for name in record))

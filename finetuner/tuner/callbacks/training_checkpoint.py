@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 from finetuner.tuner.callbacks.base import Callback
 
+CHECKPOINT_STEM = "training_checkpoint"
+
 if TYPE_CHECKING:
     from finetuner.tuner.base import BaseTuner
 
@@ -35,8 +37,6 @@ class TrainingCheckpoint(Callback):
         self.every_n_epochs = every_n_epochs
 
     def path(self, tuner: BaseTuner) -> Path:
-        from finetuner.tuner.base import CHECKPOINT_STEM
-
         return self.dir / f"{CHECKPOINT_STEM}{tuner.checkpoint_suffix}"
 
     def on_train_batch_end(self, tuner: BaseTuner) -> None:

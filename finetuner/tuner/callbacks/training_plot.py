@@ -26,7 +26,7 @@ class TrainingPlot(Callback):
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
 
-        from finetuner.tuner.base import atomic_write
+        from tailor_ir.files import atomic_write
 
         history = tuner.state.history
         epochs = history.pop("epoch")

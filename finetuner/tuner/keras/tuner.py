@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import pickle
 import re
 import warnings
 from typing import Any
 
 import numpy as np
 
+from finetuner.safe_io import write_tree
 from finetuner.tuner import optim
 from finetuner.tuner.base import BaseTuner
 from finetuner.tuner.distributed import World
@@ -65,13 +65,12 @@ class KerasTuner(BaseTuner):
     ``tf.function`` when the loss is one of :mod:`finetuner.tuner.keras.losses` (a custom loss callable runs
     eagerly, so it may use numpy). Optimisers follow the PyTorch defaults (Adam/AdamW ``epsilon=1e-8``, RMSprop
     ``rho=0.99``, SGD ``momentum=0.9``); ``weight_decay`` is decoupled for ``adamw`` and an L2 term added to
-    the (clipped) gradient for the others, as in PyTorch. Checkpoints and ``save_model`` files are pickles of
-    numpy arrays (``.pkl``). See :class:`~finetuner.tuner.base.BaseTuner` for the arguments; ``device`` is
+    the (clipped) gradient for the others, as in PyTorch. Checkpoints and ``save_model`` files are data-only
+    ``.npz`` files of numpy arrays (:mod:`finetuner.safe_io`). See :class:`~finetuner.tuner.base.BaseTuner` for the arguments; ``device`` is
     ``'cpu'`` or ``'gpu'``/``'cuda'`` (``':N'``) when TensorFlow sees a GPU.
     """
 
     framework = "keras"
-    checkpoint_suffix = ".pkl"
     _strategy: Any = None  # the tf.distribute strategy the model was built under (see _join_world)
 
     # ---- construction ----------------------------------------------------------------------------------------
@@ -318,13 +317,5 @@ class KerasTuner(BaseTuner):
         keras.utils.set_random_seed(seed)  # Python, numpy, tf.random and Keras's global seed generator
         tf.random.get_global_generator().reset_from_seed(seed)
 
-    def _write_file(self, obj: dict[str, Any], path: str) -> None:
-        with open(path, "wb") as f:
-            pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
-
-    def _read_file(self, path: str) -> dict[str, Any]:
-        with open(path, "rb") as f:
-            return pickle.load(f)  # noqa: S301 - our own checkpoint file, as torch.load(weights_only=False)
-
     def save_model(self, path: str) -> None:
-        self._write_file(self.get_weights(), path)
+        write_tree(self.get_weights(), path)

@@ -9,13 +9,12 @@ paddle's own:
   root); a callable optimiser receives ``(params, learning_rate)`` where ``learning_rate`` is the paddle
   ``LRScheduler`` of the chosen schedule, which every paddle optimiser takes as its learning rate;
 - ``max_grad_norm`` becomes the optimiser's ``ClipGradByGlobalNorm``;
-- checkpoints are pickle files (``.pdckpt``) of numpy arrays; optimiser accumulators are stored per parameter
+- checkpoints are data-only ``.npz`` files of numpy arrays (:mod:`finetuner.safe_io`); optimiser accumulators are stored per parameter
   position, not under paddle's global parameter names, so a fresh process (or model object) resumes exactly.
 """
 
 from __future__ import annotations
 
-import pickle
 import warnings
 from typing import Any
 
@@ -57,7 +56,7 @@ class PaddleTuner(BaseTuner):
     """
 
     framework = "paddle"
-    checkpoint_suffix = ".pdckpt"
+    model_suffix = ".pdparams"
 
     # ---- construction ----------------------------------------------------------------------------------------
     def _loss_class(self, name: str) -> type:
@@ -255,24 +254,31 @@ class PaddleTuner(BaseTuner):
             self.scaler.load_state_dict(state["scaler"])
 
     def get_rng_state(self) -> dict[str, Any]:
+        """Paddle's ``GeneratorState`` objects as their plain ``__getstate__`` tuples (data-only checkpoints)."""
         cuda = paddle.get_cuda_rng_state() if paddle.device.is_compiled_with_cuda() else []
-        return {"cpu": paddle.get_rng_state(device="cpu"), "cuda": cuda}
+        return {
+            "cpu": [s.__getstate__() for s in paddle.get_rng_state(device="cpu")],
+            "cuda": [s.__getstate__() for s in cuda],
+        }
 
     def set_rng_state(self, state: dict[str, Any]) -> None:
-        paddle.set_rng_state(state["cpu"], device="cpu")
+        paddle.set_rng_state(_generator_states(state["cpu"]), device="cpu")
         if state["cuda"] and paddle.device.is_compiled_with_cuda():
-            paddle.set_cuda_rng_state(state["cuda"])
+            paddle.set_cuda_rng_state(_generator_states(state["cuda"]))
 
     def _seed_framework(self, seed: int) -> None:
         paddle.seed(seed)
 
-    def _write_file(self, obj: dict[str, Any], path: str) -> None:
-        with open(path, "wb") as handle:
-            pickle.dump(obj, handle, protocol=pickle.HIGHEST_PROTOCOL)
-
-    def _read_file(self, path: str) -> dict[str, Any]:
-        with open(path, "rb") as handle:
-            return pickle.load(handle)
-
     def save_model(self, path: str) -> None:
         paddle.save(self.model.state_dict(), path)
+
+
+def _generator_states(values: list[Any]) -> list[Any]:
+    """``GeneratorState`` objects back from the tuples :meth:`PaddleTuner.get_rng_state` stored."""
+    cls = type(paddle.get_rng_state(device="cpu")[0])
+    states = []
+    for value in values:
+        state = cls.__new__(cls)
+        state.__setstate__(tuple(value))
+        states.append(state)
+    return states

@@ -43,7 +43,7 @@ class PytorchTuner(BaseTuner):
     """
 
     framework = "torch"
-    checkpoint_suffix = ".pt"
+    model_suffix = ".pt"
 
     # ---- construction ----------------------------------------------------------------------------------------
     def _loss_class(self, name: str) -> type:
@@ -191,12 +191,6 @@ class PytorchTuner(BaseTuner):
 
     def _seed_framework(self, seed: int) -> None:
         torch.manual_seed(seed)
-
-    def _write_file(self, obj: dict[str, Any], path: str) -> None:
-        torch.save(obj, path)
-
-    def _read_file(self, path: str) -> dict[str, Any]:
-        return torch.load(path, map_location="cpu", weights_only=False)
 
     def save_model(self, path: str) -> None:
         torch.save(self.model.state_dict(), path)
