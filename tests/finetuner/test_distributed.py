@@ -166,7 +166,7 @@ def test_a_killed_worker_ends_the_run_and_its_checkpoint_resumes(tmp_path: Path)
         _torchrun(str(tmp_path / "killed.npz"), *args, extra=("--master-addr=127.0.0.1", f"--master-port={port}")),
         env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
-    checkpoint = ckpt / "training_checkpoint.pt"
+    checkpoint = ckpt / "training_checkpoint.npz"
     deadline = time.monotonic() + 180
     while not checkpoint.exists() and time.monotonic() < deadline and run.poll() is None:
         time.sleep(0.5)
