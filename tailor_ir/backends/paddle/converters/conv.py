@@ -68,6 +68,30 @@ def _pool_args(node: onnx.NodeProto) -> tuple[int, list[int], list[int], Any]:
     return dims, kernel, list(attr(node, "strides", [1] * dims)), _padding(node, dims)
 
 
+def _ceil_trim(node: onnx.NodeProto, kernel: list[int], stride: list[int], padding: Any) -> Any:
+    """With ceil_mode, ONNX drops a last window that would start inside the end padding; paddle keeps it.
+    Returns ``(x, y) -> y`` trimmed to ONNX's output size."""
+    if isinstance(padding, str):
+        if padding == "SAME":
+            return None
+        begins = [0] * len(kernel)
+    else:
+        begins = padding[::2] if len(padding) == 2 * len(kernel) else list(padding)
+
+    def trim(x: Any, y: Any) -> Any:
+        index: list[Any] = [slice(None), slice(None)]
+        cut = False
+        for i, (k, s, b) in enumerate(zip(kernel, stride, begins)):
+            size = y.shape[2 + i]
+            if size > 1 and (size - 1) * s >= x.shape[2 + i] + b:
+                size -= 1
+                cut = True
+            index.append(slice(0, size))
+        return y[tuple(index)] if cut else y
+
+    return trim
+
+
 @converter("MaxPool", since=1)
 def convert_max_pool(node: onnx.NodeProto, ctx: BuildContext) -> Converted:
     if len([o for o in node.output if o]) > 1:
@@ -75,9 +99,11 @@ def convert_max_pool(node: onnx.NodeProto, ctx: BuildContext) -> Converted:
     dims, kernel, stride, padding = _pool_args(node)
     func = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[dims]
     ceil = bool(attr(node, "ceil_mode", 0))
+    trim = _ceil_trim(node, kernel, stride, padding) if ceil else None
 
     def max_pool(x: Any) -> Any:
-        return func(x, kernel, stride, padding, ceil_mode=ceil)
+        y = func(x, kernel, stride, padding, ceil_mode=ceil)
+        return trim(x, y) if trim else y
 
     return fn_of(max_pool, [node.input[0]])
 
@@ -88,9 +114,11 @@ def convert_avg_pool(node: onnx.NodeProto, ctx: BuildContext) -> Converted:
     func = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}[dims]
     ceil = bool(attr(node, "ceil_mode", 0))
     exclusive = not attr(node, "count_include_pad", 0)
+    trim = _ceil_trim(node, kernel, stride, padding) if ceil else None
 
     def avg_pool(x: Any) -> Any:
-        return func(x, kernel, stride, padding, ceil_mode=ceil, exclusive=exclusive)
+        y = func(x, kernel, stride, padding, ceil_mode=ceil, exclusive=exclusive)
+        return trim(x, y) if trim else y
 
     return fn_of(avg_pool, [node.input[0]])
 

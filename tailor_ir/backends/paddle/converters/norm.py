@@ -84,7 +84,11 @@ def convert_layer_norm(node: onnx.NodeProto, ctx: BuildContext) -> Converted:
 def convert_lp_norm(node: onnx.NodeProto, ctx: BuildContext) -> Converted:
     p, axis = int(attr(node, "p", 2)), int(attr(node, "axis", -1))
 
-    def lp_norm(x: Any) -> Any:
-        return x / paddle.linalg.norm(x, p=float(p), axis=axis, keepdim=True)
+    if p not in (1, 2):
+        raise NotImplementedError(f"LpNormalization with p={p} is not implemented (ONNX allows 1 and 2)")
+
+    def lp_norm(x: Any) -> Any:  # (paddle.linalg.norm takes a matrix norm on some ranks)
+        norm = paddle.abs(x).sum(axis=axis, keepdim=True) if p == 1 else paddle.sqrt((x * x).sum(axis=axis, keepdim=True))
+        return x / paddle.where(norm == 0, paddle.ones_like(norm), norm)  # a zero vector stays zero
 
     return fn_of(lp_norm, [node.input[0]])

@@ -212,10 +212,18 @@ def convert_cast_like(node: onnx.NodeProto, ctx: BuildContext) -> Converted:
 def convert_split(node: onnx.NodeProto, ctx: BuildContext) -> Converted:
     axis = int(attr(node, "axis", 0))
     sizes = ctx.const_list(node.input[1]) if len(node.input) > 1 and node.input[1] else None
-    count = len([o for o in node.output])
+    count = len(node.output)
     if len(node.input) > 1 and node.input[1] and sizes is None:
-        raise NotImplementedError("Split with computed sizes is not implemented")
-    return fn_of(lambda x: tuple(paddle.split(x, sizes if sizes else count, axis=axis)), [node.input[0]])
+        return fn_of(lambda x, s: tuple(paddle.split(x, to_ints(s), axis=axis)), node.input[:2])
+
+    def split(x: Any) -> Any:
+        if sizes:
+            return tuple(paddle.split(x, sizes, axis=axis))
+        length = x.shape[axis]
+        chunk = -(-length // count)  # ONNX: equal parts, the last one smaller when uneven
+        return tuple(paddle.split(x, [chunk] * (count - 1) + [length - chunk * (count - 1)], axis=axis))
+
+    return fn_of(split, [node.input[0]])
 
 
 @converter("Constant", since=1)
