@@ -81,7 +81,7 @@ def _ceil_trim(node: onnx.NodeProto, kernel: list[int], stride: list[int], paddi
     def trim(x: Any, y: Any) -> Any:
         index: list[Any] = [slice(None), slice(None)]
         cut = False
-        for i, (k, s, b) in enumerate(zip(kernel, stride, begins)):
+        for i, (s, b) in enumerate(zip(stride, begins)):
             size = y.shape[2 + i]
             if size > 1 and (size - 1) * s >= x.shape[2 + i] + b:
                 size -= 1

@@ -14,7 +14,6 @@ from ..context import BuildContext, Converted, attr, fn_of
 from ..registry import converter
 from ._common import paddle
 
-
 INTEGER = (paddle.int8, paddle.int16, paddle.int32, paddle.int64, paddle.uint8)
 
 
