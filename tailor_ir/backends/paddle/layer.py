@@ -112,6 +112,12 @@ def _to_tensor(name: str, value: Any) -> Any:
     return paddle.to_tensor(array)
 
 
+def _contiguous(value: Any) -> np.ndarray:
+    """A C-contiguous array of the same shape (np.ascontiguousarray would turn a scalar into shape (1,))."""
+    array = np.asarray(value)
+    return np.ascontiguousarray(array) if array.ndim else array
+
+
 def _bind(names: list[str], args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
     values = list(args)
     for name in names[len(args):]:
@@ -276,7 +282,7 @@ def numpy_forward(model: RehydratedLayer, graph: Graph) -> Callable[[dict[str, n
         model.eval()
         try:
             with paddle.no_grad():
-                out = model(*[_to_tensor(n, np.ascontiguousarray(feed[n])) for n in graph.input_names])
+                out = model(*[_to_tensor(n, _contiguous(feed[n])) for n in graph.input_names])
         finally:
             model.train() if was_training else model.eval()
         return [o.numpy() for o in ([out] if len(graph.output_names) == 1 else out)]

@@ -137,3 +137,58 @@ def convert_global_max_pool(node: onnx.NodeProto, ctx: BuildContext) -> Converte
         return x.amax(axis=list(range(2, x.ndim)), keepdim=True)
 
     return fn_of(global_max_pool, [node.input[0]])
+
+
+CONV_TRANSPOSE = {1: F.conv1d_transpose, 2: F.conv2d_transpose, 3: F.conv3d_transpose}
+
+
+@converter("ConvTranspose", since=1)
+def convert_conv_transpose(node: onnx.NodeProto, ctx: BuildContext) -> Converted:
+    """Full transposed convolution (no padding), the output_padding tail added, then cropped to ONNX's pads or
+    output_shape: exact for every asymmetric padding and auto_pad mode."""
+    kernel = attr(node, "kernel_shape")
+    w_shape = ctx.shape(node.input[1])
+    dims = len(kernel) if kernel is not None else (len(w_shape) - 2 if w_shape else None)
+    if dims not in CONV_TRANSPOSE:
+        raise NotImplementedError("ConvTranspose needs a 1-D, 2-D or 3-D kernel of known rank")
+    groups = int(attr(node, "group", 1))
+    stride = list(attr(node, "strides", [1] * dims))
+    dilation = list(attr(node, "dilations", [1] * dims))
+    extra = list(attr(node, "output_padding", [0] * dims))
+    output_shape = attr(node, "output_shape")
+    auto = attr(node, "auto_pad", "NOTSET")
+    pads = list(attr(node, "pads", [0] * (2 * dims)))
+    func = CONV_TRANSPOSE[dims]
+
+    def conv_transpose(x: Any, w: Any, b: Any = None) -> Any:
+        y = func(x, w, None, stride=stride, padding=0, dilation=dilation, groups=groups)
+        if any(extra):  # positions no input reaches: zero before the bias
+            y = F.pad(y, [p for e in reversed(extra) for p in (0, e)], data_format=_FORMATS[dims])
+        full = y.shape[2:]
+        if output_shape is not None or auto in ("SAME_UPPER", "SAME_LOWER"):
+            target = list(output_shape)[-dims:] if output_shape is not None else [
+                x.shape[2 + i] * stride[i] for i in range(dims)
+            ]
+            total = [f - t for f, t in zip(full, target)]
+            upper = auto != "SAME_LOWER" if output_shape is None else auto == "SAME_UPPER"
+            begins = [t // 2 if upper else t - t // 2 for t in total]
+            ends = [t - bgn for t, bgn in zip(total, begins)]
+        elif auto == "VALID":
+            begins, ends = [0] * dims, [0] * dims
+        else:
+            begins, ends = pads[:dims], pads[dims:]
+        grow = [(max(-bgn, 0), max(-e, 0)) for bgn, e in zip(begins, ends)]
+        if any(g for pair in grow for g in pair):  # an output_shape beyond the full output: zeros
+            y = F.pad(y, [g for pair in reversed(grow) for g in pair], data_format=_FORMATS[dims])
+            full = y.shape[2:]
+            begins, ends = [max(v, 0) for v in begins], [max(v, 0) for v in ends]
+        index = [slice(None), slice(None)] + [slice(bgn, f - e) for bgn, e, f in zip(begins, ends, full)]
+        y = y[tuple(index)]
+        if b is not None:
+            y = y + b.reshape([1, -1] + [1] * dims)
+        return y
+
+    return fn_of(conv_transpose, [i for i in node.input[:3] if i])
+
+
+_FORMATS = {1: "NCL", 2: "NCHW", 3: "NCDHW"}
