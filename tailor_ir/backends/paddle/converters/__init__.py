@@ -1,3 +1,3 @@
 """One module per op family; importing this package registers every converter."""
 
-from . import activation, conv, dropout, elementwise, index, linear, math, norm, pad, recurrent, reduce, shape  # noqa: F401
+from . import activation, conv, dropout, elementwise, index, linear, math, norm, pad, recurrent, reduce, resize, shape  # noqa: F401
