@@ -1,3 +1,17 @@
 """One module per op family; importing this package registers every converter."""
 
-from . import activation, conv, dropout, elementwise, index, linear, math, norm, pad, recurrent, reduce, resize, shape  # noqa: F401
+from . import (  # noqa: F401
+    activation,
+    conv,
+    dropout,
+    elementwise,
+    index,
+    linear,
+    math,
+    norm,
+    pad,
+    recurrent,
+    reduce,
+    resize,
+    shape,
+)

@@ -14,7 +14,6 @@ from ..context import BuildContext, Converted, attr, fn_of
 from ..registry import converter
 from ._common import paddle
 
-
 TRANSFORMS = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners", "asymmetric",
               "tf_crop_and_resize")
 
