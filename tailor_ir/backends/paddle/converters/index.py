@@ -18,13 +18,26 @@ def _wrap(index: Any, size: int) -> Any:
     return paddle.where(index < 0, index + size, index)
 
 
+def _positions(shape: list[int], index: Any, axis: int) -> Any:
+    """Flat positions in a tensor of ``shape`` addressed by ``index`` along ``axis`` (every other coordinate
+    its own position in ``index``, which may be smaller than ``shape`` there, as ONNX allows)."""
+    strides = np.cumprod([1, *shape[::-1]])[:-1][::-1]
+    pos = _wrap(index, shape[axis]) * int(strides[axis])
+    for d, size in enumerate(index.shape):
+        if d != axis:
+            view = [1] * index.ndim
+            view[d] = size
+            pos = pos + paddle.arange(size, dtype="int64").reshape(view) * int(strides[d])
+    return pos.reshape([-1])
+
+
 @converter("GatherElements", since=11)
 def convert_gather_elements(node: onnx.NodeProto, ctx: BuildContext) -> Converted:
     axis = int(attr(node, "axis", 0))
 
     def gather_elements(x: Any, index: Any) -> Any:
-        a = axis % x.ndim
-        return paddle.take_along_axis(x, _wrap(index, x.shape[a]), a, broadcast=False)
+        pos = _positions(list(x.shape), index, axis % x.ndim)
+        return paddle.gather(x.reshape([-1]), pos).reshape(index.shape)
 
     return fn_of(gather_elements, node.input[:2])
 
@@ -38,8 +51,9 @@ def convert_scatter_elements(node: onnx.NodeProto, ctx: BuildContext) -> Convert
     reduce = REDUCE[attr(node, "reduction", "none")]
 
     def scatter_elements(x: Any, index: Any, updates: Any) -> Any:
-        a = axis % x.ndim
-        return paddle.put_along_axis(x, _wrap(index, x.shape[a]), updates, a, reduce=reduce, broadcast=False)
+        pos = _positions(list(x.shape), index, axis % x.ndim)
+        flat = paddle.put_along_axis(x.reshape([-1]), pos, updates.reshape([-1]), 0, reduce=reduce, broadcast=False)
+        return flat.reshape(x.shape)
 
     return fn_of(scatter_elements, node.input[:3])
 
