@@ -140,7 +140,10 @@ def _fold_constants(model: onnx.ModelProto, graph: Graph, weights: set[str]) -> 
     if not boundary:
         _replace_nodes(g, remaining, [])
         return
-    values = _evaluate(model, folded_nodes, boundary, shape_values)
+    try:
+        values = _evaluate(model, folded_nodes, boundary, shape_values)
+    except Exception:  # noqa: BLE001 - onnxruntime lacks a kernel (e.g. bfloat16): the nodes stay and run in torch
+        return
     new_inits = []
     for name, value in zip(boundary, values):
         if value.size > MAX_FOLDED_ELEMENTS:  # keep huge computed tables as nodes

@@ -1,3 +1,17 @@
-"""Converters added to onnx2torch's registry, one module per op family (importing them registers them)."""
+"""Converters of this package, one module per op family (importing them registers them)."""
 
-from . import activation, compare, conv, dropout, linear, norm, recurrent, reduce, shape, slice  # noqa: F401
+from . import (  # noqa: F401
+    activation,
+    compare,
+    conv,
+    dropout,
+    elementwise,
+    linear,
+    norm,
+    pool,
+    recurrent,
+    reduce,
+    shape,
+    slice,
+    tensor,
+)
