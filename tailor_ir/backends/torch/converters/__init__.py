@@ -11,6 +11,7 @@ from . import (  # noqa: F401
     pool,
     recurrent,
     reduce,
+    sequence,
     shape,
     slice,
     tensor,
