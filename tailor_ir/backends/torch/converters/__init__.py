@@ -7,6 +7,7 @@ from . import (  # noqa: F401
     dropout,
     elementwise,
     linear,
+    loss,
     norm,
     pool,
     recurrent,
