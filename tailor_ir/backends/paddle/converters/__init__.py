@@ -7,6 +7,7 @@ from . import (  # noqa: F401
     elementwise,
     index,
     linear,
+    loss,
     math,
     norm,
     pad,
