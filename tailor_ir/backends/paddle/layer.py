@@ -92,9 +92,13 @@ class RehydratedLayer(paddle.nn.Layer):
                                     str(exc))
                 if missing is None:
                     raise
-                raise UnsupportedDtypeError(
-                    missing.group(1), f"paddle has no {missing.group(2)} kernel for it, at the node computing "
-                    f"{outputs[0]!r}", BACKEND) from exc
+                dtype, kernel = missing.group(1), missing.group(2)
+                err = UnsupportedDtypeError(dtype, f"at the node computing {outputs[0]!r}", BACKEND)
+                err.args = (
+                    f"Paddle has no CPU {kernel} kernel for dtype {dtype} (at the node computing {outputs[0]!r}). "
+                    f"Cast the model to float32, or cut it before this point (layer_name=...).",
+                )
+                raise err from exc
             if len(outputs) == 1:
                 env[outputs[0]] = result
             else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import onnx
 
 from ..context import BuildContext, Converted, attr, fn_of, layer_of
@@ -192,3 +193,23 @@ def convert_conv_transpose(node: onnx.NodeProto, ctx: BuildContext) -> Converted
 
 
 _FORMATS = {1: "NCL", 2: "NCHW", 3: "NCDHW"}
+
+
+@converter("LpPool", since=2)
+def convert_lp_pool(node: onnx.NodeProto, ctx: BuildContext) -> Converted:
+    """(sum over the window of |x|^p)^(1/p): an average pool counting the zero padding, times the window size."""
+    dims, kernel, stride, padding = _pool_args(node)
+    if isinstance(padding, str) and padding != "VALID":
+        raise NotImplementedError("LpPool with auto_pad=SAME_UPPER/SAME_LOWER is not implemented")
+    func = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}[dims]
+    p = float(attr(node, "p", 2))
+    ceil = bool(attr(node, "ceil_mode", 0))
+    trim = _ceil_trim(node, kernel, stride, padding) if ceil else None
+    size = float(np.prod(kernel))
+
+    def lp_pool(x: Any) -> Any:
+        y = func(paddle.abs(x) ** p, kernel, stride, padding, ceil_mode=ceil, exclusive=False) * size
+        y = y ** (1.0 / p)
+        return trim(x, y) if trim else y
+
+    return fn_of(lp_pool, [node.input[0]])
