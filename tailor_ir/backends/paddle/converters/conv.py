@@ -69,6 +69,60 @@ def _pool_args(node: onnx.NodeProto) -> tuple[int, list[int], list[int], Any]:
     return dims, kernel, list(attr(node, "strides", [1] * dims)), _padding(node, dims)
 
 
+def _dilated_pool(node: onnx.NodeProto, kind: str) -> Converted | None:
+    """A pool with dilations, as the reduction of one strided slice per kernel offset (paddle's pools have no
+    dilation); None when the node has none."""
+    kernel = list(attr(node, "kernel_shape"))
+    dims = len(kernel)
+    dilation = list(attr(node, "dilations", [1] * dims))
+    if all(d == 1 for d in dilation):
+        return None
+    if attr(node, "auto_pad", "NOTSET") != "NOTSET":
+        raise NotImplementedError("pooling with dilations and auto_pad is not implemented")
+    stride = list(attr(node, "strides", [1] * dims))
+    pads = list(attr(node, "pads", [0] * (2 * dims)))
+    ceil, include_pad = bool(attr(node, "ceil_mode", 0)), bool(attr(node, "count_include_pad", 0))
+
+    def pool(x: Any) -> Any:
+        sizes, begins, ends = [], [], []  # output size; padding before / after (explicit + ceil overhang)
+        for i in range(dims):
+            n, k, s, d, b, e = x.shape[2 + i], kernel[i], stride[i], dilation[i], pads[i], pads[i + dims]
+            span = (k - 1) * d + 1
+            out = (n + b + e - span) / s + 1
+            out = int(np.ceil(out)) if ceil else int(np.floor(out))
+            if ceil and (out - 1) * s >= n + b:
+                out -= 1
+            sizes.append(out)
+            begins.append(b)
+            ends.append(max((out - 1) * s + span - n - b, 0))
+        fmt = _FORMATS[dims]
+        grow = [v for b, e in zip(reversed(begins), reversed(ends)) for v in (b, e)]
+        padded = F.pad(x, grow, value=float("-inf") if kind == "max" else 0.0, data_format=fmt)
+        ones = paddle.ones([1, 1, *x.shape[2:]], x.dtype)
+        valid = F.pad(ones, grow, value=0.0, data_format=fmt)  # 1 on the input
+        inside = [n + b + e for n, b, e in zip(x.shape[2:], begins, pads[dims:])]  # 1 on input + explicit pads
+        explicit = F.pad(paddle.ones([1, 1, *inside], x.dtype),
+                         [v for end, e in zip(reversed(ends), reversed(pads[dims:])) for v in (0, max(end - e, 0))],
+                         value=0.0, data_format=fmt)
+        windows, counts, totals = [], [], []
+        for offset in np.ndindex(*kernel):
+            index = [slice(None), slice(None)] + [
+                slice(o * dilation[i], o * dilation[i] + (sizes[i] - 1) * stride[i] + 1, stride[i])
+                for i, o in enumerate(offset)
+            ]
+            windows.append(padded[tuple(index)])
+            if kind == "avg":
+                counts.append(valid[tuple(index)])
+                totals.append(explicit[tuple(index)])
+        stacked = paddle.stack(windows)
+        if kind == "max":
+            return stacked.max(axis=0)
+        divisor = paddle.stack(totals if include_pad else counts).sum(axis=0)
+        return stacked.sum(axis=0) / divisor
+
+    return fn_of(pool, [node.input[0]])
+
+
 def _ceil_trim(node: onnx.NodeProto, kernel: list[int], stride: list[int], padding: Any) -> Any:
     """With ceil_mode, ONNX drops a last window that would start inside the end padding; paddle keeps it.
     Returns ``(x, y) -> y`` trimmed to ONNX's output size."""
@@ -97,6 +151,9 @@ def _ceil_trim(node: onnx.NodeProto, kernel: list[int], stride: list[int], paddi
 def convert_max_pool(node: onnx.NodeProto, ctx: BuildContext) -> Converted:
     if len([o for o in node.output if o]) > 1:
         raise NotImplementedError("MaxPool with an Indices output is not implemented")
+    dilated = _dilated_pool(node, "max")
+    if dilated is not None:
+        return dilated
     dims, kernel, stride, padding = _pool_args(node)
     func = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[dims]
     ceil = bool(attr(node, "ceil_mode", 0))
@@ -111,6 +168,9 @@ def convert_max_pool(node: onnx.NodeProto, ctx: BuildContext) -> Converted:
 
 @converter("AveragePool", since=1)
 def convert_avg_pool(node: onnx.NodeProto, ctx: BuildContext) -> Converted:
+    dilated = _dilated_pool(node, "avg")
+    if dilated is not None:
+        return dilated
     dims, kernel, stride, padding = _pool_args(node)
     func = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}[dims]
     ceil = bool(attr(node, "ceil_mode", 0))
