@@ -12,6 +12,7 @@ from . import (  # noqa: F401
     math,
     norm,
     pad,
+    quantize,
     recurrent,
     reduce,
     resize,

@@ -1,0 +1,88 @@
+"""QuantizeLinear / DequantizeLinear to and from int8/uint8/int16/int32 (per tensor or per axis; blocked
+quantization and 4-/8-bit float types are refused: paddle has no tensors of those types)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import onnx
+
+from ..context import BuildContext, Converted, attr, fn_of
+from ..registry import converter
+from ._common import paddle, paddle_dtype
+
+RANGES = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767), "int32": (-(2**31), 2**31 - 1)}
+
+
+def _along(scale: Any, x: Any, axis: int) -> Any:
+    """A per-axis (1-D) scale or zero point shaped to broadcast along ``axis`` of ``x``."""
+    if scale.ndim != 1 or x.ndim == 0:
+        return scale
+    shape = [1] * x.ndim
+    shape[axis % x.ndim] = scale.shape[0]
+    return scale.reshape(shape)
+
+
+def _round_half_even(v: Any) -> Any:
+    low = paddle.floor(v)
+    frac = v - low
+    even = low - 2 * paddle.floor(low / 2) == 0
+    up = (frac > 0.5) | ((frac == 0.5) & ~even)
+    return paddle.where(up, low + 1, low)
+
+
+@converter("QuantizeLinear", since=10)
+def convert_quantize(node: onnx.NodeProto, ctx: BuildContext) -> Converted:
+    if attr(node, "block_size", 0):
+        raise NotImplementedError("blocked QuantizeLinear is not implemented")
+    axis = int(attr(node, "axis", 1))
+    to = attr(node, "output_dtype", 0)
+    zp_name = node.input[2] if len(node.input) > 2 else ""
+    zp_type = ctx.types.get(zp_name) if zp_name else None
+    target = paddle_dtype(int(to)) if to else (paddle_dtype(zp_type) if zp_type else "uint8")
+    if target not in RANGES:
+        raise NotImplementedError(f"QuantizeLinear to {target} is not implemented")
+    low, high = RANGES[target]
+
+    def quantize(x: Any, scale: Any, zero_point: Any = None) -> Any:
+        wide = "float64" if target == "int32" else "float32"
+        v = _round_half_even(x.astype(wide) / _along(scale, x, axis).astype(wide))
+        if zero_point is not None:
+            v = v + _along(zero_point, x, axis).astype(wide)
+        return paddle.clip(v, low, high).astype(target)
+
+    return fn_of(quantize, [i for i in node.input[:3] if i])
+
+
+@converter("DequantizeLinear", since=10)
+def convert_dequantize(node: onnx.NodeProto, ctx: BuildContext) -> Converted:
+    if attr(node, "block_size", 0):
+        raise NotImplementedError("blocked DequantizeLinear is not implemented")
+    axis = int(attr(node, "axis", 1))
+    to = attr(node, "output_dtype", 0)
+
+    def dequantize(x: Any, scale: Any, zero_point: Any = None) -> Any:
+        v = x.astype("float64" if x.dtype == paddle.int32 else "float32")
+        if zero_point is not None:
+            v = v - _along(zero_point, x, axis).astype(v.dtype)
+        out = v * _along(scale, x, axis).astype(v.dtype)
+        return out.astype(paddle_dtype(int(to)) if to else scale.dtype)
+
+    return fn_of(dequantize, [i for i in node.input[:3] if i])
+
+
+
+
+@converter("DynamicQuantizeLinear", since=11)
+def convert_dynamic_quantize(node: onnx.NodeProto, ctx: BuildContext) -> Converted:
+    """uint8 quantization over the range of ``x`` widened to hold 0: (y, scale, zero point)."""
+
+    def dynamic_quantize(x: Any) -> Any:
+        low = paddle.minimum(x.min(), paddle.zeros([], x.dtype))
+        high = paddle.maximum(x.max(), paddle.zeros([], x.dtype))
+        scale = (high - low) / 255
+        zero_point = paddle.clip(_round_half_even(-low / scale), 0, 255)
+        y = paddle.clip(_round_half_even(x / scale) + zero_point, 0, 255)
+        return y.astype("uint8"), scale, zero_point.astype("uint8")
+
+    return fn_of(dynamic_quantize, [node.input[0]])
