@@ -103,3 +103,35 @@ def convert_attention(node: onnx.NodeProto, ctx: BuildContext) -> Converted:
     if attr(node, "softmax_precision") is not None:
         raise NotImplementedError("Attention with softmax_precision is not implemented")
     return fn_of(_Attention(node), list(node.input))
+
+
+@converter("RotaryEmbedding", since=23)
+def convert_rotary_embedding(node: onnx.NodeProto, ctx: BuildContext) -> Converted:
+    """Rotary position embedding of (batch, heads, seq, head) or (batch, seq, hidden) inputs, halves or
+    interleaved pairs rotated, the tail beyond rotary_embedding_dim passed through."""
+    interleaved = bool(attr(node, "interleaved", 0))
+    dim_attr, num_heads = int(attr(node, "rotary_embedding_dim", 0)), attr(node, "num_heads")
+
+    def rotary(x: Any, cos: Any, sin: Any, positions: Any = None) -> Any:
+        shape = x.shape
+        y = x.transpose([0, 2, 1, 3]) if x.ndim == 4 else x.reshape([shape[0], shape[1], num_heads, -1])
+        dim = dim_attr or y.shape[3]
+        rotate, keep = y[:, :, :, :dim], y[:, :, :, dim:]
+        if positions is not None:
+            index = positions.astype("int64")
+            cos = paddle.gather(cos, index.reshape([-1])).reshape([*index.shape, -1])
+            sin = paddle.gather(sin, index.reshape([-1])).reshape([*index.shape, -1])
+        cos, sin = cos.unsqueeze(2), sin.unsqueeze(2)
+        if interleaved:
+            x1, x2 = rotate[:, :, :, 0::2], rotate[:, :, :, 1::2]
+        else:
+            x1, x2 = rotate[:, :, :, : dim // 2], rotate[:, :, :, dim // 2 :]
+        real, imag = cos * x1 - sin * x2, sin * x1 + cos * x2
+        if interleaved:
+            rotated = paddle.stack([real, imag], axis=-1).reshape(rotate.shape)
+        else:
+            rotated = paddle.concat([real, imag], axis=-1)
+        out = paddle.concat([rotated, keep], axis=-1)
+        return out.reshape(shape) if x.ndim == 3 else out.transpose([0, 2, 1, 3])
+
+    return fn_of(rotary, [i for i in node.input[:4]])
