@@ -56,6 +56,7 @@ class RehydratedLayer(paddle.nn.Layer):
         self.output_names = list(output_names)
 
     _statistics: dict[str, tuple[Any, str]] = {}
+    _step_info: dict[str, tuple[str, int, str, str | None]] = {}  # first output -> (op, opset, node, layer)
 
     @property
     def weight_names(self) -> dict[str, Any]:
@@ -87,6 +88,11 @@ class RehydratedLayer(paddle.nn.Layer):
         for fn, inputs, outputs in self._steps:
             try:
                 result = fn(*[env[i] if i else None for i in inputs])
+            except NotImplementedError as exc:  # a case a converter can only recognise at run time
+                op_type, opset, node, layer = self._step_info.get(outputs[0], ("?", 0, outputs[0], None))
+                err = UnsupportedOpError(op_type, opset, node, layer, BACKEND)
+                err.args = (f"{err.args[0]} Reason: {exc}",)
+                raise err from exc
             except RuntimeError as exc:  # paddle lacks a CPU kernel for this dtype (e.g. float16 conv2d)
                 missing = re.search(r"kernel with key \([^,]*, [^,]*, (\w+)\) of kernel `(\w+)` is not registered",
                                     str(exc))
@@ -184,6 +190,7 @@ def rehydrate(graph: Graph, check: bool = True, sample_inputs: Any = None) -> Re
     steps: list[tuple[Any, tuple[str, ...], tuple[str, ...]]] = []
     runtime_consts: set[str] = set()
     statistics: dict[str, tuple[Any, str]] = {}  # BN running mean/var initializer -> (layer, buffer name)
+    step_info: dict[str, tuple[str, int, str, str | None]] = {}
     for node in model.graph.node:
         domain = "" if node.domain == "ai.onnx" else node.domain
         fn = find(node.op_type, versions.get(domain, 0), domain)
@@ -206,10 +213,12 @@ def rehydrate(graph: Graph, check: bool = True, sample_inputs: Any = None) -> Re
         if not converted.layer and dtypes.needs_widening(node.op_type, converted.inputs, types):
             fn = dtypes.widened(fn, node.output, types)
         steps.append((fn, converted.inputs, tuple(node.output)))
+        step_info[node.output[0]] = (node.op_type, versions.get(domain, 0), node.name, layer_name)
     runtime_consts.update(name for name in graph.output_names if name in consts)
     used = {name: consts[name] for name in consts if name in runtime_consts}
     layer = RehydratedLayer(steps, nodes, tree, params, used, graph.input_names, graph.output_names)
     layer._statistics = {name: slot for name, slot in statistics.items() if name in graph.initializers}
+    layer._step_info = step_info
     layer.eval()
     if check:
         check_equivalence(layer, graph, sample_inputs)

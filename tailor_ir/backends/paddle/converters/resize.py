@@ -12,7 +12,7 @@ import onnx
 
 from ..context import BuildContext, Converted, attr, fn_of
 from ..registry import converter
-from ._common import paddle
+from ._common import F, paddle
 
 TRANSFORMS = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners", "asymmetric",
               "tf_crop_and_resize")
@@ -172,3 +172,23 @@ def convert_upsample(node: onnx.NodeProto, ctx: BuildContext) -> Converted:
         scales = paddle.to_tensor(np.asarray(attr(node, "scales"), np.float32))
         return fn_of(lambda x: resize(x, None, scales), [node.input[0]])
     return fn_of(lambda x, s: resize(x, None, s), node.input[:2])
+
+
+GRID_MODES = {"bilinear": "bilinear", "linear": "bilinear", "nearest": "nearest"}
+
+
+@converter("GridSample", since=16)
+def convert_grid_sample(node: onnx.NodeProto, ctx: BuildContext) -> Converted:
+    """4-D bilinear / nearest grid sampling (paddle's grid_sample); cubic and 5-D grids are refused."""
+    mode = attr(node, "mode", "bilinear")
+    if mode not in GRID_MODES:
+        raise NotImplementedError(f"GridSample mode {mode!r} is not implemented")
+    padding = attr(node, "padding_mode", "zeros")
+    align = bool(attr(node, "align_corners", 0))
+    if ctx.rank(node.input[0]) != 4:
+        raise NotImplementedError("only GridSample of 4-D inputs (of known rank) is implemented")
+
+    def grid_sample(x: Any, grid: Any) -> Any:
+        return F.grid_sample(x, grid, mode=GRID_MODES[mode], padding_mode=padding, align_corners=align)
+
+    return fn_of(grid_sample, node.input[:2])
