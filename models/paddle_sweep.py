@@ -83,7 +83,7 @@ def _vision(name: str) -> tuple[Any, np.ndarray, np.ndarray]:
     _seed()
     side = LARGE_INPUT.get(name, 32)
     model = getattr(paddle.vision.models, name)(num_classes=10)
-    calibrate_batch_norm(model, side, batch=4)
+    calibrate_batch_norm(model, side)
     sample = sample_floats((BATCH, 3, side, side))
     return model, sample, classifier_input(model, sample, conv_head=name in CONV_HEAD)
 
