@@ -183,3 +183,24 @@ def convert_eye_like(node: onnx.NodeProto, ctx: BuildContext) -> Converted:
 @converter("Size", since=1)
 def convert_size(node: onnx.NodeProto, ctx: BuildContext) -> Converted:
     return fn_of(lambda x: paddle.to_tensor(int(np.prod(x.shape)), dtype="int64"), [node.input[0]])
+
+
+@converter("Unique", since=11)
+def convert_unique(node: onnx.NodeProto, ctx: BuildContext) -> Converted:
+    """(values, first indices, inverse indices, counts); sorted=0 keeps the order of first occurrence."""
+    axis, ordered = attr(node, "axis"), bool(attr(node, "sorted", 1))
+    count = len(node.output)
+
+    def unique(x: Any) -> Any:
+        values, first, inverse, counts = paddle.unique(
+            x, return_index=True, return_inverse=True, return_counts=True, axis=axis, dtype="int64"
+        )
+        if not ordered:
+            order = paddle.argsort(first)
+            rank = paddle.argsort(order)
+            values = paddle.index_select(values, order, axis=0 if axis is None else axis)
+            first, counts = paddle.gather(first, order), paddle.gather(counts, order)
+            inverse = paddle.gather(rank, inverse.reshape([-1]))
+        return (values, first, inverse.reshape([-1]), counts)[:count] if count > 1 else values
+
+    return fn_of(unique, [node.input[0]])
