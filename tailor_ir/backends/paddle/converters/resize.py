@@ -192,3 +192,29 @@ def convert_grid_sample(node: onnx.NodeProto, ctx: BuildContext) -> Converted:
         return F.grid_sample(x, grid, mode=GRID_MODES[mode], padding_mode=padding, align_corners=align)
 
     return fn_of(grid_sample, node.input[:2])
+
+
+@converter("AffineGrid", since=20)
+def convert_affine_grid(node: onnx.NodeProto, ctx: BuildContext) -> Converted:
+    align = bool(attr(node, "align_corners", 0))
+
+    def affine_grid(theta: Any, size: Any) -> Any:
+        return F.affine_grid(theta, [int(v) for v in size.numpy().reshape(-1)], align_corners=align)
+
+    return fn_of(affine_grid, node.input[:2])
+
+
+@converter("Col2Im", since=18)
+def convert_col2im(node: onnx.NodeProto, ctx: BuildContext) -> Converted:
+    """2-D Col2Im (paddle's fold); other ranks are refused."""
+    dims = ctx.shape(node.input[1])
+    if dims != (2,):
+        raise NotImplementedError("only 2-D Col2Im is implemented")
+    strides, dilations = list(attr(node, "strides", [1, 1])), list(attr(node, "dilations", [1, 1]))
+    pads = list(attr(node, "pads", [0, 0, 0, 0]))
+
+    def col2im(x: Any, image: Any, block: Any) -> Any:
+        return F.fold(x, [int(v) for v in image.numpy()], [int(v) for v in block.numpy()], strides,
+                      [pads[0], pads[1], pads[2], pads[3]], dilations)
+
+    return fn_of(col2im, node.input[:3])
