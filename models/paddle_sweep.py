@@ -39,8 +39,8 @@ VISION = [
     "inception_v3", "squeezenet1_0", "squeezenet1_1", "googlenet", "shufflenet_v2_x0_25", "shufflenet_v2_x0_33",
     "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0", "shufflenet_v2_swish",
 ]
-FAST = ("resnet18", "mobilenet_v3_small", "shufflenet_v2_x0_25", "lenet", "lstm_bidirectional", "transformer",
-        "chunk_split", "multi_input")
+FAST = ("resnet18", "mobilenet_v3_small", "shufflenet_v2_x0_25", "squeezenet1_1", "lenet", "lstm_bidirectional",
+        "gru_bidirectional", "transformer", "chunk_split", "interpolate", "masked_fill", "multi_input")
 
 
 def _seed() -> None:
