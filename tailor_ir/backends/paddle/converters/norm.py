@@ -27,14 +27,12 @@ class BatchNorm(paddle.nn.layer.norm._BatchNormBase):
 
 @converter("BatchNormalization", since=1)
 def convert_batch_norm(node: onnx.NodeProto, ctx: BuildContext) -> Converted:
-    if len([o for o in node.output if o]) > 1:
-        raise NotImplementedError("BatchNormalization with running mean/var outputs (training mode) is not implemented")
-    if attr(node, "training_mode", 0):
-        raise NotImplementedError("BatchNormalization with training_mode=1 is not implemented")
+    if len([o for o in node.output if o]) > 1 or attr(node, "training_mode", 0):
+        return _batch_norm_training(node)
     x, scale, bias, mean_name, var_name = node.input[:5]
     mean, var = ctx.const(mean_name), ctx.const(var_name)
     if mean is None or var is None:
-        raise NotImplementedError("BatchNormalization whose running statistics are computed is not implemented")
+        return _batch_norm_function(node)
     rank = ctx.rank(x)
     layer = BatchNorm(
         int(mean.shape[0]), momentum=float(attr(node, "momentum", 0.9)), epsilon=float(attr(node, "epsilon", 1e-5)),
@@ -52,6 +50,39 @@ def convert_batch_norm(node: onnx.NodeProto, ctx: BuildContext) -> Converted:
     layer._mean.set_value(np.asarray(mean, dtype=np.float32))
     layer._variance.set_value(np.asarray(var, dtype=np.float32))
     return layer_of(layer, [x])
+
+
+def _batch_norm_function(node: onnx.NodeProto) -> Converted:
+    """Inference batch norm on statistics computed at run time (graph inputs or values)."""
+    eps = float(attr(node, "epsilon", 1e-5))
+
+    def batch_norm(x: Any, scale: Any, bias: Any, mean: Any, var: Any) -> Any:
+        shape = [1, -1] + [1] * (x.ndim - 2)
+        return (x - mean.reshape(shape)) / paddle.sqrt(var.reshape(shape) + eps) * scale.reshape(shape) + bias.reshape(
+            shape
+        )
+
+    return fn_of(batch_norm, node.input[:5])
+
+
+def _batch_norm_training(node: onnx.NodeProto) -> Converted:
+    """Training-mode BatchNormalization as ONNX defines it: batch statistics (population variance) normalise,
+    and the running statistics outputs are ``running * momentum + batch * (1 - momentum)``."""
+    eps, momentum = float(attr(node, "epsilon", 1e-5)), float(attr(node, "momentum", 0.9))
+    count = len(node.output)
+
+    def batch_norm(x: Any, scale: Any, bias: Any, mean: Any, var: Any) -> Any:
+        axes = [0] + list(range(2, x.ndim))
+        shape = [1, -1] + [1] * (x.ndim - 2)
+        batch_mean = x.mean(axis=axes)
+        batch_var = ((x - batch_mean.reshape(shape)) ** 2).mean(axis=axes)
+        y = (x - batch_mean.reshape(shape)) / paddle.sqrt(batch_var.reshape(shape) + eps)
+        y = y * scale.reshape(shape) + bias.reshape(shape)
+        running_mean = mean * momentum + batch_mean * (1 - momentum)
+        running_var = var * momentum + batch_var * (1 - momentum)
+        return (y, running_mean, running_var)[:count] if count > 1 else y
+
+    return fn_of(batch_norm, node.input[:5])
 
 
 @converter("LayerNormalization", since=17)
