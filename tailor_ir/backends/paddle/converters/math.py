@@ -153,3 +153,10 @@ def convert_space_to_depth(node: onnx.NodeProto, ctx: BuildContext) -> Converted
         return y.reshape([n, c * block * block, h // block, w // block])
 
     return fn_of(space_to_depth, [node.input[0]])
+
+
+@converter("SwiGLU", since=1)
+def convert_swiglu(node: onnx.NodeProto, ctx: BuildContext) -> Converted:
+    """a * sigmoid(alpha * a) * b."""
+    alpha = float(attr(node, "alpha", 1.0))
+    return fn_of(lambda a, b: a * F.sigmoid(a * alpha) * b, node.input[:2])
