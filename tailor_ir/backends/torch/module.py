@@ -125,7 +125,8 @@ def rehydrate(graph: Graph, check: bool = True, sample_inputs: Any = None) -> Re
     """Build a trainable torch module computing ``graph`` (see the package docstring); eval mode on return."""
     check_supported(graph)
     check_graph(graph)
-    weights = [i.name for i in graph.model.graph.initializer if i.name in (graph.weights or ())]
+    statistics = _batch_norm_statistics(graph)  # buffers of the BatchNorm modules, never parameters
+    weights = [i.name for i in graph.model.graph.initializer if i.name in (graph.weights or ()) and i.name not in statistics]
     prepared = prepare(graph, weights)
     gm = build(prepared, graph)
     tree, params = _weight_tree(graph, weights)
@@ -135,6 +136,15 @@ def rehydrate(graph: Graph, check: bool = True, sample_inputs: Any = None) -> Re
     if check:
         check_equivalence(model, graph, sample_inputs)
     return model
+
+
+def _batch_norm_statistics(graph: Graph) -> set[str]:
+    """The running mean / variance inputs of BatchNormalization nodes (a foreign ONNX file marks them weights)."""
+    names: set[str] = set()
+    for node in graph.model.graph.node:
+        if node.op_type == "BatchNormalization" and len(node.input) >= 5:
+            names.update(node.input[3:5])
+    return names
 
 
 def _weight_tree(graph: Graph, weights: list[str]) -> tuple[WeightTree, dict[str, nn.Parameter]]:
