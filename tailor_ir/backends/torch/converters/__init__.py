@@ -12,6 +12,7 @@ from . import (  # noqa: F401
     pool,
     recurrent,
     reduce,
+    resize,
     sequence,
     shape,
     slice,
