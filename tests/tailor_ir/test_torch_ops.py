@@ -143,6 +143,10 @@ def test_stochastic_depth_is_random_in_train_mode_and_the_identity_in_eval_mode(
     model, x = Block(), torch.randn(16, 3, 2, 2)
     graph = _export(model, x)
     assert not any(n.op_type.startswith("Random") for n in graph.model.graph.node)
+    from tailor_ir.inspection import layer_table
+
+    drop_row = next(r for r in layer_table(graph) if r.name == "drop")
+    assert any(op.startswith("RandomDraw(train: random, eval/check") for op in drop_row.op_types)
     module = torch_backend.rehydrate(graph)  # eval mode, checked against onnxruntime
     with torch.no_grad():
         torch.testing.assert_close(module(x), model.eval()(x), rtol=1e-5, atol=1e-6)
