@@ -6,6 +6,7 @@ from . import (  # noqa: F401
     conv,
     dropout,
     elementwise,
+    grid_sample,
     linear,
     loss,
     norm,
