@@ -29,6 +29,7 @@ def _dynamic_inputs(graph: Graph, node: onnx.NodeProto) -> list[str]:
 # Ops between a 1x1-convolution classifier and the output (SqueezeNet: conv -> ReLU -> pool -> flatten).
 _POOLING = {"GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax", "AveragePool", "MaxPool"}
 _SPATIAL_TO_VECTOR = _POOLING | {"Flatten", "Reshape", "Squeeze"}
+_DATA_FIRST = {"Reshape", "Squeeze", "ReduceMean", "ReduceMax", "Flatten"}
 _AFTER_CONV = {"Relu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish"}
 
 
@@ -60,6 +61,8 @@ def classifier_input(graph: Graph) -> str | None:
         if node is None:
             return None
         dynamic = _dynamic_inputs(graph, node)
+        if node.op_type in _DATA_FIRST and node.input[0] in dynamic:  # the shape/axes inputs may be computed
+            dynamic = [node.input[0]]
         if node.op_type in ("Gemm", "MatMul") and _weighted(graph, node):
             return dynamic[0] if len(dynamic) == 1 else None
         if vectorised and _pointwise_conv(graph, node):

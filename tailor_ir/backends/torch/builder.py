@@ -113,6 +113,6 @@ def _convert(onnx_node: Any, onnx_graph: Any, opsets: dict[str, int], graph: Gra
         module, mapping = fn(onnx_node, onnx_graph)
     except (UnsupportedOpError, UnsupportedDtypeError):
         raise
-    except (NotImplementedError, KeyError, ValueError) as exc:
+    except (NotImplementedError, KeyError, ValueError, IndexError) as exc:
         raise refuse(str(exc)) from exc
     return module, mapping

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
+import onnx
 
 from ...errors import UnsupportedOpError
 from ...graph import Graph
@@ -18,6 +19,7 @@ from torch import fx, nn  # noqa: E402
 from . import converters as _converters  # noqa: E402,F401  (registers the converters)
 from .builder import build  # noqa: E402
 from .dtypes import check_graph, to_numpy, to_torch  # noqa: E402
+from .expand import expand_functions  # noqa: E402
 from .prepass import prepare  # noqa: E402
 from .registry import find  # noqa: E402
 
@@ -111,9 +113,17 @@ def _bind(names: list[str], args: tuple[Any, ...], kwargs: dict[str, Any]) -> tu
 
 # --------------------------------------------------------------------------- checks
 def check_supported(graph: Graph) -> None:
-    """Raise UnsupportedOpError for the first node without a converter at the graph's opset."""
+    """Raise UnsupportedOpError for the first node without a converter at the graph's opset.
+
+    A node ONNX defines as a function of other ops counts as supported when every op of its body is.
+    """
     versions = {imp.domain or "": int(imp.version) for imp in graph.model.opset_import}
-    for node in graph.model.graph.node:
+    nodes = graph.model.graph.node
+    if any(find(n.op_type, versions.get("", 0)) is None for n in nodes if n.domain in ("", "ai.onnx")):
+        copy = onnx.ModelProto()
+        copy.CopyFrom(graph.model)
+        nodes = expand_functions(copy).graph.node
+    for node in nodes:
         domain = "" if node.domain == "ai.onnx" else node.domain
         opset = versions.get(domain, 0)
         if find(node.op_type, opset, domain) is None:
@@ -125,7 +135,8 @@ def rehydrate(graph: Graph, check: bool = True, sample_inputs: Any = None) -> Re
     """Build a trainable torch module computing ``graph`` (see the package docstring); eval mode on return."""
     check_supported(graph)
     check_graph(graph)
-    weights = [i.name for i in graph.model.graph.initializer if i.name in (graph.weights or ())]
+    statistics = _batch_norm_statistics(graph)  # buffers of the BatchNorm modules, never parameters
+    weights = [i.name for i in graph.model.graph.initializer if i.name in (graph.weights or ()) and i.name not in statistics]
     prepared = prepare(graph, weights)
     gm = build(prepared, graph)
     tree, params = _weight_tree(graph, weights)
@@ -135,6 +146,15 @@ def rehydrate(graph: Graph, check: bool = True, sample_inputs: Any = None) -> Re
     if check:
         check_equivalence(model, graph, sample_inputs)
     return model
+
+
+def _batch_norm_statistics(graph: Graph) -> set[str]:
+    """The running mean / variance inputs of BatchNormalization nodes (a foreign ONNX file marks them weights)."""
+    names: set[str] = set()
+    for node in graph.model.graph.node:
+        if node.op_type == "BatchNormalization" and len(node.input) >= 5:
+            names.update(node.input[3:5])
+    return names
 
 
 def _weight_tree(graph: Graph, weights: list[str]) -> tuple[WeightTree, dict[str, nn.Parameter]]:

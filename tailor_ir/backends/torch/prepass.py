@@ -1,5 +1,6 @@
 """Pre-pass on a copy of the ONNX model before onnx2torch sees it.
 
+- ops without a converter that ONNX defines as functions are inlined (``expand``);
 - Dropout loses a constant ``training_mode`` input (the module follows ``model.train()`` / ``eval()`` instead);
 - the frontend's train-mode random draws (``frontends.train_random``) become ``TrainRandom`` nodes;
 - constant subgraphs (exporter shape arithmetic, ``Shape`` of static-shaped values, int tables) are folded at
@@ -16,6 +17,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from ...graph import Graph
+from .expand import expand_functions
 
 NONDETERMINISTIC = {"RandomUniform", "RandomUniformLike", "RandomNormal", "RandomNormalLike", "Multinomial", "Bernoulli"}
 MAX_FOLDED_ELEMENTS = 1 << 22
@@ -26,6 +28,7 @@ def prepare(graph: Graph, weights: list[str]) -> onnx.ModelProto:
     """A copy of ``graph.model`` ready for onnx2torch (see the module docstring)."""
     model = onnx.ModelProto()
     model.CopyFrom(graph.model)
+    model = expand_functions(model)
     g = model.graph
     constants = {i.name for i in g.initializer} | {o for n in g.node if n.op_type == "Constant" for o in n.output}
     for node in g.node:

@@ -465,3 +465,58 @@ class Mod(nn.Module):
 @converter("Mod", since=10)
 def convert_mod(node: OnnxNode, graph: OnnxGraph) -> OperationConverterResult:
     return result(Mod(bool(attr(node, "fmod", 0))), node)
+
+
+def _box_bounds(box: list[float], center: bool) -> tuple[float, float, float, float]:
+    """(x_min, x_max, y_min, y_max) of a [y1, x1, y2, x2] box (corners in any order) or a [xc, yc, w, h] box."""
+    if center:
+        return box[0] - box[2] / 2, box[0] + box[2] / 2, box[1] - box[3] / 2, box[1] + box[3] / 2
+    return min(box[1], box[3]), max(box[1], box[3]), min(box[0], box[2]), max(box[0], box[2])
+
+
+def _suppresses(a: list[float], b: list[float], center: bool, threshold: float) -> bool:
+    ax0, ax1, ay0, ay1 = _box_bounds(a, center)
+    bx0, bx1, by0, by1 = _box_bounds(b, center)
+    width, height = min(ax1, bx1) - max(ax0, bx0), min(ay1, by1) - max(ay0, by0)
+    if width <= 0 or height <= 0:
+        return False
+    inter = width * height
+    area_a, area_b = (ax1 - ax0) * (ay1 - ay0), (bx1 - bx0) * (by1 - by0)
+    union = area_a + area_b - inter
+    if area_a <= 0 or area_b <= 0 or union <= 0:
+        return False
+    return inter / union > threshold
+
+
+class NonMaxSuppression(nn.Module):
+    """ONNX NonMaxSuppression (greedy per batch and class; ties keep the lower box index first)."""
+
+    def __init__(self, center: bool) -> None:
+        super().__init__()
+        self.center = center
+
+    def forward(self, boxes: torch.Tensor, scores: torch.Tensor, max_output: torch.Tensor | None = None,
+                iou_threshold: torch.Tensor | None = None,
+                score_threshold: torch.Tensor | None = None) -> torch.Tensor:
+        limit = int(max_output.reshape(-1)[0]) if max_output is not None and max_output.numel() else 0
+        iou = float(iou_threshold.reshape(-1)[0]) if iou_threshold is not None and iou_threshold.numel() else 0.0
+        floor = float(score_threshold.reshape(-1)[0]) if score_threshold is not None and score_threshold.numel() else None
+        box_list, score_list = boxes.tolist(), scores.tolist()
+        selected: list[list[int]] = []
+        for b, per_class in enumerate(score_list):
+            for c, values in enumerate(per_class):
+                order = sorted((i for i, s in enumerate(values) if floor is None or s > floor),
+                               key=lambda i: (-values[i], i))
+                kept: list[int] = []
+                for i in order:
+                    if len(kept) >= limit:
+                        break
+                    if not any(_suppresses(box_list[b][i], box_list[b][k], self.center, iou) for k in kept):
+                        kept.append(i)
+                        selected.append([b, c, i])
+        return torch.tensor(selected, dtype=torch.int64).reshape(-1, 3)
+
+
+@converter("NonMaxSuppression", since=10)
+def convert_nms(node: OnnxNode, graph: OnnxGraph) -> OperationConverterResult:
+    return result(NonMaxSuppression(bool(attr(node, "center_point_box", 0))), node)
