@@ -86,3 +86,25 @@ def convert_dynamic_quantize(node: onnx.NodeProto, ctx: BuildContext) -> Convert
         return y.astype("uint8"), scale, zero_point.astype("uint8")
 
     return fn_of(dynamic_quantize, [node.input[0]])
+
+
+@converter("QLinearMatMul", since=10)
+def convert_qlinear_matmul(node: onnx.NodeProto, ctx: BuildContext) -> Converted:
+    """Quantized MatMul: ((a - a_zp) @ (b - b_zp)) * a_scale * b_scale / y_scale + y_zp, rounded half to even
+    and saturated to y_zp's type, computed in float64 (exact for 8-bit operands)."""
+    target = paddle_dtype(ctx.types[node.input[7]]) if node.input[7] in ctx.types else "uint8"
+    if target not in RANGES:
+        raise NotImplementedError(f"QLinearMatMul to {target} is not implemented")
+    low, high = RANGES[target]
+
+    def qlinear_matmul(a: Any, a_scale: Any, a_zp: Any, b: Any, b_scale: Any, b_zp: Any, y_scale: Any,
+                       y_zp: Any) -> Any:
+        wide = "float64"
+        a_rows = a_zp.astype(wide).reshape([-1, 1]) if a_zp.ndim == 1 and a_zp.shape[0] > 1 else a_zp.astype(wide)
+        a_scales = a_scale.astype(wide).reshape([-1, 1]) if a_scale.ndim == 1 and a_scale.shape[0] > 1 else (
+            a_scale.astype(wide))
+        acc = paddle.matmul(a.astype(wide) - a_rows, b.astype(wide) - b_zp.astype(wide))
+        v = _round_half_even(acc * a_scales * b_scale.astype(wide) / y_scale.astype(wide)) + y_zp.astype(wide)
+        return paddle.clip(v, low, high).astype(target)
+
+    return fn_of(qlinear_matmul, list(node.input[:8]))
