@@ -273,3 +273,28 @@ def convert_lp_pool(node: onnx.NodeProto, ctx: BuildContext) -> Converted:
         return trim(x, y) if trim else y
 
     return fn_of(lp_pool, [node.input[0]])
+
+
+@converter("MaxUnpool", since=9)
+def convert_max_unpool(node: onnx.NodeProto, ctx: BuildContext) -> Converted:
+    """Zeros of the shape kernel/strides/pads imply, each value put at its flat MaxPool index; a larger
+    ``output_shape`` pads that block with zeros at the end, as ONNX's reference does."""
+    kernel = list(attr(node, "kernel_shape"))
+    dims = len(kernel)
+    stride = list(attr(node, "strides", [1] * dims))
+    pads = list(attr(node, "pads", [0] * (2 * dims)))
+
+    def max_unpool(x: Any, indices: Any, output_shape: Any = None) -> Any:
+        spatial = [(n - 1) * s + k - pads[i] - pads[i + dims] for i, (n, s, k) in enumerate(zip(x.shape[2:], stride, kernel))]
+        inferred = [*x.shape[:2], *spatial]
+        flat = paddle.zeros([int(np.prod(inferred))], x.dtype)
+        flat = paddle.put_along_axis(flat, indices.reshape([-1]).astype("int64"), x.reshape([-1]), 0,
+                                     reduce="assign", broadcast=False)
+        y = flat.reshape(inferred)
+        if output_shape is None:
+            return y
+        shape = [int(v) for v in output_shape.numpy().reshape(-1)]  # larger: the inferred block at the origin
+        return paddle.nn.functional.pad(y, [v for n, m in zip(reversed(inferred[2:]), reversed(shape[2:]))
+                                            for v in (0, m - n)], data_format=_FORMATS[dims])
+
+    return fn_of(max_unpool, [i for i in node.input[:3] if i])
