@@ -10,6 +10,7 @@ import onnx
 from ..context import BuildContext, Converted, attr, fn_of
 from ..registry import converter
 from ._common import paddle, paddle_dtype
+from .conv import CONV_FUNCS, _padding
 
 RANGES = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767), "int32": (-(2**31), 2**31 - 1)}
 
@@ -108,3 +109,26 @@ def convert_qlinear_matmul(node: onnx.NodeProto, ctx: BuildContext) -> Converted
         return paddle.clip(v, low, high).astype(target)
 
     return fn_of(qlinear_matmul, list(node.input[:8]))
+
+
+@converter("ConvInteger", since=10)
+def convert_conv_integer(node: onnx.NodeProto, ctx: BuildContext) -> Converted:
+    """Integer convolution of (x - x_zp) and (w - w_zp) to int32, computed exactly in float64."""
+    w_shape = ctx.shape(node.input[1])
+    if w_shape is None or len(w_shape) - 2 not in CONV_FUNCS:
+        raise NotImplementedError("ConvInteger needs a 1-D to 3-D weight of known rank")
+    dims = len(w_shape) - 2
+    stride, dilation = list(attr(node, "strides", [1] * dims)), list(attr(node, "dilations", [1] * dims))
+    groups, padding = int(attr(node, "group", 1)), _padding(node, dims)
+
+    def conv_integer(x: Any, w: Any, x_zp: Any = None, w_zp: Any = None) -> Any:
+        xf, wf = x.astype("float64"), w.astype("float64")
+        if x_zp is not None:
+            xf = xf - x_zp.astype("float64")
+        if w_zp is not None:
+            wf = wf - (w_zp.astype("float64").reshape([-1] + [1] * (w.ndim - 1)) if w_zp.size > 1 else
+                       w_zp.astype("float64"))
+        out = CONV_FUNCS[dims](xf, wf, None, stride=stride, padding=padding, dilation=dilation, groups=groups)
+        return out.astype("int32")
+
+    return fn_of(conv_integer, list(node.input[:4]))
