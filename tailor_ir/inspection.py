@@ -42,7 +42,7 @@ def layer_table(graph: Graph) -> list[LayerRow]:
     rows = []
     for layer in graph.layer_names:
         nodes = graph.nodes_of_layer(layer)
-        ops = Counter(n.op_type for n in nodes)
+        ops = Counter(_op_label(n) for n in nodes)
         layer_w = {name for n in nodes for name in n.input if name in weights}
         params = sum(sizes[w] for w in layer_w)
         frozen = layer_w & graph.frozen
@@ -64,6 +64,15 @@ def layer_table(graph: Graph) -> list[LayerRow]:
             )
         )
     return rows
+
+
+def _op_label(node: object) -> str:
+    """The op type, or what a train-mode random draw (``frontends.train_random``) does in each mode."""
+    from .frontends.train_random import MARK
+
+    if any(p.key == MARK for p in node.metadata_props):  # type: ignore[attr-defined]
+        return "RandomDraw(train: random, eval/check: its mean)"
+    return node.op_type  # type: ignore[attr-defined]
 
 
 def format_shape(shape: tuple | None) -> str:

@@ -56,6 +56,7 @@ from ..errors import ExportError, ModelTypeError
 from ..graph import FLOAT_TYPES, Graph
 from ..imports import framework_of, import_paddle, import_paddle2onnx
 from .common import input_kind, name_dynamic_dims
+from .paddle_pools import fix_adaptive_pools
 
 OPSET = 17
 _DROPOUT_OUTPUT = re.compile(r"^p2o\.pd_op\.dropout\.\d+\.0$")
@@ -88,6 +89,7 @@ def export(
         model.eval()
         calls = _trace_calls(model, trace_input)
         proto = _to_onnx(model, specs, os.path.join(tmp, "model"))
+    fix_adaptive_pools(proto, _adaptive_pool_calls(model, calls))
     _restore_dropout(proto)
     _constants_to_initializers(proto)
     _remove_identities(proto)
@@ -176,7 +178,8 @@ def _to_onnx(model: Any, specs: list[Any], prefix: str) -> onnx.ModelProto:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            paddle.jit.save(model, prefix, input_spec=specs)
+            with _interpolate_by_size(paddle):
+                paddle.jit.save(model, prefix, input_spec=specs)
     except Exception as exc:  # paddle raises many types; keep its reason
         _forget_failed_traces()
         raise ExportError(f"paddle.jit.save failed for {what}: {type(exc).__name__}: {_reason(exc)}. {hint}") from exc
@@ -185,11 +188,45 @@ def _to_onnx(model: Any, specs: list[Any], prefix: str) -> onnx.ModelProto:
     try:
         data = c_p2o.export(program, params, OPSET, True, False, True, True, True, {}, "onnxruntime", "", "", False)
     except Exception as exc:
+        if "FloatAttribute" in str(exc):
+            hint = (
+                "paddle2onnx cannot export F.interpolate / nn.Upsample with a scale_factor whose output size is "
+                "not a whole number of pixels for the traced input: pass size=[h, w] instead of scale_factor "
+                "(or a sample_input whose spatial size times the scale is whole)."
+            )
         raise ExportError(
             f"paddle2onnx failed for {what}: {type(exc).__name__}: {_reason(exc)}. {hint} An op paddle2onnx "
             "does not support must be replaced in the model, or the model cut before it."
         ) from exc
     return onnx.load_from_string(data)
+
+
+@contextlib.contextmanager
+def _interpolate_by_size(paddle: Any) -> Iterator[None]:
+    """While the program is traced, ``F.interpolate(scale_factor=s)`` becomes ``F.interpolate(size=in * s)``
+    when every scaled spatial size is whole (the same sampling grid: paddle maps output to input pixels by
+    ``in / out`` = ``1 / s`` then); paddle2onnx cannot export the scale_factor form."""
+    modules = [paddle.nn.functional, paddle.nn.functional.common]
+    original = paddle.nn.functional.common.interpolate
+
+    def interpolate(x: Any, size: Any = None, scale_factor: Any = None, *args: Any, **kwargs: Any) -> Any:
+        if size is None and scale_factor is not None and not isinstance(scale_factor, paddle.Tensor):
+            fmt = kwargs.get("data_format") or (args[3] if len(args) > 3 else None) or "NCHW"
+            spatial = list(x.shape[1:-1] if str(fmt).endswith("C") else x.shape[2:])
+            scales = list(scale_factor) if isinstance(scale_factor, (list, tuple)) else [scale_factor] * len(spatial)
+            sizes = [d * float(s) for d, s in zip(spatial, scales)]
+            if all(isinstance(d, int) and d > 0 for d in spatial) and all(v == int(v) for v in sizes):
+                return original(x, [int(v) for v in sizes], None, *args, **kwargs)
+        return original(x, size, scale_factor, *args, **kwargs)
+
+    saved = [(m, m.interpolate) for m in modules]
+    try:
+        for m in modules:
+            m.interpolate = interpolate
+        yield
+    finally:
+        for m, fn in saved:
+            m.interpolate = fn
 
 
 def _forget_failed_traces() -> None:
@@ -469,6 +506,16 @@ class _Call:
     inputs: list[tuple[int, np.ndarray]]
     outputs: list[tuple[int, np.ndarray]] = dataclasses.field(default_factory=list)
     finished: int = -1
+
+
+def _adaptive_pool_calls(model: Any, calls: list[_Call] | None) -> list[tuple[str, tuple[int, ...], tuple[int, ...]]]:
+    """(path, input spatial shape, output spatial shape) of every AdaptiveAvgPool2D call of the traced run."""
+    paddle = import_paddle()
+    adaptive = {path for path, layer in model.named_sublayers() if isinstance(layer, paddle.nn.AdaptiveAvgPool2D)}
+    return [
+        (c.path, tuple(c.inputs[0][1].shape[2:]), tuple(c.outputs[0][1].shape[2:]))
+        for c in calls or [] if c.path in adaptive and c.inputs and c.outputs
+    ]
 
 
 def _trace_samples(samples: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

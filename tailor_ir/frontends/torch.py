@@ -6,7 +6,8 @@ made inference-exact for onnxruntime: Dropout nodes lose their ``training_mode``
 onnxruntime; the torch backend makes them random again in train mode). The layer map comes from the per-node
 metadata ``pkg.torch.onnx.name_scopes``; weights are the model's parameters, which the exporter keeps under
 their ``named_parameters()`` names. The user's model (mode, buffers, parameters, ``requires_grad``, in-place
-flags) is restored exactly afterwards. No constant folding here: onnxscript's folder renames weights.
+flags) is restored exactly afterwards. No constant folding here: onnxscript's folder renames weights. An
+unchanged model is exported once per sample signature (``torch_cache``): trying several cuts is interactive.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import onnx
 from ..errors import ExportError, ModelTypeError
 from ..graph import Graph
 from ..imports import framework_of, import_torch
+from . import torch_cache, train_random
 from .common import input_kind, name_dynamic_dims
 
 _LAST_EXPORT_SECONDS: dict[str, float] = {}
@@ -47,6 +49,11 @@ def export(
         )
     torch = import_torch()
     args, kwargs = _sample_args(model, sample_input, input_shape, input_dtype)
+    key = torch_cache.signature(args, kwargs)
+    cached = torch_cache.lookup(model, key)
+    if cached is not None:
+        _LAST_EXPORT_SECONDS["cached"] = 1.0
+        return cached
     names = _input_names(model, args, kwargs)
     dynamic = _dynamic_shapes(args, kwargs)
     start = time.perf_counter()
@@ -70,20 +77,23 @@ def export(
                 f"keyword inputs); avoid data-dependent Python control flow in forward() (if/while on tensor "
                 f"values); return tensors (not custom objects) from forward()."
             ) from exc
-    _LAST_EXPORT_SECONDS["seconds"] = time.perf_counter() - start
+    _LAST_EXPORT_SECONDS.update(seconds=time.perf_counter() - start, cached=0.0)
     proto = program.model_proto
     _clean_dropout(proto)
     name_dynamic_dims(proto)
     layer_map = _layer_map(proto)
     for node in proto.graph.node:  # the metadata is large (stack traces); the layer map keeps what matters
         del node.metadata_props[:]
+    train_random.mark(proto)  # stochastic depth: eval-mode value for onnxruntime, random again in the backend
     inits = {i.name for i in proto.graph.initializer}
     params = dict(model.named_parameters(remove_duplicate=False))  # tied weights: every alias names it
     weights = frozenset(n for n in params if n in inits)
     frozen = frozenset(n for n in weights if not params[n].requires_grad)
     first = next(iter(proto.graph.input))
     extra = {"input_kind": input_kind(first), "source_class": f"{type(model).__module__}.{type(model).__qualname__}"}
-    return Graph(proto, layer_map=layer_map, framework="torch", weights=weights, frozen=frozen, extra=extra)
+    graph = Graph(proto, layer_map=layer_map, framework="torch", weights=weights, frozen=frozen, extra=extra)
+    torch_cache.store(model, key, torch_cache.fingerprint(model), graph)  # after the state was restored
+    return graph
 
 
 def last_export_seconds() -> float:

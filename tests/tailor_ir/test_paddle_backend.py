@@ -190,15 +190,15 @@ def test_torch_exported_graphs_rehydrate_into_paddle() -> None:
 def test_an_unsupported_op_names_the_node_before_building() -> None:
     nodes = [
         helper.make_node("Relu", ["x"], ["h"], name="relu0"),
-        helper.make_node("Det", ["h"], ["y"], name="the_det_node"),
+        helper.make_node("TfIdfVectorizer", ["h"], ["y"], name="the_tfidf_node"),
     ]
     g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 3])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
     graph = Graph(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]),
-                  layer_map={"the_det_node": "head"}, framework="onnx")
-    with pytest.raises(UnsupportedOpError, match="'Det'.*'the_det_node'.*'head'") as info:
+                  layer_map={"the_tfidf_node": "head"}, framework="onnx")
+    with pytest.raises(UnsupportedOpError, match="'TfIdfVectorizer'.*'the_tfidf_node'.*'head'") as info:
         paddle_backend.rehydrate(graph)
-    assert info.value.node == "the_det_node" and info.value.opset == 17
+    assert info.value.node == "the_tfidf_node" and info.value.opset == 17
 
 
 def test_a_wrong_converter_result_is_an_equivalence_error() -> None:

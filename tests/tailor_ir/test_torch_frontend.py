@@ -154,3 +154,33 @@ def test_export_failure_is_an_export_error_with_advice() -> None:
 
     with pytest.raises(ExportError, match="data-dependent"):
         torch_frontend.export(DataDependent(), torch.randn(2, 4))
+
+
+def test_an_unchanged_model_is_exported_once_and_a_changed_one_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trying several cuts exports once; new weights, a replaced layer, freezing or a patched forward re-export."""
+    from finetuner import tailor
+
+    calls = []
+    real_export = torch.onnx.export
+    monkeypatch.setattr(torch.onnx, "export", lambda *a, **k: calls.append(1) or real_export(*a, **k))
+    model, sample = torch_zoo.build("small_cnn")
+    first = torch_frontend.export(model, sample_input=sample)
+    tailor.to_embedding(model, output_dim=8, sample_input=sample)
+    tailor.to_embedding(model, output_dim=None, layer_name=tailor_layer(first), sample_input=sample)
+    assert torch_frontend.export(model, sample_input=sample) is first and len(calls) == 1
+    assert torch_frontend.export(model, sample_input=sample[:1]) is first  # the batch size is dynamic anyway
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)  # an in-place weight update (an optimiser step)
+    second = torch_frontend.export(model, sample_input=sample)
+    assert second is not first and len(calls) == 2
+    next(model.parameters()).requires_grad_(False)
+    assert torch_frontend.export(model, sample_input=sample).frozen and len(calls) == 3
+    model.forward = lambda x: type(model).forward(model, x) * 2  # patched code
+    assert torch_frontend.export(model, sample_input=sample) is not second and len(calls) == 4
+
+
+def tailor_layer(graph) -> str:
+    """A cut candidate of the exported graph other than the default."""
+    from tailor_ir.inspection import layer_table
+
+    return next(r.name for r in layer_table(graph) if r.cut_candidate and not r.default_cut)

@@ -9,10 +9,11 @@ from typing import Any
 import numpy as np
 import onnx
 
-from ...errors import UnknownLayerError, UnsupportedOpError
+from ...errors import UnknownLayerError, UnsupportedDtypeError, UnsupportedOpError
 from ...graph import Graph
 from ...imports import import_paddle
-from .context import BuildContext, Converted, value_shapes
+from . import dtypes
+from .context import BuildContext, Converted, value_info
 from .prepass import prepare
 from .registry import find
 
@@ -55,6 +56,7 @@ class RehydratedLayer(paddle.nn.Layer):
         self.output_names = list(output_names)
 
     _statistics: dict[str, tuple[Any, str]] = {}
+    _step_info: dict[str, tuple[str, int, str, str | None]] = {}  # first output -> (op, opset, node, layer)
 
     @property
     def weight_names(self) -> dict[str, Any]:
@@ -82,9 +84,27 @@ class RehydratedLayer(paddle.nn.Layer):
         env: dict[str, Any] = {name: buffers[key] for name, key in self._const_keys.items()}
         env.update(self._params)
         for name, value in zip(self.input_names, args):
-            env[name] = value if isinstance(value, paddle.Tensor) else paddle.to_tensor(np.asarray(value))
+            env[name] = value if isinstance(value, paddle.Tensor) else _to_tensor(name, value)
         for fn, inputs, outputs in self._steps:
-            result = fn(*[env[i] if i else None for i in inputs])
+            try:
+                result = fn(*[env[i] if i else None for i in inputs])
+            except NotImplementedError as exc:  # a case a converter can only recognise at run time
+                op_type, opset, node, layer = self._step_info.get(outputs[0], ("?", 0, outputs[0], None))
+                err = UnsupportedOpError(op_type, opset, node, layer, BACKEND)
+                err.args = (f"{err.args[0]} Reason: {exc}",)
+                raise err from exc
+            except RuntimeError as exc:  # paddle lacks a CPU kernel for this dtype (e.g. float16 conv2d)
+                missing = re.search(r"kernel with key \([^,]*, [^,]*, (\w+)\) of kernel `(\w+)` is not registered",
+                                    str(exc))
+                if missing is None:
+                    raise
+                dtype, kernel = missing.group(1), missing.group(2)
+                err = UnsupportedDtypeError(dtype, f"at the node computing {outputs[0]!r}", BACKEND)
+                err.args = (
+                    f"Paddle has no CPU {kernel} kernel for dtype {dtype} (at the node computing {outputs[0]!r}). "
+                    f"Cast the model to float32, or cut it before this point (layer_name=...).",
+                )
+                raise err from exc
             if len(outputs) == 1:
                 env[outputs[0]] = result
             else:
@@ -94,6 +114,18 @@ class RehydratedLayer(paddle.nn.Layer):
         if len(self.output_names) == 1:
             return env[self.output_names[0]]
         return tuple(env[n] for n in self.output_names)
+
+
+def _to_tensor(name: str, value: Any) -> Any:
+    array = np.asarray(value)
+    dtypes.check_array(name, array)
+    return paddle.to_tensor(array)
+
+
+def _contiguous(value: Any) -> np.ndarray:
+    """A C-contiguous array of the same shape (np.ascontiguousarray would turn a scalar into shape (1,))."""
+    array = np.asarray(value)
+    return np.ascontiguousarray(array) if array.ndim else array
 
 
 def _bind(names: list[str], args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
@@ -146,15 +178,19 @@ def check_supported(graph: Graph) -> None:
 def rehydrate(graph: Graph, check: bool = True, sample_inputs: Any = None) -> RehydratedLayer:
     """Build a trainable paddle Layer computing ``graph`` (see the package docstring); eval mode on return."""
     check_supported(graph)
+    shapes, types = value_info(graph)
+    dtypes.check_graph(graph, types)
+    graph = graph.replace(weights=frozenset(graph.weights or ()) - _batch_norm_statistics(graph))
     tree, params, slots = _weight_tree(graph)
     model, consts = prepare(graph)
     prepared = graph.replace(model=model)
-    ctx = BuildContext(prepared, params, consts, graph.opset, slots, shapes=value_shapes(graph))
+    ctx = BuildContext(prepared, params, consts, graph.opset, slots, shapes=shapes, types=types)
     versions = _versions(model)
     nodes = paddle.nn.Layer()
     steps: list[tuple[Any, tuple[str, ...], tuple[str, ...]]] = []
     runtime_consts: set[str] = set()
     statistics: dict[str, tuple[Any, str]] = {}  # BN running mean/var initializer -> (layer, buffer name)
+    step_info: dict[str, tuple[str, int, str, str | None]] = {}
     for node in model.graph.node:
         domain = "" if node.domain == "ai.onnx" else node.domain
         fn = find(node.op_type, versions.get(domain, 0), domain)
@@ -173,14 +209,29 @@ def rehydrate(graph: Graph, check: bool = True, sample_inputs: Any = None) -> Re
                 statistics[node.input[3]] = (converted.fn, "_mean")
                 statistics[node.input[4]] = (converted.fn, "_variance")
         runtime_consts.update(i for i in converted.inputs if i in consts)
-        steps.append((converted.fn, converted.inputs, tuple(node.output)))
+        fn = converted.fn
+        if not converted.layer and dtypes.needs_widening(node.op_type, converted.inputs, types):
+            fn = dtypes.widened(fn, node.output, types)
+        steps.append((fn, converted.inputs, tuple(node.output)))
+        step_info[node.output[0]] = (node.op_type, versions.get(domain, 0), node.name, layer_name)
+    runtime_consts.update(name for name in graph.output_names if name in consts)
     used = {name: consts[name] for name in consts if name in runtime_consts}
     layer = RehydratedLayer(steps, nodes, tree, params, used, graph.input_names, graph.output_names)
     layer._statistics = {name: slot for name, slot in statistics.items() if name in graph.initializers}
+    layer._step_info = step_info
     layer.eval()
     if check:
         check_equivalence(layer, graph, sample_inputs)
     return layer
+
+
+def _batch_norm_statistics(graph: Graph) -> frozenset[str]:
+    """The running mean/variance initializers of BatchNormalization nodes: state, never trainable weights
+    (an ONNX file from another exporter has no weight list, so every float initializer looks like a weight)."""
+    return frozenset(
+        name for node in graph.model.graph.node if node.op_type == "BatchNormalization"
+        for name in node.input[3:5] if name in graph.initializers
+    )
 
 
 def _safe(name: str, parent: paddle.nn.Layer) -> str:
@@ -244,7 +295,7 @@ def numpy_forward(model: RehydratedLayer, graph: Graph) -> Callable[[dict[str, n
         model.eval()
         try:
             with paddle.no_grad():
-                out = model(*[paddle.to_tensor(np.ascontiguousarray(feed[n])) for n in graph.input_names])
+                out = model(*[_to_tensor(n, _contiguous(feed[n])) for n in graph.input_names])
         finally:
             model.train() if was_training else model.eval()
         return [o.numpy() for o in ([out] if len(graph.output_names) == 1 else out)]

@@ -1,3 +1,21 @@
 """One module per op family; importing this package registers every converter."""
 
-from . import activation, conv, dropout, elementwise, linear, norm, recurrent, reduce, shape  # noqa: F401
+from . import (  # noqa: F401
+    activation,
+    attention,
+    conv,
+    dropout,
+    elementwise,
+    index,
+    linear,
+    loss,
+    math,
+    norm,
+    pad,
+    quantize,
+    recurrent,
+    reduce,
+    resize,
+    shape,
+    signal,
+)

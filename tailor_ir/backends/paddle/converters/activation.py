@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import onnx
 
 from ..context import BuildContext, Converted, attr, fn_of
@@ -87,13 +86,21 @@ def convert_log_softmax(node: onnx.NodeProto, ctx: BuildContext) -> Converted:
 def convert_clip(node: onnx.NodeProto, ctx: BuildContext) -> Converted:
     if ctx.opset < 11:
         low, high = attr(node, "min"), attr(node, "max")
-    else:
-        bounds = []
-        for i in (1, 2):
-            name = node.input[i] if len(node.input) > i else ""
-            value = ctx.const(name)
-            if name and value is None:
-                raise NotImplementedError("Clip with computed bounds is not implemented")
-            bounds.append(None if value is None else float(np.asarray(value).reshape(())))
-        low, high = bounds
-    return fn_of(lambda x: paddle.clip(x, low, high), [node.input[0]])
+        return fn_of(lambda x: _clip(x, low, high), [node.input[0]])
+    names = [node.input[i] if len(node.input) > i else "" for i in (1, 2)]
+
+    def clip(x: Any, low: Any = None, high: Any = None) -> Any:
+        return _clip(x, low, high)
+
+    return fn_of(clip, [node.input[0], *names])
+
+
+def _clip(x: Any, low: Any, high: Any) -> Any:
+    """min(max(x, low), high) in x's dtype; bounds may be numbers or (scalar) tensors."""
+    if low is not None:
+        low = low if isinstance(low, paddle.Tensor) else paddle.to_tensor(low, dtype=x.dtype)
+        x = paddle.maximum(x, low.astype(x.dtype).reshape([]))
+    if high is not None:
+        high = high if isinstance(high, paddle.Tensor) else paddle.to_tensor(high, dtype=x.dtype)
+        x = paddle.minimum(x, high.astype(x.dtype).reshape([]))
+    return x

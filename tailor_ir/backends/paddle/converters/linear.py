@@ -43,3 +43,14 @@ def convert_gemm(node: onnx.NodeProto, ctx: BuildContext) -> Converted:
         return y
 
     return fn_of(gemm, [i for i in node.input[:3] if i])
+
+
+@converter("Einsum", since=12)
+def convert_einsum(node: onnx.NodeProto, ctx: BuildContext) -> Converted:
+    equation = attr(node, "equation").replace(" ", "")
+    terms = equation.split("->")[0].split(",")
+    if equation in ("->", ""):  # a scalar's identity
+        return fn_of(lambda x: x, [node.input[0]])
+    if any(not t for t in terms):
+        raise NotImplementedError(f"Einsum {equation!r} with a scalar operand is not implemented")
+    return fn_of(lambda *xs: paddle.einsum(equation, *xs), list(node.input))

@@ -58,39 +58,42 @@ def convert_concat(node: onnx.NodeProto, ctx: BuildContext) -> Converted:
     return fn_of(lambda *xs: paddle.concat(list(xs), axis=axis), [i for i in node.input if i])
 
 
-def _axes(node: onnx.NodeProto, ctx: BuildContext) -> list[int] | None:
-    """Axes from the attribute (old opsets) or the constant second input (opset 13+)."""
+def _axes(node: onnx.NodeProto, ctx: BuildContext) -> tuple[list[int] | None, list[str]]:
+    """Axes from the attribute (old opsets) or the constant second input (opset 13+); or None and the input
+    that feeds them at run time."""
     axes = attr(node, "axes")
     if axes is None and len(node.input) > 1 and node.input[1]:
         axes = ctx.const_list(node.input[1])
         if axes is None:
-            raise NotImplementedError(f"{node.op_type} with computed axes is not implemented")
-    return None if axes is None else [int(a) for a in axes]
+            return None, [node.input[1]]
+    return (None if axes is None else [int(a) for a in axes]), []
 
 
 @converter("Unsqueeze", since=1)
 def convert_unsqueeze(node: onnx.NodeProto, ctx: BuildContext) -> Converted:
-    axes = _axes(node, ctx) or []
+    const, dynamic = _axes(node, ctx)
 
-    def unsqueeze(x: Any) -> Any:
+    def unsqueeze(x: Any, fed: Any = None) -> Any:
+        axes = const or (to_ints(fed) if fed is not None else [])
         rank = x.ndim + len(axes)
         for a in sorted(a if a >= 0 else a + rank for a in axes):
             x = paddle.unsqueeze(x, a)
         return x
 
-    return fn_of(unsqueeze, [node.input[0]])
+    return fn_of(unsqueeze, [node.input[0], *dynamic])
 
 
 @converter("Squeeze", since=1)
 def convert_squeeze(node: onnx.NodeProto, ctx: BuildContext) -> Converted:
-    axes = _axes(node, ctx)
+    const, dynamic = _axes(node, ctx)
 
-    def squeeze(x: Any) -> Any:
+    def squeeze(x: Any, fed: Any = None) -> Any:
+        axes = const if fed is None else to_ints(fed)
         if axes is None:
             return paddle.squeeze(x)
         return paddle.squeeze(x, axis=[a if a >= 0 else a + x.ndim for a in axes]) if x.ndim else x
 
-    return fn_of(squeeze, [node.input[0]])
+    return fn_of(squeeze, [node.input[0], *dynamic])
 
 
 @converter("Reshape", since=5)
@@ -135,14 +138,15 @@ def _slice_bound(value: int, step: int) -> int | None:
 class _Slice:
     """ONNX Slice with constant or run-time starts/ends/axes/steps, as Python slicing of a paddle tensor."""
 
-    def __init__(self, consts: list[list[int] | None]) -> None:
+    def __init__(self, consts: list[list[int] | None], fed: list[bool]) -> None:
         self.consts = consts
+        self.fed = fed  # which of starts/ends/axes/steps come in at run time
 
     def __call__(self, x: Any, *dynamic: Any) -> Any:
         values = list(self.consts)
         it = iter(dynamic)
         for i, v in enumerate(values):
-            if v is None and i < 2:
+            if v is None and (i < 2 or self.fed[i]):
                 values[i] = to_ints(next(it))
         starts, ends, axes, steps = values
         axes = axes if axes is not None else list(range(len(starts)))
@@ -154,15 +158,19 @@ class _Slice:
         return x[tuple(index)]
 
 
+@converter("Slice", since=1, until=9)
+def convert_slice_attributes(node: onnx.NodeProto, ctx: BuildContext) -> Converted:
+    consts = [attr(node, "starts"), attr(node, "ends"), attr(node, "axes"), None]
+    consts = [None if c is None else [int(v) for v in c] for c in consts]
+    return fn_of(_Slice(consts, [False] * 4), [node.input[0]])
+
+
 @converter("Slice", since=10)
 def convert_slice(node: onnx.NodeProto, ctx: BuildContext) -> Converted:
     names = list(node.input[1:]) + [""] * (5 - len(node.input))
     consts = [ctx.const_list(n) if n else None for n in names]
-    for i in (2, 3):
-        if names[i] and consts[i] is None:
-            raise NotImplementedError("Slice with computed axes or steps is not implemented")
-    dynamic = [names[i] for i in (0, 1) if consts[i] is None]
-    return fn_of(_Slice(consts), [node.input[0], *dynamic])
+    fed = [bool(n) and c is None for n, c in zip(names, consts)]
+    return fn_of(_Slice(consts, fed), [node.input[0], *(n for n, f in zip(names, fed) if f)])
 
 
 @converter("Expand", since=8)
@@ -208,14 +216,25 @@ def convert_cast_like(node: onnx.NodeProto, ctx: BuildContext) -> Converted:
     return fn_of(lambda x, like: x.astype(like.dtype), node.input[:2])
 
 
-@converter("Split", since=13)
+@converter("Split", since=1)
 def convert_split(node: onnx.NodeProto, ctx: BuildContext) -> Converted:
     axis = int(attr(node, "axis", 0))
-    sizes = ctx.const_list(node.input[1]) if len(node.input) > 1 and node.input[1] else None
-    count = len([o for o in node.output])
+    if ctx.opset < 13:
+        sizes = [int(v) for v in attr(node, "split", [])] or None
+    else:
+        sizes = ctx.const_list(node.input[1]) if len(node.input) > 1 and node.input[1] else None
+    count = len(node.output)
     if len(node.input) > 1 and node.input[1] and sizes is None:
-        raise NotImplementedError("Split with computed sizes is not implemented")
-    return fn_of(lambda x: tuple(paddle.split(x, sizes if sizes else count, axis=axis)), [node.input[0]])
+        return fn_of(lambda x, s: tuple(paddle.split(x, to_ints(s), axis=axis)), node.input[:2])
+
+    def split(x: Any) -> Any:
+        if sizes:
+            return tuple(paddle.split(x, sizes, axis=axis))
+        length = x.shape[axis]
+        chunk = -(-length // count)  # ONNX: equal parts, the last one smaller when uneven
+        return tuple(paddle.split(x, [chunk] * (count - 1) + [length - chunk * (count - 1)], axis=axis))
+
+    return fn_of(split, [node.input[0]])
 
 
 @converter("Constant", since=1)

@@ -25,3 +25,22 @@ class Gelu(nn.Module):
 @converter("Gelu", since=20)
 def convert_gelu(node: OnnxNode, graph: OnnxGraph) -> OperationConverterResult:
     return result(Gelu(attr(node, "approximate", "none")), node)
+
+
+class Softmax(nn.Module):
+    """ONNX Softmax (13+) along ``axis``; float16 / bfloat16 step by step in that dtype, as the reference rounds."""
+
+    def __init__(self, axis: int) -> None:
+        super().__init__()
+        self.axis = axis
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype not in (torch.float16, torch.bfloat16):
+            return torch.softmax(x, self.axis)
+        e = torch.exp(x - torch.amax(x, dim=self.axis, keepdim=True))
+        return e / e.sum(dim=self.axis, keepdim=True)
+
+
+@converter("Softmax", since=13)
+def convert_softmax(node: OnnxNode, graph: OnnxGraph) -> OperationConverterResult:
+    return result(Softmax(int(attr(node, "axis", -1))), node)

@@ -50,3 +50,17 @@ def convert_gemm(node: OnnxNode, graph: OnnxGraph) -> OperationConverterResult:
 def convert_fused_linear(node: OnnxNode, graph: OnnxGraph) -> OperationConverterResult:
     """The pre-pass's fusion of Transpose(W) + MatMul + Add(b)."""
     return result(Linear(), node)
+
+
+class MatMul(nn.Module):
+    """ONNX MatMul; float16 / bfloat16 products accumulate in float32 and round once, as the reference does."""
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        if a.dtype in (torch.float16, torch.bfloat16):
+            return torch.matmul(a.float(), b.float()).to(a.dtype)
+        return torch.matmul(a, b)
+
+
+@converter("MatMul", since=1)
+def convert_matmul(node: OnnxNode, graph: OnnxGraph) -> OperationConverterResult:
+    return result(MatMul(), node)

@@ -74,15 +74,88 @@ class Recurrent(nn.Module):
         return outs[0] if self.n_outputs == 1 else outs
 
 
+_ACTIVATIONS = {"Tanh": torch.tanh, "Relu": torch.relu, "Sigmoid": torch.sigmoid}
+
+
+class LoopRecurrent(nn.Module):
+    """ONNX RNN, and GRU with linear_before_reset=0 (no torch kernel), as an explicit loop over time steps."""
+
+    def __init__(self, cell: str, hidden: int, direction: str, layout: int, n_outputs: int,
+                 activations: list[str]) -> None:
+        super().__init__()
+        self.cell, self.hidden, self.direction, self.layout, self.n_outputs = cell, hidden, direction, layout, n_outputs
+        self.activations = activations
+
+    def _step(self, x: torch.Tensor, h: torch.Tensor, w: torch.Tensor, r: torch.Tensor, wb: torch.Tensor,
+              rb: torch.Tensor, acts: list[str]) -> torch.Tensor:
+        if self.cell == "rnn":
+            return _ACTIVATIONS[acts[0]](x @ w.t() + h @ r.t() + wb + rb)
+        f, g = _ACTIVATIONS[acts[0]], _ACTIVATIONS[acts[1]]
+        n = self.hidden
+        xw = x @ w.t() + wb
+        z = f(xw[:, :n] + h @ r[:n].t() + rb[:n])
+        rt = f(xw[:, n : 2 * n] + h @ r[n : 2 * n].t() + rb[n : 2 * n])
+        hh = g(xw[:, 2 * n :] + (rt * h) @ r[2 * n :].t() + rb[2 * n :])
+        return (1 - z) * hh + z * h
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor, r: torch.Tensor, b: torch.Tensor | None = None,
+                sequence_lens: torch.Tensor | None = None,
+                initial_h: torch.Tensor | None = None) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        if self.layout == 1:
+            x = x.transpose(0, 1)
+            initial_h = initial_h.transpose(0, 1) if initial_h is not None else None
+        dirs, steps, batch = w.shape[0], x.shape[0], x.shape[1]
+        gates = w.shape[1]
+        ys, hs = [], []
+        per_dir = len(self.activations) // dirs
+        for d in range(dirs):
+            wb = b[d, :gates] if b is not None else x.new_zeros(gates)
+            rb = b[d, gates:] if b is not None else x.new_zeros(gates)
+            h = initial_h[d] if initial_h is not None else x.new_zeros(batch, self.hidden)
+            reverse = self.direction == "reverse" or d == 1
+            order = range(steps - 1, -1, -1) if reverse else range(steps)
+            outs: list[torch.Tensor] = [x.new_zeros(0)] * steps
+            for t in order:
+                h = self._step(x[t], h, w[d], r[d], wb, rb, self.activations[d * per_dir : (d + 1) * per_dir])
+                outs[t] = h
+            ys.append(torch.stack(outs))
+            hs.append(h)
+        y = torch.stack(ys, 1)  # (seq, dirs, batch, hidden)
+        h_last = torch.stack(hs)
+        if self.layout == 1:
+            y, h_last = y.permute(2, 0, 1, 3), h_last.transpose(0, 1)
+        outs_all = (y, h_last)[: self.n_outputs]
+        return outs_all[0] if self.n_outputs == 1 else outs_all
+
+
+def _loop(node: OnnxNode, cell: str) -> OperationConverterResult:
+    direction = attr(node, "direction", "forward")
+    dirs = 2 if direction == "bidirectional" else 1
+    default = ["Tanh"] if cell == "rnn" else ["Sigmoid", "Tanh"]
+    acts = [a.decode() if isinstance(a, bytes) else a for a in attr(node, "activations", default * dirs)]
+    if any(a not in _ACTIVATIONS for a in acts) or attr(node, "clip", None):
+        raise NotImplementedError(f"{node.operation_type} with activations {acts} or clip is not implemented")
+    if len(node.input_values) > 4 and node.input_values[4]:
+        raise NotImplementedError(f"{node.operation_type} with sequence_lens is not implemented")
+    module = LoopRecurrent(cell, int(attr(node, "hidden_size", 0)), direction, int(attr(node, "layout", 0)),
+                           len(node.output_values), acts)
+    return result(module, node)
+
+
+@converter("RNN", since=7)
+def convert_rnn(node: OnnxNode, graph: OnnxGraph) -> OperationConverterResult:
+    return _loop(node, "rnn")
+
+
 def _convert(node: OnnxNode, graph: OnnxGraph, cell: str) -> OperationConverterResult:
+    if cell == "gru" and not attr(node, "linear_before_reset", 0):
+        return _loop(node, "gru")
     if len(node.input_values) > 4 and node.input_values[4]:
         raise NotImplementedError(f"{node.operation_type} with sequence_lens is not implemented")
     if len(node.input_values) > 7 and node.input_values[7]:
         raise NotImplementedError("LSTM with peepholes is not implemented")
     if attr(node, "activations", None) or attr(node, "clip", None) or attr(node, "input_forget", 0):
         raise NotImplementedError(f"{node.operation_type} with custom activations/clip/input_forget is not implemented")
-    if cell == "gru" and not attr(node, "linear_before_reset", 0):
-        raise NotImplementedError("GRU with linear_before_reset=0 has no torch kernel")
     module = Recurrent(
         cell, int(attr(node, "hidden_size", 0)), attr(node, "direction", "forward"), int(attr(node, "layout", 0)),
         len(node.output_values),
