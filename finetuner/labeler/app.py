@@ -17,8 +17,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from finetuner.labeler.inputs import ModelInputs
 from finetuner.labeler.pool import Workdir
-from finetuner.labeler.training import EmbedFn, TrainFn, default_embed_fn, default_train_fn
+from finetuner.labeler.training import EmbedFn, TrainFn, default_embed_fn, make_train_fn
 
 DEFAULT_WORKDIR = "finetuner-labeler"
 
@@ -61,6 +62,8 @@ class Labeler:
         embed_fn: EmbedFn | None = None,
         train_fn: TrainFn | None = None,
         max_candidates: int = 2048,
+        preprocess_fn: Any = None,
+        collate_fn: Any = None,
         **settings: Any,
     ) -> None:
         from finetuner.labeler.executors import check_settings
@@ -69,8 +72,9 @@ class Labeler:
         self.workdir = Workdir(workdir).create()
         self.host = host
         self.port = port
+        self.inputs = ModelInputs.for_model(model, preprocess_fn=preprocess_fn, collate_fn=collate_fn)
         self.embed_fn = embed_fn or default_embed_fn
-        self.train_fn = train_fn or default_train_fn
+        self.train_fn = train_fn or make_train_fn(inputs=self.inputs)
         self.max_candidates = max_candidates
         self.settings = check_settings({k: v for k, v in settings.items() if v is not None})
         self._prepare_pool(unlabeled_docs)
@@ -134,10 +138,11 @@ class Labeler:
         if needs_host(self.model):  # Keras / CUDA: the model stays here, the Executors call over a socket
             self._host = ModelHost(self.model, self.embed_fn, self.train_fn)
             SESSIONS[self._session] = LabelerObjects(
-                self._host.handle("tuner"), remote_embed_fn, remote_train_fn, index_model=self._host.handle("index")
+                self._host.handle("tuner"), remote_embed_fn, remote_train_fn, index_model=self._host.handle("index"),
+                inputs=self.inputs,
             )
         else:
-            SESSIONS[self._session] = LabelerObjects(self.model, self.embed_fn, self.train_fn)
+            SESSIONS[self._session] = LabelerObjects(self.model, self.embed_fn, self.train_fn, inputs=self.inputs)
         root = str(self.workdir.root)
         shared = {"workdir": root, "session": self._session}
         self._flow = (
@@ -196,6 +201,8 @@ def run(
     epochs: int | None = None,
     strategy: str | None = None,
     max_candidates: int = 2048,
+    preprocess_fn: Any = None,
+    collate_fn: Any = None,
 ) -> Any:
     """Label ``unlabeled_docs`` interactively in the browser while ``model`` learns from the labels.
 
@@ -203,11 +210,14 @@ def run(
     and blocks until "Finish" in the page, Ctrl-C or SIGTERM. Labels live in ``workdir`` and survive restarts:
     running again on the same workdir resumes with every label and the newest model. ``top_k``,
     ``questions``, ``epochs`` and ``strategy`` (``uncertainty`` | ``diversity`` | ``random``) set the initial
-    settings. Returns ``model`` with the newest fitted weights.
+    settings. ``preprocess_fn`` and ``collate_fn`` are ``finetuner.fit``'s data options: they make the model's
+    input from the pool's Documents, both for embedding the pool and for training (text models: a
+    ``collate_fn`` that tokenises, e.g. ``finetuner.data.tokenizer_collate(tokenizer)``). Returns ``model``
+    with the newest fitted weights.
     """
     labeler = Labeler(
         model, unlabeled_docs, workdir=workdir, port=port, host=host, embed_fn=embed_fn, train_fn=train_fn,
-        max_candidates=max_candidates, top_k=top_k, questions=questions, epochs=epochs, strategy=strategy,
+        max_candidates=max_candidates, preprocess_fn=preprocess_fn, collate_fn=collate_fn, top_k=top_k, questions=questions, epochs=epochs, strategy=strategy,
     )
 
     def _interrupt(signum: int, frame: Any) -> None:
