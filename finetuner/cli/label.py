@@ -1,9 +1,16 @@
-"""``finetuner label``: open the Labeler on a pool of documents (by default sklearn's digits with a small MLP)."""
+"""``finetuner label``: open the Labeler on a pool of documents (by default sklearn's digits with a small MLP).
+
+``--data`` also takes a folder of images, a text file or a table column, and ``--model`` any model
+``finetuner fit`` takes, tailored by ``--output-dim``/``--layer-name``/``--freeze`` (see ``_label_inputs``).
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
+
+from finetuner.cli import _label_inputs
 
 NAME = "label"
 HELP = "Label a pool interactively in the browser while the model learns (active learning)."
@@ -12,12 +19,16 @@ HELP = "Label a pool interactively in the browser while the model learns (active
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The command's options."""
     parser.add_argument("--data", default="digits",
-                        help="'digits' (sklearn's 8x8 digits) or a DocumentArray file written with save_binary")
+                        help="'digits' (sklearn's 8x8 digits), a folder of images (recursive), a .txt (one text "
+                             "a line), a .csv/.tsv/.jsonl (see --column) or a DocumentArray file written with "
+                             "save_binary")
     parser.add_argument("--model", default=None,
-                        help="a model saved with finetuner.save (.onnx; torch, keras or paddle) or a whole torch "
-                             "model saved with torch.save (.pt); default: a small torch MLP for the digits")
+                        help="a model saved with finetuner.save (.onnx; torch, keras or paddle), "
+                             "package.module:factory (e.g. torchvision.models:resnet18), zoo:FRAMEWORK:NAME, or a "
+                             "whole torch model saved with torch.save (.pt); default: a small torch MLP for the digits")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N documents")
-    parser.add_argument("--output-dim", type=int, default=32, help="embedding size of the default MLP")
+    parser.add_argument("--output-dim", type=int, default=None,
+                        help="embedding size: tailors --model with a new head of this size (default MLP: 32)")
     parser.add_argument("--workdir", default="finetuner-labeler", help="where labels and checkpoints are kept")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     parser.add_argument("--port", type=int, default=None, help="port of the page and API (default: a free one)")
@@ -30,6 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save", default=None,
                         help="also write the tuned model here at the end (finetuner.save: an .onnx file that "
                              "finetuner.load reads back)")
+    _label_inputs.add_arguments(parser)
 
 
 def digits_pool(limit: int | None = None) -> Any:
@@ -61,12 +73,12 @@ def default_model(output_dim: int) -> Any:
 
 def load_model(path: str) -> Any:
     """A model file: ``finetuner.save``'s ONNX Graph (any framework) or, for ``.pt``/``.pth``, a whole torch model."""
-    from pathlib import Path
-
     if Path(path).suffix in (".pt", ".pth"):
         from tailor_ir.imports import import_torch
 
         return import_torch().load(path, weights_only=False)
+    if Path(path).suffix != ".onnx":
+        return _label_inputs.load_user_model(path)
     from finetuner.persistence import load
 
     return load(path)
@@ -77,20 +89,33 @@ def run(args: argparse.Namespace) -> int:
     from docarray import DocumentArray
 
     from finetuner.labeler import run as run_labeler
+    from finetuner.labeler.inputs import ModelInputs
     from finetuner.labeler.training import save_model, stack_contents
 
     if args.data == "digits":
         docs = digits_pool(args.limit)
+    elif _label_inputs.is_user_data(args.data):
+        from finetuner.labeler.sources import load_pool
+
+        docs = load_pool(args.data, args.column)
+        if args.limit:
+            docs = docs[: args.limit]
     else:
         docs = DocumentArray.load_binary(args.data)
         if args.limit:
             docs = docs[: args.limit]
-    model = load_model(args.model) if args.model else default_model(args.output_dim)
+    if args.model:
+        loaded = load_model(args.model)
+        options = _label_inputs.data_options(args, docs, loaded)
+        model = _label_inputs.tailor(args, loaded, docs, options)
+    else:
+        model, options = default_model(args.output_dim or 32), {}
     tuned = run_labeler(
         model, docs, workdir=args.workdir, port=args.port, host=args.host, open_browser=args.open_browser,
-        top_k=args.top_k, questions=args.questions, epochs=args.epochs, strategy=args.strategy,
+        top_k=args.top_k, questions=args.questions, epochs=args.epochs, strategy=args.strategy, **options,
     )
     if args.save:
-        path = save_model(tuned, args.save, sample_input=stack_contents(docs[:2]))
+        inputs = ModelInputs.for_model(tuned, **options)
+        path = save_model(tuned, args.save, sample_input=stack_contents(docs[:2], inputs))
         print(f"tuned model saved to {path}")
     return 0
