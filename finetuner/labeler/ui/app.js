@@ -12,7 +12,9 @@ const state = {
   settings: {},
   busy: false,
   fitting: false,
+  expanded: new Set(),// ids of long text cards shown whole
 };
+const LONG_TEXT = 160; // characters: longer texts are clamped, with a "more" control
 sessionStorage.setItem("labeler-client", state.client);
 
 const $ = (id) => document.getElementById(id);
@@ -50,12 +52,31 @@ function cardElement(id, extraClass) {
     img.alt = "document " + id;
     el.appendChild(img);
   } else {
+    el.classList.add("text-card");
     const text = document.createElement("div");
     text.className = "text";
     text.textContent = card.text;
     el.appendChild(text);
+    if (card.text.length > LONG_TEXT) el.appendChild(expandControl(id, el));
   }
   return el;
+}
+
+// "more"/"less" on a long text card: shows the whole text; never labels the card, never takes keyboard focus.
+function expandControl(id, el) {
+  const open = state.expanded.has(id);
+  el.classList.toggle("expanded", open);
+  const more = document.createElement("button");
+  more.className = "more";
+  more.tabIndex = -1;
+  more.textContent = open ? "less" : "more";
+  more.setAttribute("aria-expanded", open ? "true" : "false");
+  more.addEventListener("click", (event) => {
+    event.stopPropagation();
+    if (open) state.expanded.delete(id); else state.expanded.add(id);
+    render();
+  });
+  return more;
 }
 
 function render() {
