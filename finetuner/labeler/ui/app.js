@@ -14,7 +14,6 @@ const state = {
   fitting: false,
   expanded: new Set(),// ids of long text cards shown whole
 };
-const LONG_TEXT = 160; // characters: longer texts are clamped, with a "more" control
 sessionStorage.setItem("labeler-client", state.client);
 
 const $ = (id) => document.getElementById(id);
@@ -57,17 +56,19 @@ function cardElement(id, extraClass) {
     text.className = "text";
     text.textContent = card.text;
     el.appendChild(text);
-    if (card.text.length > LONG_TEXT) el.appendChild(expandControl(id, el));
+    el.appendChild(expandControl(id, el));
   }
   return el;
 }
 
-// "more"/"less" on a long text card: shows the whole text; never labels the card, never takes keyboard focus.
+// "more"/"less" on a text card (shown once rendered only where the text is clamped, see showExpandControls):
+// shows the whole text; never labels the card, never takes keyboard focus.
 function expandControl(id, el) {
   const open = state.expanded.has(id);
   el.classList.toggle("expanded", open);
   const more = document.createElement("button");
   more.className = "more";
+  more.hidden = !open;
   more.tabIndex = -1;
   more.textContent = open ? "less" : "more";
   more.setAttribute("aria-expanded", open ? "true" : "false");
@@ -119,9 +120,17 @@ function render() {
     block.appendChild(matches);
     root.appendChild(block);
   });
+  showExpandControls(root);
   $("pin-status").hidden = !state.pin;
   $("pinned-id").textContent = state.pin || "";
   if (!state.questions.length) say("No more questions: every item has been asked. Fit, save or export.");
+}
+
+function showExpandControls(root) {
+  for (const card of root.querySelectorAll(".text-card:not(.expanded)")) {
+    const text = card.querySelector(".text");
+    card.querySelector(".more").hidden = text.scrollHeight <= text.clientHeight + 1;
+  }
 }
 
 function toggle(qi, mi) {
