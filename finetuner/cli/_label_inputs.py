@@ -69,6 +69,13 @@ def _is_text_pool(docs: Any) -> bool:
     return bool(first.text) and first.tensor is None and not first.blob and not first.uri
 
 
+def require_model(args: argparse.Namespace) -> None:
+    """Images and texts need a model that takes them: the default digits MLP does not."""
+    if args.model is None and is_user_data(args.data):
+        raise ValueError(f"--data {args.data} needs --model, e.g. torchvision.models:resnet18 --output-dim 64 for "
+                         "images or zoo:torch:minilm --output-dim 64 for text")
+
+
 def data_options(args: argparse.Namespace, docs: Any, model: Any) -> dict[str, Any]:
     """``preprocess_fn``/``collate_fn`` for the pool (empty for tensor pools). ``model``: as loaded, before any
     tailoring (a Hugging Face model knows its tokenizer's folder)."""

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -84,14 +85,11 @@ def load_model(path: str) -> Any:
     return load(path)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Serve the Labeler until Finish / Ctrl-C / SIGTERM; returns 0."""
+def prepare(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
+    """The pool, the model (tailored when asked) and the data options that make its input."""
     from docarray import DocumentArray
 
-    from finetuner.labeler import run as run_labeler
-    from finetuner.labeler.inputs import ModelInputs
-    from finetuner.labeler.training import save_model, stack_contents
-
+    _label_inputs.require_model(args)
     if args.data == "digits":
         docs = digits_pool(args.limit)
     elif _label_inputs.is_user_data(args.data):
@@ -104,12 +102,24 @@ def run(args: argparse.Namespace) -> int:
         docs = DocumentArray.load_binary(args.data)
         if args.limit:
             docs = docs[: args.limit]
-    if args.model:
-        loaded = load_model(args.model)
-        options = _label_inputs.data_options(args, docs, loaded)
-        model = _label_inputs.tailor(args, loaded, docs, options)
-    else:
-        model, options = default_model(args.output_dim or 32), {}
+    if not args.model:
+        return docs, default_model(args.output_dim or 32), {}
+    loaded = load_model(args.model)
+    options = _label_inputs.data_options(args, docs, loaded)
+    return docs, _label_inputs.tailor(args, loaded, docs, options), options
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve the Labeler until Finish / Ctrl-C / SIGTERM; returns 0 (1 when the data or model cannot be used)."""
+    from finetuner.labeler import run as run_labeler
+    from finetuner.labeler.inputs import ModelInputs
+    from finetuner.labeler.training import save_model, stack_contents
+
+    try:
+        docs, model, options = prepare(args)
+    except (ValueError, TypeError, OSError) as exc:
+        print(f"finetuner label: {exc}", file=sys.stderr)
+        return 1
     tuned = run_labeler(
         model, docs, workdir=args.workdir, port=args.port, host=args.host, open_browser=args.open_browser,
         top_k=args.top_k, questions=args.questions, epochs=args.epochs, strategy=args.strategy, **options,

@@ -124,3 +124,29 @@ def test_text_without_a_collate_fn_is_refused_naming_what_to_pass():
                                                    "token_type_ids": np.zeros((len(texts), 3), np.int64)},
                          input_names=("input_ids",)).batch(docs)
     assert list(tokens) == ["input_ids"] and tokens["input_ids"].shape == (2, 3)
+
+
+def label_args(*argv: str):
+    from finetuner.cli import build_parser
+
+    return build_parser().parse_args(["label", *argv])
+
+
+def test_the_label_command_turns_options_into_the_pools_model_input(tmp_path):
+    from finetuner.cli import _label_inputs
+    from finetuner.labeler.sources import ImagePreprocess, load_pool
+
+    write_images(tmp_path)
+    images = load_pool(tmp_path)
+    args = label_args("--data", str(tmp_path), "--model", "m.onnx", "--image-size", "64,96",
+                      "--image-mean", "0.5,0.5,0.5", "--image-std", "0.25,0.25,0.25")
+    options = _label_inputs.data_options(args, images, model=None)
+    assert options == {"preprocess_fn": ImagePreprocess((64, 96), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))}
+    with pytest.raises(ValueError, match="--image-mean '0.5': give 3 numbers"):
+        _label_inputs.data_options(label_args("--data", str(tmp_path), "--image-mean", "0.5"), images, None)
+    (tmp_path / "t.txt").write_text("one\ntwo\n")
+    texts = load_pool(tmp_path / "t.txt")
+    with pytest.raises(ValueError, match="a text pool needs a tokenizer: pass --tokenizer"):
+        _label_inputs.data_options(label_args("--data", str(tmp_path / "t.txt"), "--model", "x.onnx"), texts, None)
+    with pytest.raises(ValueError, match="needs --model"):
+        _label_inputs.require_model(label_args("--data", str(tmp_path / "t.txt")))
