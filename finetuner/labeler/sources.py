@@ -56,7 +56,7 @@ def image_folder(folder: Path) -> Any:
     if not files:
         raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {folder} or its subfolders")
     return DocumentArray(
-        Document(id=p.relative_to(folder).as_posix(), uri=str(p.resolve()), tags={"source": "folder"}) for p in files
+        Document(id=p.relative_to(folder).as_posix(), uri=str(p.resolve())) for p in files
     )
 
 
