@@ -165,12 +165,14 @@ class ImagePreprocess:
 
 
 def thumbnail(path: str | Path, side: int = THUMBNAIL_SIDE) -> str:
-    """A ``data:`` URI of the image at ``path`` shrunk to at most ``side`` pixels a side (JPEG, or PNG with alpha)."""
+    """A ``data:`` URI of the image at ``path`` shrunk to at most ``side`` pixels a side: PNG for lossless
+    sources (PNG, GIF, BMP) and images with transparency, JPEG for the rest (photos)."""
     image = _open_image(path)
-    image.thumbnail((side, side))
     has_alpha = image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info)
+    lossless = has_alpha or image.format in ("PNG", "GIF", "BMP")
+    image.thumbnail((side, side))
     image = image.convert("RGBA" if has_alpha else "RGB")
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG" if has_alpha else "JPEG", quality=85)
-    mime = "image/png" if has_alpha else "image/jpeg"
+    image.save(buffer, format="PNG" if lossless else "JPEG", quality=85)
+    mime = "image/png" if lossless else "image/jpeg"
     return f"data:{mime};base64,{base64.b64encode(buffer.getvalue()).decode()}"
