@@ -293,6 +293,32 @@ def text_latency(pool_size: int, rounds: int, questions: int, top_k: int) -> dic
     return flow_latency(embedding, docs, truth, rounds, questions, top_k, epochs=1, collate_fn=inputs.collate_fn)
 
 
+def _latency_rows(lat: dict, noun: str) -> list[str]:
+    return [
+        f"## Submit -> next questions ({lat['pool']:,}-{noun} pool, {lat['questions']} queries x top-{lat['top_k']})",
+        "",
+        "| phase | p50 ms | p95 ms |",
+        "|---|---|---|",
+        f"| no fit | {lat['idle_p50_ms']} | {lat['idle_p95_ms']} |",
+        f"| fit running in the background | {lat['during_fit_p50_ms']} | {lat['during_fit_p95_ms']} |",
+        "",
+        f"Target p50 < 300 ms without a fit: **{'met' if lat['idle_p50_ms'] < 300 else 'missed'}**. "
+        f"Rounds answered while the fit was still running: {lat['rounds_while_fit_running']}; "
+        f"Flow start (embedding the pool) {lat['start_s']} s.",
+    ]
+
+
+def _curve_rows(eff: dict) -> list[str]:
+    rows = [
+        f"| {strategy} | {eff[f'{strategy}_labels_needed']} | {eff[f'{strategy}_fraction_of_random']} |"
+        for strategy in ("uncertainty", "diversity")
+    ]
+    rows += ["", "| labels | " + " | ".join(eff["map_at_r"]) + " |", "|---" * (1 + len(eff["map_at_r"])) + "|"]
+    for i, count in enumerate(eff["labels_axis"]):
+        rows.append(f"| {count} | " + " | ".join(str(c[i]) for c in eff["map_at_r"].values()) + " |")
+    return rows
+
+
 def text_markdown(results: dict) -> str:
     eff, lat = results["labels"], results.get("latency")
     lines = [
@@ -311,26 +337,9 @@ def text_markdown(results: dict) -> str:
         "| strategy | labels to reach random's last mAP@R | fraction of random's |",
         "|---|---|---|",
     ]
-    for strategy in ("uncertainty", "diversity"):
-        lines.append(
-            f"| {strategy} | {eff[f'{strategy}_labels_needed']} | {eff[f'{strategy}_fraction_of_random']} |"
-        )
-    lines += ["", "| labels | " + " | ".join(eff["map_at_r"]) + " |", "|---" * (1 + len(eff["map_at_r"])) + "|"]
-    for i, count in enumerate(eff["labels_axis"]):
-        lines.append(f"| {count} | " + " | ".join(str(c[i]) for c in eff["map_at_r"].values()) + " |")
+    lines += _curve_rows(eff)
     if lat:
-        lines += [
-            "",
-            f"## Submit -> next questions ({lat['pool']:,}-text pool, {lat['questions']} queries x top-{lat['top_k']})",
-            "",
-            "| phase | p50 ms | p95 ms |",
-            "|---|---|---|",
-            f"| no fit | {lat['idle_p50_ms']} | {lat['idle_p95_ms']} |",
-            f"| fit running in the background | {lat['during_fit_p50_ms']} | {lat['during_fit_p95_ms']} |",
-            "",
-            f"Flow start (embedding the pool) {lat['start_s']} s; rounds answered while the fit ran: "
-            f"{lat['rounds_while_fit_running']}.",
-        ]
+        lines += ["", *_latency_rows(lat, "text")]
     return "\n".join(lines) + "\n"
 
 
@@ -341,16 +350,7 @@ def markdown(results: dict) -> str:
         "",
         f"Machine: {results['machine']}. Command: `{results['command']}`.",
         "",
-        f"## Submit -> next questions ({lat['pool']:,}-item pool, {lat['questions']} queries x top-{lat['top_k']})",
-        "",
-        "| phase | p50 ms | p95 ms |",
-        "|---|---|---|",
-        f"| no fit | {lat['idle_p50_ms']} | {lat['idle_p95_ms']} |",
-        f"| fit running in the background | {lat['during_fit_p50_ms']} | {lat['during_fit_p95_ms']} |",
-        "",
-        f"Target p50 < 300 ms without a fit: **{'met' if lat['idle_p50_ms'] < 300 else 'missed'}**. "
-        f"Rounds answered while the fit was still running: {lat['rounds_while_fit_running']}; "
-        f"Flow start {lat['start_s']} s.",
+        *_latency_rows(lat, "item"),
         "",
         f"## Labels to reach random's mAP@R at {eff['random_budget']} labels (digits, mean of {eff['seeds']} seeds)",
         "",
@@ -360,13 +360,7 @@ def markdown(results: dict) -> str:
         "| strategy | labels needed | fraction of random's |",
         "|---|---|---|",
     ]
-    for strategy in ("uncertainty", "diversity"):
-        lines.append(
-            f"| {strategy} | {eff[f'{strategy}_labels_needed']} | {eff[f'{strategy}_fraction_of_random']} |"
-        )
-    lines += ["", "| labels | " + " | ".join(eff["map_at_r"]) + " |", "|---" * (1 + len(eff["map_at_r"])) + "|"]
-    for i, count in enumerate(eff["labels_axis"]):
-        lines.append(f"| {count} | " + " | ".join(str(c[i]) for c in eff["map_at_r"].values()) + " |")
+    lines += _curve_rows(eff)
     return "\n".join(lines) + "\n"
 
 

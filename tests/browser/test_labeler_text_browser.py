@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.browser.test_labeler_browser import ARGS, CHROMIUM, ROOT, current_questions, expect_text, free_port
+from tests.browser.test_labeler_browser import CHROMIUM, ROOT, current_questions, expect_text, free_port
 
 pytestmark = [
     pytest.mark.browser,
@@ -34,16 +34,6 @@ TOPICS = [
     "runners crossing the marathon finish line", "a swimmer breaking the world record",
 ]
 TEXTS = [" ".join([f"{text}."] * 12) for text in TOPICS]  # every card long enough to be clamped
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield browser
-        browser.close()
 
 
 def test_label_a_text_pool_fit_and_finish_with_an_exportable_model(browser, minilm_embedding, tmp_path):
