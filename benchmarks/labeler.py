@@ -214,7 +214,7 @@ def minilm_embedding(output_dim: int | None = None):
 
 def text_efficiency(
     pool_synsets: int, test_synsets: int, seeds: int, rounds: int, questions: int, top_k: int, epochs: int,
-    learning_rate: float,
+    learning_rate: float | None,
 ) -> dict:
     """WordNet learning curves per strategy with the pretrained MiniLM (mean over seeds), against zero-shot."""
     import torch
@@ -246,7 +246,7 @@ def text_efficiency(
         set_weights(model, initial)
         return model
 
-    train_fn = make_train_fn(inputs=inputs, learning_rate=learning_rate)
+    train_fn = make_train_fn(inputs=inputs, **({} if learning_rate is None else {"learning_rate": learning_rate}))
     curves: dict[str, list[list[float]]] = {}
     counts: list[int] = []
     select_ms: list[float] = []
@@ -329,7 +329,7 @@ def text_markdown(results: dict) -> str:
         f"Pool: {eff['pool_items']} texts of {eff['pool_synsets']} synsets (definition + lemmas, one class each); "
         f"held out: {eff['test_items']} texts of {eff['test_synsets']} other synsets. Answers simulated from synset "
         f"membership; after each round the Labeler's train_fn fits {eff['epochs']} epoch(s) (TripletLoss, "
-        f"lr {eff['learning_rate']:g}); mean of {eff['seeds']} seed(s).",
+        f"lr {eff['learning_rate'] or 'default'}); mean of {eff['seeds']} seed(s).",
         "",
         f"Zero-shot mAP@R {eff['zero_shot_map_at_r']}; random's at {eff['random_budget']} labels "
         f"{eff['target_map_at_r']}.",
@@ -372,7 +372,8 @@ def main() -> None:
     parser.add_argument("--text", action="store_true", help="the WordNet text run instead of the digits run")
     parser.add_argument("--pool-synsets", type=int, default=150)
     parser.add_argument("--test-synsets", type=int, default=150)
-    parser.add_argument("--learning-rate", type=float, default=1e-3, help="text run: the train_fn's learning rate")
+    parser.add_argument("--learning-rate", type=float, default=None,
+                        help="text run: the train_fn's learning rate (default: the Labeler's, AdamW 5e-5 here)")
     parser.add_argument("--text-rounds", type=int, default=8)
     parser.add_argument("--no-latency", action="store_true", help="text run: skip the 10,000-text Flow")
     args = parser.parse_args()

@@ -23,6 +23,13 @@ import numpy as np
 
 from finetuner.data.content import LABEL_TAG
 
+PRETRAINED_MIN_PARAMETERS = 1_000_000
+"""Models with at least this many weights are taken to be pretrained encoders (nobody labels from scratch for a
+million-parameter network): they are fine-tuned gently (:data:`PRETRAINED_OPTIONS`), as ``fit`` does."""
+PRETRAINED_OPTIONS = {"optimizer": "adamw", "learning_rate": 5e-5}
+"""The Tuner options for pretrained encoders: at the Tuner's default (Adam at 1e-3) a few rounds of labels wreck
+the pretrained all-MiniLM-L6-v2 (WordNet mAP@R 0.29 zero-shot, 0.02 after 200 labels: benchmarks/labeler.py)."""
+
 EmbedFn = Callable[[Any, np.ndarray], np.ndarray]
 TrainFn = Callable[[Any, Any, int], dict]
 CONTENT_FIELDS = ("tensor", "blob", "uri", "text", "mime_type")
@@ -174,7 +181,8 @@ def make_train_fn(
 ) -> TrainFn:
     """A ``train_fn`` that fits with the model's framework's Tuner on the session data.
 
-    ``loss`` and ``tuner_options`` (``learning_rate``, ``optimizer``, ``device``, ``seed`` ...) go to the Tuner;
+    ``loss`` and ``tuner_options`` (``learning_rate``, ``optimizer``, ``device``, ``seed`` ...) go to the Tuner
+    (when neither ``learning_rate`` nor ``optimizer`` is given, a pretrained encoder gets :data:`PRETRAINED_OPTIONS`);
     ``batch_size`` is rows per batch (whole sessions); ``symmetric`` adds :func:`symmetric_sessions`;
     ``inputs`` (a :class:`~finetuner.labeler.inputs.ModelInputs`) gives the loader its ``preprocess_fn`` and
     ``collate_fn``, the same the index embeds the pool with.
@@ -184,11 +192,17 @@ def make_train_fn(
     def train_fn(model: Any, session_docs: Any, epochs: int) -> dict:
         data = symmetric_sessions(session_docs) if symmetric else session_docs
         tuner = _tuner(model, loss=loss, **tuner_options)
+        if not {"learning_rate", "optimizer"} & set(tuner_options) and _is_pretrained(tuner):
+            tuner = _tuner(model, loss=loss, **PRETRAINED_OPTIONS, **tuner_options)
         state = tuner.fit(data, epochs=epochs, batch_size=batch_size, **loader_options)
         losses = state.history.get("loss") or []
         return {"loss": float(losses[-1])} if losses else {}
 
     return train_fn
+
+
+def _is_pretrained(tuner: Any) -> bool:
+    return sum(int(np.size(w)) for w in tuner.get_weights().values()) >= PRETRAINED_MIN_PARAMETERS
 
 
 default_train_fn: TrainFn = make_train_fn()
