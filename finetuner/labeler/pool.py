@@ -178,11 +178,23 @@ def _data_uri(mime: str, data: bytes) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode()}"
 
 
+def _image_file_src(path: Path, mime: str) -> str:
+    """A thumbnail of a local image file (the file itself when Pillow cannot read it and it is small)."""
+    from finetuner.labeler.sources import thumbnail
+
+    try:
+        return thumbnail(path)
+    except (ImportError, OSError, ValueError):
+        if path.stat().st_size <= MAX_INLINE_BYTES:
+            return _data_uri(mime, path.read_bytes())
+        raise ValueError(f"cannot show {path}: Pillow cannot read it and it is over {MAX_INLINE_BYTES} bytes") from None
+
+
 def render_card(doc: Any) -> dict:
     """What the UI shows for a Document: ``{"id", "kind": "image"|"text", "src" or "text"}``.
 
     Order of preference: ``.tensor`` (shown as an image when it looks like one), ``.blob`` (image bytes, or
-    UTF-8 text), ``.uri`` (data/http URIs and local image files become image sources), ``.text``.
+    UTF-8 text), ``.uri`` (data/http URIs become image sources, local image files thumbnails), ``.text``.
     """
     card: dict = {"id": doc.id}
     if doc.tensor is not None:
@@ -205,8 +217,8 @@ def render_card(doc: Any) -> dict:
             return {**card, "kind": "image", "src": uri}
         path = Path(uri[7:] if uri.startswith("file://") else uri)
         mime = mimetypes.guess_type(path.name)[0] or ""
-        if mime.startswith("image/") and path.is_file() and path.stat().st_size <= MAX_INLINE_BYTES:
-            return {**card, "kind": "image", "src": _data_uri(mime, path.read_bytes())}
+        if mime.startswith("image/") and path.is_file():
+            return {**card, "kind": "image", "src": _image_file_src(path, mime)}
         if not doc.text:
             return {**card, "kind": "text", "text": uri}
     return {**card, "kind": "text", "text": doc.text or f"(document {doc.id} has no content)"}

@@ -54,14 +54,20 @@ class SimulationResult:
 def session_docs_from_indices(
     contents: np.ndarray, queries: list[int], matches: list[list[int]], labels: list[list[int]]
 ) -> Any:
-    """Build session-shaped Documents (query + labelled matches) from pool indices."""
+    """Build session-shaped Documents (query + labelled matches) from pool indices; ``contents`` holds arrays
+    (put in ``.tensor``) or strings (put in ``.text``)."""
     from docarray import Document, DocumentArray
+
+    def document(i: int, **tags: int) -> Any:
+        content = contents[i]
+        field = {"text": str(content)} if isinstance(content, str) else {"tensor": content}
+        return Document(id=f"{'q' if not tags else 'm'}{i}", tags=tags, **field)
 
     docs = DocumentArray()
     for q, ms, ls in zip(queries, matches, labels):
-        query = Document(id=f"q{q}", tensor=contents[q])
+        query = document(q)
         for m, label in zip(ms, ls):
-            query.matches.append(Document(id=f"m{m}", tensor=contents[m], tags={LABEL_TAG: int(label)}))
+            query.matches.append(document(m, **{LABEL_TAG: int(label)}))
         docs.append(query)
     return docs
 

@@ -17,10 +17,6 @@ import pytest
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[2]
-ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--no-first-run",
-]
 
 pytestmark = [pytest.mark.browser]  # no skip: a machine without Chromium fails these tests, as .ci/run says
 
@@ -74,18 +70,6 @@ class LabelerProcess:
             pass
         self.proc.wait(timeout=30)
         self.log.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (the browser tests must run, not skip)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield browser
-        browser.close()
 
 
 def current_questions(page) -> list[tuple[str, list[str]]]:

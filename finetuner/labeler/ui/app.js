@@ -12,6 +12,7 @@ const state = {
   settings: {},
   busy: false,
   fitting: false,
+  expanded: new Set(),// ids of long text cards shown whole
 };
 sessionStorage.setItem("labeler-client", state.client);
 
@@ -50,12 +51,33 @@ function cardElement(id, extraClass) {
     img.alt = "document " + id;
     el.appendChild(img);
   } else {
+    el.classList.add("text-card");
     const text = document.createElement("div");
     text.className = "text";
     text.textContent = card.text;
     el.appendChild(text);
+    el.appendChild(expandControl(id, el));
   }
   return el;
+}
+
+// "more"/"less" on a text card (shown once rendered only where the text is clamped, see showExpandControls):
+// shows the whole text; never labels the card, never takes keyboard focus.
+function expandControl(id, el) {
+  const open = state.expanded.has(id);
+  el.classList.toggle("expanded", open);
+  const more = document.createElement("button");
+  more.className = "more";
+  more.hidden = !open;
+  more.tabIndex = -1;
+  more.textContent = open ? "less" : "more";
+  more.setAttribute("aria-expanded", open ? "true" : "false");
+  more.addEventListener("click", (event) => {
+    event.stopPropagation();
+    if (open) state.expanded.delete(id); else state.expanded.add(id);
+    render();
+  });
+  return more;
 }
 
 function render() {
@@ -98,9 +120,17 @@ function render() {
     block.appendChild(matches);
     root.appendChild(block);
   });
+  showExpandControls(root);
   $("pin-status").hidden = !state.pin;
   $("pinned-id").textContent = state.pin || "";
   if (!state.questions.length) say("No more questions: every item has been asked. Fit, save or export.");
+}
+
+function showExpandControls(root) {
+  for (const card of root.querySelectorAll(".text-card:not(.expanded)")) {
+    const text = card.querySelector(".text");
+    card.querySelector(".more").hidden = text.scrollHeight <= text.clientHeight + 1;
+  }
 }
 
 function toggle(qi, mi) {

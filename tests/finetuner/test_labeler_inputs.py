@@ -1,0 +1,165 @@
+"""Text and image pools through the Labeler on a real Flow: ``fit``'s data options drive embedding and training.
+
+The text test is the issue's new user: the packaged pretrained all-MiniLM-L6-v2 tailored with ``to_embedding``,
+``finetuner.fit(model, docs, interactive=True, collate_fn=tokenizer_collate(tokenizer))``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("jina")
+
+TOPICS = {
+    "food": ["a bowl of tomato soup with basil", "freshly baked sourdough bread", "grilled salmon with lemon",
+             "a chocolate cake for dessert", "spicy noodles with garlic", "a salad of lettuce and cucumber"],
+    "space": ["a telescope pointed at distant galaxies", "the orbit of the moon around the earth",
+              "astronauts aboard the space station", "a comet passing near the sun",
+              "the rings of the planet saturn", "a rocket launch into orbit"],
+    "sport": ["the striker scored a goal in the final minute", "a tennis match on a grass court",
+              "runners crossing the marathon finish line", "the basketball team won the championship",
+              "a swimmer breaking the world record", "cyclists climbing a mountain stage"],
+}
+
+
+def text_pool():
+    from docarray import Document, DocumentArray
+
+    return DocumentArray(
+        Document(id=f"{topic}-{i}", text=text) for topic, texts in TOPICS.items() for i, text in enumerate(texts)
+    )
+
+
+def call(port: int, method: str, path: str, body: object = None) -> dict:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", data=None if body is None else json.dumps(body).encode(), method=method
+    )
+    request.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return json.loads(response.read())
+
+
+def wait_until_up(port: int, thread: threading.Thread, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while True:
+        try:
+            call(port, "GET", "/api/progress")
+            return
+        except (OSError, urllib.error.HTTPError):
+            assert thread.is_alive() and time.time() < deadline, "the Labeler did not come up"
+            time.sleep(0.3)
+
+
+def label_by_topic(port: int, questions: dict) -> int:
+    """Answer every question as a user who knows the topics (the id prefix) would; returns the labels sent."""
+    labels = [
+        {"query_id": q["query_id"], "match_id": m["id"],
+         "label": 1 if m["id"].split("-")[0] == q["query_id"].split("-")[0] else -1}
+        for q in questions["questions"] for m in q["matches"]
+    ]
+    call(port, "POST", "/api/labels", {"labels": labels})
+    return len(labels)
+
+
+def fit_to_version(port: int, version: int, timeout: float = 180) -> dict:
+    assert call(port, "POST", "/api/fit", {})["started"]
+    deadline = time.time() + timeout
+    while True:
+        progress = call(port, "GET", "/api/progress")
+        assert progress["fit"]["error"] is None and progress["index"]["error"] is None, progress
+        if progress["index"]["model_version"] >= version:
+            return progress
+        assert time.time() < deadline, f"model v{version} did not arrive: {progress}"
+        time.sleep(0.5)
+
+
+def test_fit_interactive_labels_text_with_the_same_collate_fn_and_returns_the_tuned_model(
+    minilm_embedding, tmp_path
+):
+    """Before: the Flow aborted at start ("the pool's content is str"); collate_fn was not handed over."""
+    from jina.helper import random_port
+
+    import finetuner
+    from finetuner.data import tokenizer_collate
+    from finetuner.labeler.inputs import ModelInputs
+    from finetuner.labeler.training import get_weights
+    from models.torch_zoo import minilm_tokenizer
+
+    model = minilm_embedding[0]
+    collate = tokenizer_collate(minilm_tokenizer())
+    before = get_weights(model)
+    port = random_port()
+    result: dict = {}
+    options = {"port": port, "workdir": tmp_path / "wd", "open_browser": False, "top_k": 4, "questions": 3}
+    thread = threading.Thread(
+        target=lambda: result.update(model=finetuner.fit(
+            model, text_pool(), interactive=True, epochs=2, collate_fn=collate, labeler_options=options
+        )),
+        daemon=True,
+    )
+    thread.start()
+    wait_until_up(port, thread)
+    first = call(port, "GET", "/api/questions?client=t")
+    assert first["model_version"] == 0 and len(first["questions"]) == 3
+    assert {card["kind"] for card in first["cards"].values()} == {"text"}
+    assert label_by_topic(port, first) == 12
+    progress = fit_to_version(port, 1)
+    assert progress["fit"]["metrics"]["labels"] == 12
+    after = call(port, "GET", "/api/questions?client=t")
+    assert after["model_version"] == 1
+    assert not {q["query_id"] for q in after["questions"]} & {q["query_id"] for q in first["questions"]}
+    call(port, "POST", "/api/stop", {})
+    thread.join(timeout=60)
+    assert not thread.is_alive(), "fit(interactive=True) did not return after Finish"
+    tuned = result["model"]
+    assert tuned is model
+    assert any(not np.array_equal(before[k], v) for k, v in get_weights(tuned).items())
+
+    inputs = ModelInputs.for_model(tuned, collate_fn=collate)  # without the token_type_ids the model does not take
+    tuned_embeddings = finetuner.embed(inputs.collate(["a rocket on the launch pad", "a plate of pasta"]), tuned)
+    assert tuned_embeddings.shape == (2, 32)  # (exported and served: tests/browser/test_labeler_text_browser.py)
+
+
+def test_an_image_folder_is_embedded_and_trained_through_the_preprocess_fn(tmp_path):
+    """Images read from disk, resized by ImagePreprocess, both for the index and the training batches."""
+    from jina.helper import random_port
+    from PIL import Image
+
+    from finetuner.labeler import Labeler
+    from finetuner.labeler.sources import ImagePreprocess, load_pool
+
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        (tmp_path / "imgs" / f"c{i % 3}").mkdir(parents=True, exist_ok=True)
+        image = rng.integers(0, 60, (20 + i, 30, 3), dtype=np.uint8)
+        image[..., i % 3] += 180
+        Image.fromarray(image).save(tmp_path / "imgs" / f"c{i % 3}" / f"{i}.png")
+    docs = load_pool(tmp_path / "imgs")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, stride=2), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten(),
+        torch.nn.Linear(16, 8),
+    )
+    port = random_port()
+    with Labeler(model, docs, workdir=tmp_path / "wd", port=port, preprocess_fn=ImagePreprocess((16, 16)),
+                 top_k=3, questions=2, epochs=2):
+        first = call(port, "GET", "/api/questions?client=i")
+        assert {card["kind"] for card in first["cards"].values()} == {"image"}
+        assert all(card["src"].startswith("data:image/") for card in first["cards"].values())
+        labels = [
+            {"query_id": q["query_id"], "match_id": m["id"],
+             "label": 1 if m["id"].split("/")[0] == q["query_id"].split("/")[0] else -1}
+            for q in first["questions"] for m in q["matches"]
+        ]
+        labels[0]["label"], labels[1]["label"] = 1, -1  # at least one of each, whatever the untrained model found
+        call(port, "POST", "/api/labels", {"labels": labels})
+        fit_to_version(port, 1)
+        assert call(port, "GET", "/api/questions?client=i")["model_version"] == 1
