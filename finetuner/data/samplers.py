@@ -210,3 +210,48 @@ class SessionSampler(Sampler):
         order = rng.permutation(n) if self.shuffle else np.arange(n)
         step = self.sessions_per_batch
         return [np.concatenate([self.sessions[s] for s in order[i : i + step]]) for i in range(0, n, step)]
+
+
+class NoDuplicatesSampler(Sampler):
+    """Pair data: ``batch_size`` examples per batch, no content twice in a batch (sentence-transformers'
+    ``NoDuplicatesBatchSampler``): a repeated positive would be a false in-batch negative of the other anchor.
+
+    Each epoch the examples are shuffled and placed first-fit into ``ceil(n / batch_size)`` batches, each
+    taking an example only if none of its contents (``keys[s]``) is in it already; an example that fits nowhere
+    (its content repeats in every batch) goes to the first batch with room. The batch count is fixed per epoch.
+    """
+
+    def __init__(
+        self, sessions: Sequence[np.ndarray], keys: Sequence[tuple[str, ...]], batch_size: int, seed: int = 0,
+        shuffle: bool = True,
+    ):
+        super().__init__(batch_size, seed, shuffle)
+        if len(sessions) != len(keys) or not sessions:
+            raise DataError("pair data without examples: pass at least one (anchor, positive) example")
+        self.sessions = list(sessions)
+        self.keys = list(keys)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.sessions) / self.batch_size)
+
+    def _fingerprint(self) -> dict[str, Any]:
+        return {**super()._fingerprint(), "num_sessions": len(self.sessions)}
+
+    def _plan(self, rng: np.random.Generator) -> list[np.ndarray]:
+        n = len(self.sessions)
+        order = rng.permutation(n) if self.shuffle else np.arange(n)
+        members: list[list[int]] = [[] for _ in range(len(self))]
+        seen: list[set[str]] = [set() for _ in range(len(self))]
+        first_open = 0
+        for s in order.tolist():
+            keys = self.keys[s]
+            while len(members[first_open]) >= self.batch_size:
+                first_open += 1
+            target = next(
+                (b for b in range(first_open, len(members))
+                 if len(members[b]) < self.batch_size and seen[b].isdisjoint(keys)),
+                first_open,
+            )
+            members[target].append(s)
+            seen[target].update(keys)
+        return [np.concatenate([self.sessions[s] for s in batch]) for batch in members]
