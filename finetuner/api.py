@@ -63,6 +63,7 @@ class FitSummary:
 
     monitor: str
     recipe: str
+    loss: str
     epochs_run: int
     start: float | None = None
     best: float | None = None
@@ -71,7 +72,7 @@ class FitSummary:
     reason: str = ""
 
     def __str__(self) -> str:
-        lines = [f"finetuner.fit: {self.recipe}; {self.epochs_run} epoch(s) run."]
+        lines = [f"finetuner.fit: {self.loss}, {self.recipe}; {self.epochs_run} epoch(s) run."]
         if self.start is not None and self.best is not None:
             lines.append(
                 f"  {self.monitor} on the validation data: {self.start:.4f} at the start, {self.best:.4f} at "
@@ -194,9 +195,19 @@ def fit(
     if tailor_options:
         from finetuner import tailor
 
-        model = tailor.to_embedding(
-            model, input_shape=input_shape, input_dtype=input_dtype, sample_input=sample_input, **tailor_options
-        )
+        try:
+            model = tailor.to_embedding(
+                model, input_shape=input_shape, input_dtype=input_dtype, sample_input=sample_input,
+                **tailor_options,
+            )
+        except Exception as exc:
+            if input_shape is None:
+                raise
+            raise ValueError(
+                f"tailoring the model with input_shape={tuple(input_shape)} failed ({type(exc).__name__}: "
+                f"{_first_line(exc)}): input_shape must be the shape of one input the model takes, without the "
+                "batch axis (e.g. (64,) for 64 features, (3, 224, 224) for an image)"
+            ) from exc
     if interactive:
         from finetuner import labeler
 
@@ -211,7 +222,7 @@ def fit(
             raise TypeError("pass either tokenizer or collate_fn, not both (tokenizer makes the collate_fn)")
         from finetuner.data import tokenizer_collate
 
-        collate_fn = tokenizer_collate(tokenizer)
+        collate_fn = tokenizer_collate(tokenizer, input_names=_input_names(model))
     from finetuner import data as fdata
 
     train_data = _as_training_data(train_data, preprocess_fn, augment_fn)
@@ -245,6 +256,7 @@ def fit(
         weight_decay=recipe.weight_decay, scheduler=recipe.scheduler, warmup_steps=recipe.warmup_steps,
         max_grad_norm=max_grad_norm, device=device, mixed_precision=mixed_precision, seed=seed,
     )
+    _check_model_takes(tuner, loader.dataset, collate_fn)
     eval_options = {k: v for k, v in data_options.items() if k != "augment_fn"}
     eval_options["num_workers"] = num_workers
 
@@ -265,7 +277,9 @@ def fit(
         loader, eval_data=eval_data, epochs=recipe.epochs, batch_size=batch_size,
         callbacks=[*(callbacks or []), *extra], resume_from=resume_from, **eval_options,
     )
-    result = FitSummary(monitor=monitor, recipe=recipe.describe(), epochs_run=len(state.records))
+    result = FitSummary(
+        monitor=monitor, recipe=recipe.describe(), loss=type(tuner.loss).__name__, epochs_run=len(state.records)
+    )
     if selection is not None:
         selection.keep_if_better(tuner, state, result)
     else:
@@ -304,22 +318,26 @@ def tokenizer_of(model: Any) -> Any:
 
 
 def embed(docs: Any, model: Any, batch_size: int = 256, preprocess_fn: Callable | None = None,
-          collate_fn: Callable | None = None) -> Any:
+          collate_fn: Callable | None = None, tokenizer: Any = None) -> Any:
     """Fill ``doc.embedding`` of every Document in ``docs`` with ``model`` (in eval mode); return ``docs``.
 
     ``docs`` may also be a numpy array (or dict of arrays) of inputs, or a list of strings: then the (N, D)
-    embeddings are returned. A model from ``fit(..., tokenizer=...)`` tokenises text with that tokenizer.
+    embeddings are returned. Text is tokenised with ``tokenizer``, by default the one given to the
+    ``fit(..., tokenizer=...)`` that returned ``model``.
     """
     from finetuner.tuner import tuner_class
 
     tuner = tuner_class(compiler.require_framework(model))(model)
     if isinstance(docs, (np.ndarray, dict)):
         return tuner.embed(docs, batch_size=batch_size)
-    from finetuner.data import as_dataset, in_order, tokenizer_collate
+    from finetuner.data import ClassDataset, as_dataset, in_order, tokenizer_collate
 
-    if collate_fn is None and tokenizer_of(model) is not None:
-        collate_fn = tokenizer_collate(tokenizer_of(model))
+    tokenizer = tokenizer if tokenizer is not None else tokenizer_of(model)
+    if collate_fn is None and tokenizer is not None:
+        collate_fn = tokenizer_collate(tokenizer, input_names=_input_names(model))
     dataset = as_dataset(docs, preprocess_fn=preprocess_fn)
+    if dataset.kind == "instance":  # one row per item as it is, not two augmented training views
+        dataset = ClassDataset(dataset.items, [0] * len(dataset), preprocess_fn)
     chunks = [tuner._embed_batch(batch.contents) for batch in in_order(dataset, batch_size, collate_fn)]
     embeddings = np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
     if isinstance(docs, list) and all(isinstance(d, str) for d in docs):
@@ -379,6 +397,45 @@ class _StartingPoint:
         )
 
 
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [""])[0][:300]
+
+
+def _describe(contents: Any) -> str:
+    if isinstance(contents, dict):
+        return ", ".join(f"{k}: {_describe(v)}" for k, v in contents.items())
+    if isinstance(contents, list) and contents and isinstance(contents[0], str):
+        return f"{len(contents)} strings (text: pass tokenizer=... to tokenise it)"
+    array = np.asarray(contents)
+    return f"shape {array.shape} {array.dtype}"
+
+
+def _check_model_takes(tuner: Any, dataset: Any, collate_fn: Callable | None) -> None:
+    """Embed two items before training, so that data the model cannot take fails now, naming both shapes."""
+    from finetuner.data import in_order
+
+    batch = next(iter(in_order(dataset, 2, collate_fn)))
+    try:
+        out = tuner._embed_batch(batch.contents)
+    except Exception as exc:
+        raise ValueError(
+            f"the model cannot embed the training data: its first items collate to {_describe(batch.contents)} "
+            f"({type(exc).__name__}: {_first_line(exc)}). Give data of the shape the model takes, or pass "
+            "preprocess_fn / collate_fn / tokenizer to convert it."
+        ) from exc
+    if np.ndim(out) != 2:
+        raise ValueError(
+            f"the model gives outputs of shape {np.shape(out)} for a batch of 2, not (2, D) embeddings: tailor it "
+            "with output_dim/pooling (finetuner.tailor.to_embedding) first"
+        )
+
+
+def _input_names(model: Any) -> list[str] | None:
+    """The named inputs of a tailored model (None when the model does not say)."""
+    names = getattr(model, "input_names", None)
+    return list(names) if isinstance(names, (list, tuple)) and all(isinstance(n, str) for n in names) else None
+
+
 def _check_arguments(train_data: Any, learning_rate: Any, output_dim: Any, input_shape: Any) -> None:
     """Errors that name the culprit for arguments that would otherwise fail deep inside training."""
     if train_data is None:
@@ -413,6 +470,13 @@ def _as_training_data(train_data: Any, preprocess_fn: Any, augment_fn: Any) -> A
     """Pair data becomes a :class:`~finetuner.data.PairDataset` once (detection, keys); other data as given."""
     from finetuner.data import as_dataset, is_pair_data
 
+    if isinstance(train_data, tuple) and len(train_data) == 2:
+        x, y = train_data
+        n_x, n_y = (len(x) if hasattr(x, "__len__") else None), np.shape(y)
+        if n_x is not None and (len(n_y) != 1 or n_y[0] != n_x):
+            from finetuner.data import DataError
+
+            raise DataError(f"(X, y): y has shape {n_y} but X has {n_x} rows: pass one label per row of X")
     if is_pair_data(train_data):
         return as_dataset(train_data, preprocess_fn=preprocess_fn, augment_fn=augment_fn)
     return train_data

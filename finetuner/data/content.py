@@ -92,15 +92,23 @@ def default_collate(contents: list[Any]) -> Any:
     return _stack(contents)
 
 
-def tokenizer_collate(tokenizer: Any, max_length: int = 128) -> CollateFn:
+def tokenizer_collate(
+    tokenizer: Any, max_length: int = 128, input_names: Sequence[str] | None = None
+) -> CollateFn:
     """A ``collate_fn`` that tokenises a batch of strings into int64 ``input_ids``, ``attention_mask`` (and
     ``token_type_ids`` when the tokenizer gives them), padded to the longest text, truncated to ``max_length``.
 
-    ``tokenizer``: a Hugging Face ``transformers`` tokenizer, or a ``tokenizers.Tokenizer``.
+    ``tokenizer``: a Hugging Face ``transformers`` tokenizer, or a ``tokenizers.Tokenizer``. ``input_names``:
+    keep only these of the three (the model's inputs, e.g. a model exported without ``token_type_ids``).
     """
     if max_length < 1:
         raise ValueError(f"max_length must be >= 1, got {max_length}")
-    wanted = ("input_ids", "attention_mask", "token_type_ids")
+    wanted = tuple(
+        name for name in ("input_ids", "attention_mask", "token_type_ids")
+        if input_names is None or name in input_names
+    )
+    if "input_ids" not in wanted:
+        raise ValueError(f"the model's inputs {list(input_names or [])} take no input_ids: it is not a text model")
     if hasattr(tokenizer, "encode_batch"):  # a `tokenizers.Tokenizer`: truncate a copy (keeps [SEP])
         tokenizer = type(tokenizer).from_str(tokenizer.to_str())
         tokenizer.no_padding()
@@ -119,9 +127,9 @@ def tokenizer_collate(tokenizer: Any, max_length: int = 128) -> CollateFn:
             out = {name: np.zeros((len(texts), width), dtype=np.int64) for name in wanted}
             for row, enc in enumerate(encodings):
                 n = len(enc.ids)
-                out["input_ids"][row, :n] = enc.ids
-                out["attention_mask"][row, :n] = enc.attention_mask
-                out["token_type_ids"][row, :n] = enc.type_ids
+                values = {"input_ids": enc.ids, "attention_mask": enc.attention_mask, "token_type_ids": enc.type_ids}
+                for name in wanted:
+                    out[name][row, :n] = values[name]
             return out
         encoded = tokenizer(
             list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="np"

@@ -216,10 +216,13 @@ class NoDuplicatesSampler(Sampler):
     """Pair data: ``batch_size`` examples per batch, no content twice in a batch (sentence-transformers'
     ``NoDuplicatesBatchSampler``): a repeated positive would be a false in-batch negative of the other anchor.
 
-    Each epoch the examples are shuffled and placed first-fit into ``ceil(n / batch_size)`` batches, each
-    taking an example only if none of its contents (``keys[s]``) is in it already; an example that fits nowhere
-    (its content repeats in every batch) goes to the first batch with room. The batch count is fixed per epoch.
+    Each epoch has ``ceil(n / batch_size)`` batches. The examples are placed most-repeated content first (the
+    hardest to place), each into a random batch with room that holds none of its contents (``keys[s]``): a few
+    random tries, then a scan. Only an example whose content is already in every batch with room is placed
+    with a repeat. The batches come out in random order with random members.
     """
+
+    TRIES = 16
 
     def __init__(
         self, sessions: Sequence[np.ndarray], keys: Sequence[tuple[str, ...]], batch_size: int, seed: int = 0,
@@ -230,6 +233,11 @@ class NoDuplicatesSampler(Sampler):
             raise DataError("pair data without examples: pass at least one (anchor, positive) example")
         self.sessions = list(sessions)
         self.keys = list(keys)
+        counts: dict[str, int] = {}
+        for example in self.keys:
+            for key in example:
+                counts[key] = counts.get(key, 0) + 1
+        self._repeats = np.array([max(counts[key] for key in example) for example in self.keys])
 
     def __len__(self) -> int:
         return math.ceil(len(self.sessions) / self.batch_size)
@@ -239,19 +247,34 @@ class NoDuplicatesSampler(Sampler):
 
     def _plan(self, rng: np.random.Generator) -> list[np.ndarray]:
         n = len(self.sessions)
-        order = rng.permutation(n) if self.shuffle else np.arange(n)
+        if not self.shuffle:
+            return [np.concatenate(self.sessions[i : i + self.batch_size]) for i in range(0, n, self.batch_size)]
+        order = rng.permutation(n)
+        order = order[np.argsort(-self._repeats[order], kind="stable")]
         members: list[list[int]] = [[] for _ in range(len(self))]
         seen: list[set[str]] = [set() for _ in range(len(self))]
-        first_open = 0
+        open_batches = list(range(len(self)))
         for s in order.tolist():
             keys = self.keys[s]
-            while len(members[first_open]) >= self.batch_size:
-                first_open += 1
-            target = next(
-                (b for b in range(first_open, len(members))
-                 if len(members[b]) < self.batch_size and seen[b].isdisjoint(keys)),
-                first_open,
-            )
+            target = self._place(keys, open_batches, seen, rng)
             members[target].append(s)
             seen[target].update(keys)
+            if len(members[target]) >= self.batch_size:
+                open_batches.remove(target)
         return [np.concatenate([self.sessions[s] for s in batch]) for batch in members]
+
+    def _place(
+        self, keys: tuple[str, ...], open_batches: list[int], seen: list[set[str]], rng: np.random.Generator
+    ) -> int:
+        """A random open batch without any of ``keys``; if none has room, the first open batch tried."""
+        count = len(open_batches)
+        for _ in range(min(self.TRIES, count)):
+            b = open_batches[int(rng.integers(count))]
+            if seen[b].isdisjoint(keys):
+                return b
+        start = int(rng.integers(count))
+        for j in range(count):
+            b = open_batches[(start + j) % count]
+            if seen[b].isdisjoint(keys):
+                return b
+        return open_batches[start]
