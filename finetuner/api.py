@@ -201,8 +201,10 @@ def fit(
                 **tailor_options,
             )
         except Exception as exc:
-            if input_shape is None:
-                raise
+            from tailor_ir.errors import ExportError, TailorError
+
+            if input_shape is None or (isinstance(exc, TailorError) and not isinstance(exc, ExportError)):
+                raise  # the Tailor's own errors already name the layer or op; only a failed trace may be the shape
             raise ValueError(
                 f"tailoring the model with input_shape={tuple(input_shape)} failed ({type(exc).__name__}: "
                 f"{_first_line(exc)}): input_shape must be the shape of one input the model takes, without the "
@@ -221,8 +223,10 @@ def fit(
         if collate_fn is not None:
             raise TypeError("pass either tokenizer or collate_fn, not both (tokenizer makes the collate_fn)")
         from finetuner.data import tokenizer_collate
+        from finetuner.tuner import tuner_class
 
-        collate_fn = tokenizer_collate(tokenizer, input_names=_input_names(model))
+        chunked = tuner_class(framework).runs_chunks
+        collate_fn = tokenizer_collate(tokenizer, input_names=_input_names(model), chunked=chunked)
     from finetuner import data as fdata
 
     train_data = _as_training_data(train_data, preprocess_fn, augment_fn)
@@ -334,7 +338,7 @@ def embed(docs: Any, model: Any, batch_size: int = 256, preprocess_fn: Callable 
 
     tokenizer = tokenizer if tokenizer is not None else tokenizer_of(model)
     if collate_fn is None and tokenizer is not None:
-        collate_fn = tokenizer_collate(tokenizer, input_names=_input_names(model))
+        collate_fn = tokenizer_collate(tokenizer, input_names=_input_names(model), chunked=tuner.runs_chunks)
     dataset = as_dataset(docs, preprocess_fn=preprocess_fn)
     if dataset.kind == "instance":  # one row per item as it is, not two augmented training views
         dataset = ClassDataset(dataset.items, [0] * len(dataset), preprocess_fn)

@@ -141,6 +141,7 @@ class BaseTuner(ABC):
 
     framework: ClassVar[str] = ""
     checkpoint_suffix: ClassVar[str] = ".ckpt"
+    runs_chunks: ClassVar[bool] = False  # the backend embeds ``finetuner.data.content.Chunks`` contents
 
     def __init__(
         self,

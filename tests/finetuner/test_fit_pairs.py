@@ -10,8 +10,10 @@ import pytest
 import torch
 
 import finetuner
-from finetuner.data import DataError, digits
+from finetuner.data import DataError, digits, tokenizer_collate
+from finetuner.data.content import Chunks
 from finetuner.onnx_meta import tokenizer_dir
+from finetuner.tuner.pytorch.tuner import PytorchTuner
 from models.torch_zoo import MLP, tiny_bert
 
 
@@ -73,6 +75,14 @@ def test_tokenizer_is_used_for_training_evaluation_embed_and_export(tmp_path: Pa
     np.testing.assert_allclose(np.linalg.norm(embedded, axis=1), 1.0, atol=1e-5)
     path = finetuner.export(tuned, tmp_path / "text.onnx")
     assert tokenizer_dir(path).is_dir()  # the tokenizer given to fit went with the export
+
+    # pair batches mix long and short texts: the torch backend runs them as two length groups, same embeddings
+    mixed = [t + " " + t + " " + t for t in texts[:32]] + [t.split()[0] for t in texts]
+    chunked = tokenizer_collate(tokenizer, input_names=["input_ids", "attention_mask"], chunked=True)(mixed)
+    plain = tokenizer_collate(tokenizer, input_names=["input_ids", "attention_mask"])(mixed)
+    assert isinstance(chunked, Chunks) and [c["input_ids"].shape for c in chunked] == [(40, 1), (32, 15)]
+    tuner = PytorchTuner(tuned)
+    np.testing.assert_allclose(tuner._embed_batch(chunked), tuner._embed_batch(plain), atol=1e-5)
 
 
 @pytest.fixture(scope="module")

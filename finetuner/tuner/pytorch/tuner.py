@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from finetuner.data.content import Chunks
 from finetuner.tuner import optim
 from finetuner.tuner.base import BaseTuner
 from finetuner.tuner.pytorch import losses as torch_losses
@@ -42,6 +43,7 @@ class PytorchTuner(BaseTuner):
 
     framework = "torch"
     checkpoint_suffix = ".pt"
+    runs_chunks = True
 
     # ---- construction ----------------------------------------------------------------------------------------
     def _loss_class(self, name: str) -> type:
@@ -102,6 +104,9 @@ class PytorchTuner(BaseTuner):
         return torch.autocast(device_type, dtype=torch.float16, enabled=self.mixed_precision)
 
     def _forward(self, contents: Any) -> torch.Tensor:
+        if isinstance(contents, Chunks):  # rows grouped by length: run each group, restore the batch order
+            out = torch.cat([self._forward(chunk) for chunk in contents])
+            return out[torch.as_tensor(contents.restore(), device=out.device)]
         inputs = _to_tensor(contents, self.device)
         if isinstance(inputs, dict):
             return _first_output(self.model(**inputs))
