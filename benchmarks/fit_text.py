@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import json
 import pstats
 import re
 import tempfile
@@ -41,6 +42,13 @@ LEARNING_RATE = 5e-5
 WARMUP_FRACTION = 0.1
 WEIGHT_DECAY = 0.01
 METRICS = ("hit@1", "hit@10", "MRR@10", "NDCG@10")
+ROWS = ("zero-shot", "defaults", "none", "st")
+NAMES = {
+    "zero-shot": "zero-shot (finetuner.embed)",
+    "defaults": "finetuner.fit defaults",
+    "none": "finetuner.fit validation='none' (same work as ST)",
+    "st": "sentence-transformers trainer + MNRL",
+}
 
 
 def read_synsets(path: Path = WORDNET_NOUNS) -> list[tuple[str, list[str]]]:
@@ -175,12 +183,32 @@ def profile_fit(pairs: list, epochs: int) -> list[str]:
     return lines
 
 
+def _previous_rows(args: argparse.Namespace, names: list[str]) -> dict[str, dict]:
+    """Rows of an earlier run of the same configuration, by method name."""
+    from _common import RESULTS
+
+    path = RESULTS / "fit_text.json"
+    if not names or not path.is_file():
+        return {}
+    rows = [row for row in json.loads(path.read_text())["rows"] if row["method"] in names]
+    other = [row.get("config") for row in rows if row.get("config") != _config(args)]
+    if other:
+        raise SystemExit(f"{path} holds rows of another configuration ({other[0]}): run every row")
+    return {row["method"]: row for row in rows}
+
+
+def _config(args: argparse.Namespace) -> dict:
+    return {"pairs": args.pairs, "test_queries": args.test_queries, "seed": args.seed}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=8000)
     parser.add_argument("--test-queries", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="2,000 pairs and 500 test queries")
+    parser.add_argument("--rows", default=",".join(ROWS), help=f"which rows to run, of {','.join(ROWS)}; rows "
+                        "not run are kept from benchmarks/results/fit_text.json (a run split over two sittings)")
     parser.add_argument("--profile", type=int, default=0, metavar="PAIRS",
                         help="also profile fit(validation='none') for one epoch over this many of the pairs")
     args = parser.parse_args()
@@ -190,28 +218,40 @@ def main() -> None:
     queries, corpus, relevant = test_set(test)
     print(f"{len(pairs)} training pairs; {len(queries)} test queries over {len(corpus)} lemma phrases", flush=True)
 
+    wanted = args.rows.split(",")
+    unknown = sorted(set(wanted) - set(ROWS))
+    if unknown:
+        raise SystemExit(f"unknown rows {unknown}: choose from {ROWS}")
+    kept = _previous_rows(args, [NAMES[r] for r in ROWS if r not in wanted])
     rows = []
 
     def measure(name: str, encode, seconds: float | None = None, **extra) -> None:
         start = time.perf_counter()
         scores = retrieval_metrics(encode(queries), encode(corpus), relevant)
-        rows.append({"method": name, **scores, "fit seconds": seconds, **extra})
+        rows.append({"method": name, **scores, "fit seconds": seconds, "config": _config(args), **extra})
         print(rows[-1], f"(eval {time.perf_counter() - start:.0f} s)", flush=True)
 
-    base, tokenizer = finetuner_model()
-    measure("zero-shot (finetuner.embed)", lambda texts: finetuner_encode(base, texts, tokenizer))
-
-    tuned, seconds, summary = run_fit(pairs, None)
-    epochs = summary.epochs_run
-    measure("finetuner.fit defaults", lambda texts: finetuner_encode(tuned, texts), seconds,
-            note=f"{summary.recipe}; returned: {summary.returned} ({summary.reason})")
-
-    same, fit_seconds, _ = run_fit(pairs, epochs, validation="none")
-    measure("finetuner.fit validation='none' (same work as ST)", lambda texts: finetuner_encode(same, texts),
-            fit_seconds)
-
-    st_model, st_seconds = run_sentence_transformers(pairs, epochs, args.seed)
-    measure("sentence-transformers trainer + MNRL", lambda texts: st_encode(st_model, texts), st_seconds)
+    if "zero-shot" in wanted:
+        base, tokenizer = finetuner_model()
+        measure(NAMES["zero-shot"], lambda texts: finetuner_encode(base, texts, tokenizer))
+    epochs = int(kept.get(NAMES["defaults"], {}).get("epochs", 0)) or None
+    if "defaults" in wanted:
+        tuned, seconds, summary = run_fit(pairs, None)
+        epochs = summary.epochs_run
+        measure(NAMES["defaults"], lambda texts: finetuner_encode(tuned, texts), seconds, epochs=epochs,
+                note=f"{summary.recipe}; returned: {summary.returned} ({summary.reason})")
+    epochs = epochs or 1
+    if "none" in wanted:
+        same, fit_seconds, _ = run_fit(pairs, epochs, validation="none")
+        measure(NAMES["none"], lambda texts: finetuner_encode(same, texts), fit_seconds)
+    if "st" in wanted:
+        st_model, st_seconds = run_sentence_transformers(pairs, epochs, args.seed)
+        measure(NAMES["st"], lambda texts: st_encode(st_model, texts), st_seconds)
+    by_name = {**kept, **{row["method"]: row for row in rows}}
+    rows = [by_name[NAMES[r]] for r in ROWS if NAMES[r] in by_name]
+    seconds = {row["method"]: row.get("fit seconds") for row in rows}
+    fit_seconds = seconds.get(NAMES["none"]) or seconds.get(NAMES["defaults"])
+    st_seconds = seconds.get(NAMES["st"])
 
     notes = [
         f"{len(pairs)} (definition, lemma) pairs from 80% of WordNet 3.0's noun synsets; {len(queries)} test "
@@ -220,7 +260,9 @@ def main() -> None:
         f"{WARMUP_FRACTION:.0%} linear warm-up then linear decay, {epochs} epoch(s) (fit's default for this data), "
         "MNRL scale 20, no duplicates in a batch; 2 CPU cores shared with other jobs (timings are noisy; ratios "
         "within the run are fairer).",
-        f"fit (same work) / sentence-transformers wall time: {fit_seconds / st_seconds:.2f}.",
+        "fit / sentence-transformers wall time: "
+        + (f"{fit_seconds / st_seconds:.2f}" if fit_seconds and st_seconds else "not measured")
+        + (" (fit's defaults row: it also evaluates)" if not seconds.get(NAMES["none"]) else "") + ".",
         "fit's defaults hold out min(20%, 1,000) pairs to measure the start and select the epoch, so they train "
         "on fewer pairs than the other rows.",
     ]
