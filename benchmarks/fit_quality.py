@@ -5,8 +5,9 @@ classifier, L2-normalised):
 - closed set: 70% of every class to train, the other 30% to search;
 - open set: train on digits 0-6, search among 7-9 (classes never seen in training).
 
-Rows: the untrained embedding; ``finetuner.fit`` with its defaults; ``fit(validation='items')`` (the closed-set
-setting); ``fit(validation='none')`` on all the training data, the work the PML loop does; and
+Rows: the untrained embedding; ``finetuner.fit`` with its defaults (nothing but model and data: 20% of every
+class's items held out to select the epoch); ``fit(validation='classes')`` (the open-set setting: 30% of the
+classes held out); ``fit(validation='none')`` on all the training data, the work the PML loop does; and
 pytorch-metric-learning (PML) with the same model, loss (TripletMarginLoss 0.2, cosine), miner (semihard),
 sampler (MPerClassSampler, 8 per class), batch size and epochs in a hand-written torch loop.
 Wall time: ``fit`` doing the same work as that loop (``validation='none'``, no progress bar) / the loop.
@@ -102,16 +103,15 @@ def run(seeds: list[int], epochs: int) -> list[dict]:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 start = time.perf_counter()
-                tuned = finetuner.fit(untrained(seed), train, **same)
+                tuned = finetuner.fit(untrained(seed), train, progress=False, seed=seed)  # nothing else given
                 per_method.setdefault("fit (defaults)", []).append(
                     {**evaluate(tuned, test), "seconds": time.perf_counter() - start}
                 )
-                if split == "closed":
-                    start = time.perf_counter()
-                    tuned = finetuner.fit(untrained(seed), train, validation="items", **same)
-                    per_method.setdefault("fit (validation='items')", []).append(
-                        {**evaluate(tuned, test), "seconds": time.perf_counter() - start}
-                    )
+                start = time.perf_counter()
+                tuned = finetuner.fit(untrained(seed), train, validation="classes", **same)
+                per_method.setdefault("fit (validation='classes')", []).append(
+                    {**evaluate(tuned, test), "seconds": time.perf_counter() - start}
+                )
                 model = untrained(seed)  # built outside the timers: both sides time training only
                 start = time.perf_counter()
                 finetuner.fit(model, train, validation="none", num_items_per_class=M_PER_CLASS, **same)
@@ -154,11 +154,13 @@ def main() -> None:
         f"{len(args.seeds.split(','))} seeds, {args.epochs} epochs, batch {BATCH_SIZE} (56 on the 7-class open split), "
         f"{M_PER_CLASS} per class; "
         "mean over seeds (sd: standard deviation).",
-        "Targets: closed set >= the PML baseline "
-        f"({closed_pml['mAP@R']:.3f} mAP@R); open set with fit's defaults >= the untrained embedding "
+        "Targets: closed set with fit's defaults >= 0.94 mAP@R (PML baseline "
+        f"{closed_pml['mAP@R']:.3f}); open set: validation='classes' >= the untrained embedding "
         f"({open_before['mAP@R']:.3f}); fit / loop time <= 1.1.",
-        "fit's defaults hold out 30% of the classes to pick the best epoch (untrained included); on the open split "
-        "every epoch is worse on unseen classes, so the defaults return the untrained model with a warning.",
+        "fit's defaults select on held-out items of the trained classes, the closed-set case; on the open split "
+        "that model is worse than the untrained one on the unseen classes (as PML's is): fit cannot tell from the "
+        "data that the search will be among other classes. validation='classes' selects on held-out classes: on "
+        "digits every epoch is worse there, so fit returns the untrained model, loudly.",
     ]
     columns = ["split", "method", *[c for m in METRICS for c in (m, f"{m} sd")], "seconds", "fit / loop time"]
     print(write_results("fit_quality", rows, columns, notes))

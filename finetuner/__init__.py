@@ -19,6 +19,7 @@ _LAZY = {
     "save": "finetuner.persistence",
     "load": "finetuner.persistence",
     "history": "finetuner.api",
+    "summary": "finetuner.api",
 }
 
 

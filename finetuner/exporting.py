@@ -70,7 +70,7 @@ def export(
         model: an embedding model (from ``to_embedding``/``fit``, or any model with one (B, D) output).
         path: the ``.onnx`` file; a text model's tokenizer goes to ``<stem>.tokenizer-<hash>/`` beside it.
         tokenizer: a Hugging Face tokenizer (or its folder) for text models; served Documents' ``.text`` go
-            through it.
+            through it. Default: the ``tokenizer`` given to the ``fit`` that returned ``model``.
         preprocess: the preprocessing contract for serving (default: inferred: ``text`` with a tokenizer,
             truncated at the tokenizer's ``model_max_length``; ``image`` with the framework's layout for 4-d
             float inputs; ``tokens`` for integer inputs; else ``vector``).
@@ -89,6 +89,10 @@ def export(
     from finetuner.optimize import optimize_for_serving, sample_feed
 
     framework = compiler.require_framework(model)
+    if tokenizer is None:
+        from finetuner.api import tokenizer_of
+
+        tokenizer = tokenizer_of(model)  # the one fit(..., tokenizer=...) trained the model with
     graph = current_graph(model, input_shape, input_dtype, sample_input)
     if len(graph.output_names) != 1:
         raise ValueError(

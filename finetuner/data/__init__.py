@@ -18,7 +18,15 @@ from finetuner.data.digits import digits
 from finetuner.data.errors import DataError
 from finetuner.data.files import load_documents, save_documents
 from finetuner.data.loader import Batch, BatchLoader, build_loader, default_m, in_order, prepare
-from finetuner.data.samplers import ClassSampler, InstanceSampler, ItemSampler, Sampler, SessionSampler
+from finetuner.data.pairs import PairDataset, is_pair_data
+from finetuner.data.samplers import (
+    ClassSampler,
+    InstanceSampler,
+    ItemSampler,
+    NoDuplicatesSampler,
+    Sampler,
+    SessionSampler,
+)
 from finetuner.data.splits import split_by_class, split_items
 
 __all__ = [
@@ -32,6 +40,8 @@ __all__ = [
     "InstanceDataset",
     "InstanceSampler",
     "ItemSampler",
+    "NoDuplicatesSampler",
+    "PairDataset",
     "Sampler",
     "SessionDataset",
     "SessionSampler",
@@ -44,6 +54,7 @@ __all__ = [
     "default_collate",
     "default_m",
     "in_order",
+    "is_pair_data",
     "detect_kind",
     "digits",
     "load_content",

@@ -16,6 +16,23 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".
 
 CollateFn = Callable[[list[Any]], Any]
 
+MIN_CHUNK_ROWS = 32
+MIN_CHUNK_SAVING = 0.25
+
+
+class Chunks(list):
+    """A batch collated as several chunks (each padded to its own longest text) that a backend runs one after
+    another and concatenates; ``order[i]`` is the batch row of the i-th concatenated row. Pair batches mix long
+    anchors with short positives: padding all rows to the longest wastes most of the forward pass."""
+
+    def __init__(self, chunks: list[Any], order: np.ndarray):
+        super().__init__(chunks)
+        self.order = np.asarray(order, dtype=np.int64)
+
+    def restore(self) -> np.ndarray:
+        """Indices that put the concatenated chunk rows back in batch order."""
+        return np.argsort(self.order, kind="stable")
+
 
 def is_document(item: Any) -> bool:
     """Whether ``item`` is a docarray v1 ``Document``."""
@@ -92,40 +109,77 @@ def default_collate(contents: list[Any]) -> Any:
     return _stack(contents)
 
 
-def tokenizer_collate(tokenizer: Any, max_length: int = 128) -> CollateFn:
+def _pad(encoded: list[dict[str, list[int]]], rows: np.ndarray, wanted: Sequence[str]) -> dict[str, np.ndarray]:
+    width = max(len(encoded[r]["input_ids"]) for r in rows)
+    out = {name: np.zeros((len(rows), width), dtype=np.int64) for name in wanted}
+    for i, r in enumerate(rows):
+        n = len(encoded[r]["input_ids"])
+        for name in wanted:
+            out[name][i, :n] = encoded[r][name]
+    return out
+
+
+def _length_chunks(lengths: np.ndarray) -> list[np.ndarray]:
+    """Rows sorted by length and cut in two at the split that saves the most padding, if it saves enough."""
+    order = np.argsort(lengths, kind="stable")
+    n, full = len(order), int(lengths.max()) * len(order)
+    best, cut = full, None
+    for k in range(MIN_CHUNK_ROWS, n - MIN_CHUNK_ROWS + 1):
+        cost = int(lengths[order[k - 1]]) * k + int(lengths[order[-1]]) * (n - k)
+        if cost < best:
+            best, cut = cost, k
+    if cut is None or best > (1 - MIN_CHUNK_SAVING) * full:
+        return [np.arange(n)]
+    return [order[:cut], order[cut:]]
+
+
+def tokenizer_collate(
+    tokenizer: Any, max_length: int = 128, input_names: Sequence[str] | None = None, chunked: bool = False
+) -> CollateFn:
     """A ``collate_fn`` that tokenises a batch of strings into int64 ``input_ids``, ``attention_mask`` (and
     ``token_type_ids`` when the tokenizer gives them), padded to the longest text, truncated to ``max_length``.
 
-    ``tokenizer``: a Hugging Face ``transformers`` tokenizer, or a ``tokenizers.Tokenizer``.
+    ``tokenizer``: a Hugging Face ``transformers`` tokenizer, or a ``tokenizers.Tokenizer``. ``input_names``:
+    keep only these of the three (the model's inputs, e.g. a model exported without ``token_type_ids``).
+    ``chunked``: when sorting the rows by length and cutting them in two (at least 32 rows each) saves 25% of
+    the padded tokens, return :class:`Chunks` of two padded dicts instead (for backends that run chunks).
     """
     if max_length < 1:
         raise ValueError(f"max_length must be >= 1, got {max_length}")
-    wanted = ("input_ids", "attention_mask", "token_type_ids")
+    wanted = tuple(
+        name for name in ("input_ids", "attention_mask", "token_type_ids")
+        if input_names is None or name in input_names
+    )
+    if "input_ids" not in wanted:
+        raise ValueError(f"the model's inputs {list(input_names or [])} take no input_ids: it is not a text model")
     if hasattr(tokenizer, "encode_batch"):  # a `tokenizers.Tokenizer`: truncate a copy (keeps [SEP])
         tokenizer = type(tokenizer).from_str(tokenizer.to_str())
         tokenizer.no_padding()
         tokenizer.enable_truncation(max_length)
 
-    def collate(texts: list[Any]) -> dict[str, np.ndarray]:
+    def encode(texts: list[str]) -> list[dict[str, list[int]]]:
+        if hasattr(tokenizer, "encode_batch"):
+            return [
+                {"input_ids": e.ids, "attention_mask": e.attention_mask, "token_type_ids": e.type_ids}
+                for e in tokenizer.encode_batch(texts)
+            ]
+        encoded = tokenizer(texts, padding=False, truncation=True, max_length=max_length)
+        names = [name for name in wanted if name in encoded]
+        return [{name: encoded[name][i] for name in names} for i in range(len(texts))]
+
+    def collate(texts: list[Any]) -> dict[str, np.ndarray] | Chunks:
         bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
         if bad:
             raise DataError(
                 f"item {bad[0]} of the batch is a {type(texts[bad[0]]).__name__}, not text: tokenizer_collate "
                 "needs strings (docs with .text, or a preprocess_fn returning str)"
             )
-        if hasattr(tokenizer, "encode_batch"):
-            encodings = tokenizer.encode_batch(list(texts))
-            width = max(len(e.ids) for e in encodings)
-            out = {name: np.zeros((len(texts), width), dtype=np.int64) for name in wanted}
-            for row, enc in enumerate(encodings):
-                n = len(enc.ids)
-                out["input_ids"][row, :n] = enc.ids
-                out["attention_mask"][row, :n] = enc.attention_mask
-                out["token_type_ids"][row, :n] = enc.type_ids
-            return out
-        encoded = tokenizer(
-            list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="np"
-        )
-        return {name: np.asarray(encoded[name], dtype=np.int64) for name in wanted if name in encoded}
+        encoded = encode(list(texts))
+        names = [name for name in wanted if name in encoded[0]]
+        lengths = np.array([len(e["input_ids"]) for e in encoded])
+        parts = _length_chunks(lengths) if chunked else [np.arange(len(texts))]
+        if len(parts) == 1:
+            return _pad(encoded, parts[0], names)
+        return Chunks([_pad(encoded, rows, names) for rows in parts], np.concatenate(parts))
 
     return collate

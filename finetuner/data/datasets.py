@@ -310,11 +310,22 @@ def as_dataset(
     """Detect the shape of ``data`` and return the validated :class:`Dataset`.
 
     ``data``: a DocumentArray or list of Documents (class / session / instance data, detected), ``(X, y)``
-    arrays (class data), or an array ``X`` / a list of strings (instance data). A :class:`Dataset` passes
+    arrays (class data), an array ``X`` / a list of strings (instance data), or pair/triplet data (see
+    :mod:`finetuner.data.pairs`: tuples, columns, Documents with unlabelled matches). A :class:`Dataset` passes
     through. ``augment_fn(content[, rng])`` makes the views of instance data (default: numpy augmentations).
     """
+    from finetuner.data.pairs import PairDataset, is_pair_data
+
+    if isinstance(data, PairDataset) and preprocess_fn is not None and data.preprocess_fn is None:
+        return PairDataset(data.examples, data.triplets, preprocess_fn)
     if isinstance(data, Dataset):
         return data
+    if is_pair_data(data):
+        if augment_fn is not None:
+            raise DataError("augment_fn is for class or instance data; pair data is used as given")
+        dataset = PairDataset.from_data(data, preprocess_fn)
+        validate_contents(dataset)
+        return dataset
     if isinstance(data, tuple) and len(data) == 2 and not is_document(data[0]):
         x, y = data
         x = x if isinstance(x, list) and x and isinstance(x[0], str) else np.asarray(x)

@@ -21,7 +21,15 @@ from finetuner.data.datasets import (
     as_dataset,
 )
 from finetuner.data.errors import doc_error
-from finetuner.data.samplers import ClassSampler, InstanceSampler, ItemSampler, Sampler, SessionSampler
+from finetuner.data.pairs import PairDataset
+from finetuner.data.samplers import (
+    ClassSampler,
+    InstanceSampler,
+    ItemSampler,
+    NoDuplicatesSampler,
+    Sampler,
+    SessionSampler,
+)
 
 
 @dataclass
@@ -186,7 +194,8 @@ def prepare(
     """Detect and validate ``train_data`` and build its ``(dataset, loader)``.
 
     Class data get a :class:`ClassSampler` with ``m`` items per class per batch (default: :func:`default_m`),
-    session data a :class:`SessionSampler`, instance data an :class:`InstanceSampler` (``batch_size`` rows =
+    session data a :class:`SessionSampler`, pair data a :class:`NoDuplicatesSampler` (``batch_size`` examples,
+    no content twice in a batch), instance data an :class:`InstanceSampler` (``batch_size`` rows =
     ``batch_size // 2`` items x 2 views). ``shuffle=False`` (evaluation) gives every item once, in order.
     ``preprocess_fn(doc) -> content`` runs lazily per item; ``collate_fn(contents) -> model input`` per batch
     (default :func:`~finetuner.data.content.default_collate`; for text see ``tokenizer_collate``).
@@ -203,6 +212,8 @@ def prepare(
             sampler = ClassSampler(dataset.labels, batch_size, m, seed=seed)
         else:
             sampler = ItemSampler(len(dataset), batch_size, seed=seed, shuffle=False)
+    elif isinstance(dataset, PairDataset):
+        sampler = NoDuplicatesSampler(dataset.sessions, dataset.keys, batch_size, seed=seed, shuffle=shuffle)
     elif isinstance(dataset, SessionDataset):
         sampler = SessionSampler(dataset.sessions, batch_size, seed=seed, shuffle=shuffle)
     else:

@@ -210,3 +210,71 @@ class SessionSampler(Sampler):
         order = rng.permutation(n) if self.shuffle else np.arange(n)
         step = self.sessions_per_batch
         return [np.concatenate([self.sessions[s] for s in order[i : i + step]]) for i in range(0, n, step)]
+
+
+class NoDuplicatesSampler(Sampler):
+    """Pair data: ``batch_size`` examples per batch, no content twice in a batch (sentence-transformers'
+    ``NoDuplicatesBatchSampler``): a repeated positive would be a false in-batch negative of the other anchor.
+
+    Each epoch has ``ceil(n / batch_size)`` batches. The examples are placed most-repeated content first (the
+    hardest to place), each into a random batch with room that holds none of its contents (``keys[s]``): a few
+    random tries, then a scan. Only an example whose content is already in every batch with room is placed
+    with a repeat. The batches come out in random order with random members.
+    """
+
+    TRIES = 16
+
+    def __init__(
+        self, sessions: Sequence[np.ndarray], keys: Sequence[tuple[str, ...]], batch_size: int, seed: int = 0,
+        shuffle: bool = True,
+    ):
+        super().__init__(batch_size, seed, shuffle)
+        if len(sessions) != len(keys) or not sessions:
+            raise DataError("pair data without examples: pass at least one (anchor, positive) example")
+        self.sessions = list(sessions)
+        self.keys = list(keys)
+        counts: dict[str, int] = {}
+        for example in self.keys:
+            for key in example:
+                counts[key] = counts.get(key, 0) + 1
+        self._repeats = np.array([max(counts[key] for key in example) for example in self.keys])
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.sessions) / self.batch_size)
+
+    def _fingerprint(self) -> dict[str, Any]:
+        return {**super()._fingerprint(), "num_sessions": len(self.sessions)}
+
+    def _plan(self, rng: np.random.Generator) -> list[np.ndarray]:
+        n = len(self.sessions)
+        if not self.shuffle:
+            return [np.concatenate(self.sessions[i : i + self.batch_size]) for i in range(0, n, self.batch_size)]
+        order = rng.permutation(n)
+        order = order[np.argsort(-self._repeats[order], kind="stable")]
+        members: list[list[int]] = [[] for _ in range(len(self))]
+        seen: list[set[str]] = [set() for _ in range(len(self))]
+        open_batches = list(range(len(self)))
+        for s in order.tolist():
+            keys = self.keys[s]
+            target = self._place(keys, open_batches, seen, rng)
+            members[target].append(s)
+            seen[target].update(keys)
+            if len(members[target]) >= self.batch_size:
+                open_batches.remove(target)
+        return [np.concatenate([self.sessions[s] for s in batch]) for batch in members]
+
+    def _place(
+        self, keys: tuple[str, ...], open_batches: list[int], seen: list[set[str]], rng: np.random.Generator
+    ) -> int:
+        """A random open batch without any of ``keys``; if none has room, the first open batch tried."""
+        count = len(open_batches)
+        for _ in range(min(self.TRIES, count)):
+            b = open_batches[int(rng.integers(count))]
+            if seen[b].isdisjoint(keys):
+                return b
+        start = int(rng.integers(count))
+        for j in range(count):
+            b = open_batches[(start + j) % count]
+            if seen[b].isdisjoint(keys):
+                return b
+        return open_batches[start]

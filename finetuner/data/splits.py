@@ -9,6 +9,7 @@ import numpy as np
 from finetuner.data.content import LABEL_TAG, is_document
 from finetuner.data.datasets import _normalise_label, detect_kind
 from finetuner.data.errors import DataError
+from finetuner.data.pairs import PairDataset, is_pair_data
 
 
 def _is_xy(data: Any) -> bool:
@@ -64,12 +65,20 @@ def split_by_class(data: Any, val_fraction_of_classes: float = 0.3, seed: int = 
 def split_items(
     data: Any, val_fraction: float = 0.2, seed: int = 0, stratify: bool = True
 ) -> tuple[Any, Any]:
-    """``(train, val)`` with a random ``val_fraction`` of the items (of the queries, for session data).
+    """``(train, val)`` with a random ``val_fraction`` of the items (of the queries, for session data; of the
+    examples, as two :class:`~finetuner.data.pairs.PairDataset` s, for pair data).
 
     With ``stratify`` class data is split class by class, so both sides keep every class's proportion.
     """
     _check_fraction(val_fraction)
     rng = np.random.default_rng(seed)
+    if is_pair_data(data):
+        pairs = PairDataset.from_data(data)
+        n = len(pairs.sessions)
+        if n < 2:
+            raise DataError(f"cannot split {n} example(s): pass at least 2")
+        val_rows = rng.permutation(n)[: max(1, min(n - 1, round(val_fraction * n)))]
+        return pairs.subset(np.setdiff1d(np.arange(n), val_rows)), pairs.subset(val_rows)
     n = len(data[0]) if _is_xy(data) else len(data)
     if n < 2:
         raise DataError(f"cannot split {n} item(s): pass at least 2")

@@ -352,3 +352,76 @@ def test_importing_finetuner_data_imports_no_framework():
     code = "import sys, finetuner.data, finetuner.evaluation; print(sorted({'torch', 'tensorflow', 'paddle'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# ---- pair and triplet data -------------------------------------------------------------------------------------
+def test_pair_data_in_every_form_becomes_the_same_sessions() -> None:
+    from docarray import Document, DocumentArray
+
+    from finetuner.data import PairDataset, as_dataset
+
+    pairs = [("a dog", "dog"), ("a cat", "cat"), ("a car", "car")]
+    docs = DocumentArray()
+    for anchor, positive in pairs:
+        doc = Document(text=anchor)
+        doc.matches.append(Document(text=positive))
+        docs.append(doc)
+    forms = [pairs, {"anchor": [a for a, _ in pairs], "positive": [p for _, p in pairs]}, docs]
+    for form in forms:
+        dataset = as_dataset(form)
+        assert isinstance(dataset, PairDataset) and dataset.kind == "session"
+        assert dataset.labels.tolist() == [[0, 0], [0, 1], [1, 0], [1, 1], [2, 0], [2, 1]]
+        assert [dataset.content(i) for i in range(6)] == ["a dog", "dog", "a cat", "cat", "a car", "car"]
+    triplets = as_dataset([("a dog", "dog", "cat"), ("a cat", "cat", "dog")])
+    assert triplets.labels[:, 1].tolist() == [0, 1, -1, 0, 1, -1]
+
+
+def test_malformed_pair_data_is_named() -> None:
+    from finetuner.data import as_dataset
+
+    with pytest.raises(DataError, match="example 1 .* example 0 is a 2-tuple"):
+        as_dataset([("a", "b"), ("c", "d", "e")])
+    with pytest.raises(DataError, match="different lengths"):
+        as_dataset({"anchor": ["a", "b"], "positive": ["c"]})
+    with pytest.raises(DataError, match="example 1 has an empty positive"):
+        as_dataset([("a", "b"), ("c", "")])
+
+
+def test_pair_validation_split_keeps_whole_examples() -> None:
+    train, val = fd.split_items([(f"q{i}", f"p{i}") for i in range(10)], 0.2, seed=0)
+    assert (len(train.sessions), len(val.sessions)) == (8, 2)
+    assert not {a for a, _ in train.examples} & {a for a, _ in val.examples}
+
+
+def test_no_duplicates_sampler_never_repeats_a_text_in_a_batch_and_covers_every_example() -> None:
+    from finetuner.data import NoDuplicatesSampler, PairDataset
+
+    rng = np.random.default_rng(0)
+    examples = [(f"definition {i}", f"lemma {rng.integers(12)}") for i in range(100)]  # many shared positives
+    dataset = PairDataset(examples, triplets=False)
+    sampler = NoDuplicatesSampler(dataset.sessions, dataset.keys, batch_size=8, seed=1)
+    assert len(sampler) == 13
+    for epoch in range(3):
+        batches = sampler.plan(epoch)
+        assert len(batches) == 13
+        seen = np.concatenate(batches)
+        assert sorted(seen.tolist()) == list(range(200))  # every row of every example once
+        for batch in batches:
+            texts = [dataset.items[i] for i in batch]
+            sessions = {int(dataset.labels[i, 0]) for i in batch}
+            assert len(sessions) <= 8
+            if len(texts) == len(set(texts)):
+                continue
+            # a repeat is allowed only when unavoidable; with 12 lemmas over 13 batches it is avoidable
+            raise AssertionError(f"duplicate text in batch {texts}")
+    assert [b.tolist() for b in sampler.plan(0)] == [b.tolist() for b in sampler.plan(0)]
+    assert [b.tolist() for b in sampler.plan(0)] != [b.tolist() for b in sampler.plan(1)]
+
+
+def test_no_duplicates_sampler_places_unavoidable_repeats_instead_of_dropping_them() -> None:
+    from finetuner.data import NoDuplicatesSampler, PairDataset
+
+    dataset = PairDataset([(f"q{i}", "the same") for i in range(6)], triplets=False)
+    sampler = NoDuplicatesSampler(dataset.sessions, dataset.keys, batch_size=4, seed=0)
+    batches = sampler.plan(0)
+    assert len(batches) == 2 and sorted(np.concatenate(batches).tolist()) == list(range(12))

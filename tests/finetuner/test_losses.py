@@ -282,6 +282,20 @@ def test_multiple_negatives_ranking_loss_matches_info_nce(backend: Backend, labe
     assert loss == pytest.approx(ref.multiple_negatives_ranking_loss(x, labels, 20.0), rel=1e-5)
 
 
+def test_multiple_negatives_ranking_loss_on_triplets_is_the_sentence_transformers_formula(backend: Backend) -> None:
+    """Pair/triplet batches (rows anchor, positive, negative per example): for anchor i, cross-entropy of
+    ``20 * cos(a_i, [p_1..p_B, n_1..n_B])`` with target p_i, as sentence-transformers' MNRL computes it."""
+    rows = np.array([(s, role) for s in range(4) for role in (0, 1, -1)])
+    x = embeddings(len(rows), dim=8, seed=5)
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    anchors, candidates = unit[rows[:, 1] == 0], np.concatenate([unit[rows[:, 1] == 1], unit[rows[:, 1] == -1]])
+    logits = 20.0 * anchors @ candidates.T
+    logits -= logits.max(axis=1, keepdims=True)
+    expected = np.mean(np.log(np.exp(logits).sum(axis=1)) - np.diag(logits[:, :4]))
+    loss = backend.value(backend.losses.MultipleNegativesRankingLoss(), x, rows)
+    assert loss == pytest.approx(expected, rel=1e-5)
+
+
 def test_ntxent_loss_matches_simclr_formula(backend: Backend) -> None:
     ids = np.array([0, 1, 2, 3, 0, 1, 2, 3])  # two views per item
     x = embeddings(8)
