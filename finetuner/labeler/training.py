@@ -23,13 +23,12 @@ import numpy as np
 
 from finetuner.data.content import LABEL_TAG
 from finetuner.labeler.remote import RemoteModel
+from finetuner.tuner.defaults import PRETRAINED, PRETRAINED_MIN_PARAMETERS
 
-PRETRAINED_MIN_PARAMETERS = 1_000_000
-"""Models with at least this many weights are taken to be pretrained encoders (nobody labels from scratch for a
-million-parameter network): they are fine-tuned gently (:data:`PRETRAINED_OPTIONS`), as ``fit`` does."""
-PRETRAINED_OPTIONS = {"optimizer": "adamw", "learning_rate": 5e-5}
-"""The Tuner options for pretrained encoders: at the Tuner's default (Adam at 1e-3) a few rounds of labels wreck
-the pretrained all-MiniLM-L6-v2 (WordNet mAP@R 0.29 zero-shot, 0.02 after 200 labels: benchmarks/labeler.py)."""
+PRETRAINED_OPTIONS = {"optimizer": PRETRAINED.optimizer, "learning_rate": PRETRAINED.learning_rate}
+"""The Tuner options for pretrained encoders (``fit``'s pretrained recipe, :mod:`finetuner.tuner.defaults`): at the
+Tuner's default (Adam at 1e-3) a few rounds of labels wreck the pretrained all-MiniLM-L6-v2 (WordNet mAP@R 0.29
+zero-shot, 0.02 after 200 labels: benchmarks/labeler.py)."""
 
 EmbedFn = Callable[[Any, np.ndarray], np.ndarray]
 TrainFn = Callable[[Any, Any, int], dict]
