@@ -18,6 +18,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("jina")
 
+TOKEN = "labeler-inputs-test-token"  # the Labeler refuses requests without its per-run token
+
 TOPICS = {
     "food": ["a bowl of tomato soup with basil", "freshly baked sourdough bread", "grilled salmon with lemon",
              "a chocolate cake for dessert", "spicy noodles with garlic", "a salad of lettuce and cucumber"],
@@ -43,6 +45,7 @@ def call(port: int, method: str, path: str, body: object = None) -> dict:
         f"http://127.0.0.1:{port}{path}", data=None if body is None else json.dumps(body).encode(), method=method
     )
     request.add_header("Content-Type", "application/json")
+    request.add_header("X-Finetuner-Token", TOKEN)
     with urllib.request.urlopen(request, timeout=120) as response:
         return json.loads(response.read())
 
@@ -98,7 +101,8 @@ def test_fit_interactive_labels_text_with_the_same_collate_fn_and_returns_the_tu
     before = get_weights(model)
     port = random_port()
     result: dict = {}
-    options = {"port": port, "workdir": tmp_path / "wd", "open_browser": False, "top_k": 4, "questions": 3}
+    options = {"port": port, "workdir": tmp_path / "wd", "open_browser": False, "top_k": 4, "questions": 3,
+               "token": TOKEN}
     thread = threading.Thread(
         target=lambda: result.update(model=finetuner.fit(
             model, text_pool(), interactive=True, epochs=2, collate_fn=collate, labeler_options=options
@@ -149,7 +153,7 @@ def test_an_image_folder_is_embedded_and_trained_through_the_preprocess_fn(tmp_p
         torch.nn.Linear(16, 8),
     )
     port = random_port()
-    with Labeler(model, docs, workdir=tmp_path / "wd", port=port, preprocess_fn=ImagePreprocess((16, 16)),
+    with Labeler(model, docs, workdir=tmp_path / "wd", port=port, token=TOKEN, preprocess_fn=ImagePreprocess((16, 16)),
                  top_k=3, questions=2, epochs=2):
         first = call(port, "GET", "/api/questions?client=i")
         assert {card["kind"] for card in first["cards"].values()} == {"image"}
