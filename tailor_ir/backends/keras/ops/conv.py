@@ -26,27 +26,51 @@ def _pads(node: onnx.NodeProto, spatial: int) -> tuple[list[int], list[int], str
     return pads[:spatial], pads[spatial:], auto
 
 
+def _same_pads(
+    spatial: list[Any], kernel: list[int], strides: list[int], dilations: list[int], lower: bool
+) -> tuple[list[int], list[int]]:
+    """ONNX SAME_UPPER / SAME_LOWER pads for a static spatial shape (the odd pixel at the end / the start)."""
+    if any(not isinstance(size, int) for size in spatial):
+        raise NotImplementedError("auto_pad SAME_LOWER/SAME_UPPER on an input of unknown spatial size")
+    begin, end = [], []
+    for size, k, s, d in zip(spatial, kernel, strides, dilations):
+        total = max((-(-size // s) - 1) * s + (k - 1) * d + 1 - size, 0)
+        small, big = total // 2, total - total // 2
+        begin.append(big if lower else small)
+        end.append(small if lower else big)
+    return begin, end
+
+
+def _explicit_pads(
+    x: Value, kernel: list[int], strides: list[int], dilations: list[int], begin: list[int], end: list[int],
+    auto: str,
+) -> tuple[list[int], list[int]]:
+    """The begin/end pads of every spatial axis, ``auto_pad`` resolved against the input's static shape."""
+    if auto == "VALID":
+        return [0] * len(kernel), [0] * len(kernel)
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        spatial = x.static_logical_shape()[2:]
+        return _same_pads(spatial, kernel, strides, dilations, lower=auto == "SAME_LOWER")
+    return begin, end
+
+
 def _padding(
     x: Value, kernel: list[int], strides: list[int], dilations: list[int], begin: list[int], end: list[int],
     auto: str, fill: float = 0.0,
 ) -> tuple[Any, str]:
     """The channels-last input, padded if needed, and the TF padding string."""
     t = x.to(channels_last(x.rank))
-    if auto in ("SAME_UPPER",):
+    if auto == "SAME_UPPER":  # TensorFlow's SAME
         return t, "SAME"
-    if auto == "VALID" or (not any(begin) and not any(end)):
+    begin, end = _explicit_pads(x, kernel, strides, dilations, begin, end, auto)
+    if not any(begin) and not any(end):
         return t, "VALID"
     spatial = list(t.shape[1:-1])
     if all(s == 1 for s in strides):  # SAME for stride 1 = total (k-1)*d, more at the end
-        same = all(b + e == (k - 1) * d and e - b in (0, 1) for b, e, k, d in zip(begin, end, kernel, dilations))
-        if same and auto != "SAME_LOWER":
+        if all(b + e == (k - 1) * d and e - b in (0, 1) for b, e, k, d in zip(begin, end, kernel, dilations)):
             return t, "SAME"
     elif all(isinstance(s, int) for s in spatial):
-        totals = []
-        for size, k, s, d in zip(spatial, kernel, strides, dilations):
-            out = -(-size // s)
-            totals.append(max((out - 1) * s + (k - 1) * d + 1 - size, 0))
-        if all(b == tot // 2 and e == tot - tot // 2 for b, e, tot in zip(begin, end, totals)):
+        if (begin, end) == _same_pads(spatial, kernel, strides, dilations, lower=False):
             return t, "SAME"
     paddings = [[0, 0], *[[b, e] for b, e in zip(begin, end)], [0, 0]]
     return tf.pad(t, paddings, constant_values=fill), "VALID"
@@ -95,19 +119,58 @@ def _pool(node: onnx.NodeProto, kind: str) -> Any:
     strides = list(attr(node, "strides", [1] * spatial))
     dilations = list(attr(node, "dilations", [1] * spatial))
     begin, end, auto = _pads(node, spatial)
-    if attr(node, "ceil_mode", 0):
-        raise NotImplementedError("ceil_mode=1 pools")
+    ceil_mode = bool(attr(node, "ceil_mode", 0))
     count_pad = attr(node, "count_include_pad", 0)
+    # TF pools refuse a stride above the window and a stride with a dilation: pool at stride 1, then subsample
+    subsample = any(s > k for s, k in zip(strides, kernel)) or (any(d > 1 for d in dilations) and any(
+        s > 1 for s in strides))
 
-    def run(state: RunState, x: Value) -> Value | tuple[Value, ...]:
+    def run(state: RunState, x: Value) -> Value:
+        layout = channels_last(2 + spatial)
+        fast = not ceil_mode and not subsample
+        if fast and (kind == "MAX" or not count_pad):
+            fill = -np.inf if kind == "MAX" else 0.0
+            t, padding = _padding(x, kernel, strides, dilations, begin, end, auto, fill=fill)
+            padded = padding == "VALID" and t.shape[1:-1] != x.to(layout).shape[1:-1]
+            if not (kind == "AVG" and padded):  # TF's SAME average excludes the padding, as count_include_pad=0
+                y = tf.nn.pool(t, kernel, kind, strides=strides, padding=padding, dilations=dilations)
+                return Value(y, layout)
+        return Value(_general_pool(x.to(layout), x, kind), layout)
+
+    def _general_pool(t: Any, x: Value, kind: str) -> Any:
+        """Explicit padding (ceil_mode overhang included), a VALID pool at stride 1 when TF cannot stride it,
+        and for averages the count of the cells each window covers (padding counted or not)."""
+        b, e = _explicit_pads(x, kernel, strides, dilations, begin, end, auto)
+        sizes = list(t.shape[1:-1])
+        if any(s is None for s in sizes):
+            raise NotImplementedError("this pool on an input of unknown spatial size")
+        extra = []
+        for size, k, s, d, pb, pe in zip(sizes, kernel, strides, dilations, b, e):
+            window = (k - 1) * d + 1
+            span = size + pb + pe - window
+            out = (-(-span // s) if ceil_mode else span // s) + 1
+            if ceil_mode and (out - 1) * s >= size + pb:  # the last window would start in the end padding
+                out -= 1
+            extra.append(max((out - 1) * s + window - (size + pb + pe), 0))
+        paddings = [[0, 0], *[[pb, pe + x_] for pb, pe, x_ in zip(b, e, extra)], [0, 0]]
         fill = -np.inf if kind == "MAX" else 0.0
-        t, padding = _padding(x, kernel, strides, dilations, begin, end, auto, fill=fill)
-        if kind == "AVG" and padding == "SAME" and (any(begin) or any(end)) and count_pad:
-            t, padding = tf.pad(t, [[0, 0], *[[b, e] for b, e in zip(begin, end)], [0, 0]]), "VALID"
-        if kind == "AVG" and padding == "VALID" and (any(begin) or any(end)) and not count_pad:
-            raise NotImplementedError("AveragePool with asymmetric pads excluding padding")
-        y = tf.nn.pool(t, kernel, kind, strides=strides, padding=padding, dilations=dilations)
-        return Value(y, channels_last(2 + spatial))
+        padded = tf.pad(t, paddings, constant_values=tf.cast(fill, t.dtype))
+        pool_strides = [1] * spatial if subsample else strides
+
+        def pool(v: Any) -> Any:
+            y = tf.nn.pool(v, kernel, kind, strides=pool_strides, padding="VALID", dilations=dilations)
+            if subsample:
+                y = y[(slice(None), *[slice(None, None, s) for s in strides], slice(None))]
+            return y
+
+        y = pool(padded)
+        if kind == "MAX":
+            return y
+        ones = tf.ones([1, *sizes, 1], t.dtype)
+        inner = [[0, 0], *[[pb, pe] for pb, pe in zip(b, e)], [0, 0]]
+        mask = tf.pad(ones, inner, constant_values=tf.cast(1.0 if count_pad else 0.0, t.dtype))
+        mask = tf.pad(mask, [[0, 0], *[[0, x_] for x_ in extra], [0, 0]])
+        return y / pool(mask)
 
     return run
 

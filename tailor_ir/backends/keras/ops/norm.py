@@ -74,7 +74,7 @@ def lp_norm(node: onnx.NodeProto, ctx: BuildContext) -> Any:
             norm = tf.reduce_sum(tf.abs(x.t), axis=a, keepdims=True)
         else:
             norm = tf.sqrt(tf.reduce_sum(tf.square(x.t), axis=a, keepdims=True))
-        return Value(x.t / norm, x.perm)
+        return Value(tf.math.divide_no_nan(x.t, norm), x.perm)  # ONNX: a zero norm gives 0
 
     return run
 

@@ -8,7 +8,7 @@ from typing import Any
 import onnx
 
 from ....imports import import_tensorflow
-from ..context import BuildContext, RunState, attr, input_or_attr
+from ..context import BuildContext, RunState, attr, input_or_attr, resolve
 from ..registry import converter
 from ..values import Value, drop_axes
 
@@ -24,6 +24,7 @@ _REDUCERS: dict[str, Callable[..., Any]] = {
     "ReduceL1": lambda t, axis, keepdims: tf.reduce_sum(tf.abs(t), axis=axis, keepdims=keepdims),
     "ReduceSumSquare": lambda t, axis, keepdims: tf.reduce_sum(tf.square(t), axis=axis, keepdims=keepdims),
     "ReduceLogSumExp": tf.reduce_logsumexp,
+    "ReduceLogSum": lambda t, axis, keepdims: tf.math.log(tf.reduce_sum(t, axis=axis, keepdims=keepdims)),
 }
 # the opset from which ``axes`` is an input instead of an attribute
 _AXES_INPUT_SINCE = {"ReduceSum": 13}
@@ -39,12 +40,17 @@ def _reducer(op: str, fn: Callable[..., Any]) -> None:
         else:
             axes = attr(node, "axes")
 
-        def run(state: RunState, x: Value, _axes: Value | None = None) -> Value:
-            if not axes and noop:
+        def run(state: RunState, x: Value, axes_in: Value | None = None) -> Value:
+            given = resolve(axes, axes_in, f"{op} axes")
+            if not given and noop:
                 return x
-            logical = [a % x.rank for a in axes] if axes else list(range(x.rank))
+            logical = [a % x.rank for a in given] if given else list(range(x.rank))
             physical = [x.physical_axis(a) for a in logical]
-            out = fn(x.t, axis=physical, keepdims=bool(keepdims))
+            if x.dtype == tf.bool and op in ("ReduceMax", "ReduceMin"):  # any / all
+                fn_bool = tf.reduce_any if op == "ReduceMax" else tf.reduce_all
+                out = fn_bool(x.t, axis=physical, keepdims=bool(keepdims))
+            else:
+                out = fn(x.t, axis=physical, keepdims=bool(keepdims))
             return Value(out, x.perm if keepdims else drop_axes(x.perm, logical))
 
         return run
