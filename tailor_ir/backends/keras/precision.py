@@ -21,7 +21,9 @@ _HALF = {"float16", "bfloat16"}
 # ops whose output type is an attribute or another input's: they must see the real input types
 _OWN_TYPES = {"Cast", "CastLike", "EyeLike", "RandomNormalLike", "RandomUniformLike", "Bernoulli", "QuantizeLinear",
               "DequantizeLinear", "DynamicQuantizeLinear", "Shape", "Size", "Identity", "Reshape", "Transpose",
-              "Squeeze", "Unsqueeze", "Flatten", "Concat", "Split", "Slice", "Gather", "Expand", "Tile"}
+              "Squeeze", "Unsqueeze", "Flatten", "Concat", "Split", "Slice", "Gather", "Expand", "Tile",
+              "LayerNormalization", "RMSNormalization", "GroupNormalization",
+              "Softmax", "LogSoftmax"}
 
 
 def in_float32(op_type: str, run: Callable[..., Any]) -> Callable[..., Any]:

@@ -203,3 +203,100 @@ def global_average_pool(node: onnx.NodeProto, ctx: BuildContext) -> Any:
 @converter("GlobalMaxPool", since=1)
 def global_max_pool(node: onnx.NodeProto, ctx: BuildContext) -> Any:
     return _global(tf.reduce_max)
+
+
+def _insert_zeros(t: Any, strides: list[int]) -> Any:
+    """Channels-last ``t`` with ``s - 1`` zeros between neighbours along each spatial axis."""
+    for axis, s in enumerate(strides, start=1):
+        if s == 1:
+            continue
+        shape = tf.shape(t)
+        n = shape[axis]
+        expanded = tf.expand_dims(t, axis + 1)
+        pad = [[0, 0]] * (len(t.shape) + 1)
+        pad[axis + 1] = [0, s - 1]
+        spread = tf.pad(expanded, pad)
+        new_shape = tf.concat([shape[:axis], [n * s], shape[axis + 1 :]], 0)
+        t = tf.reshape(spread, new_shape)
+        t = tf.gather(t, tf.range((n - 1) * s + 1), axis=axis)
+    return t
+
+
+@converter("ConvTranspose", since=1)
+def conv_transpose(node: onnx.NodeProto, ctx: BuildContext) -> Any:
+    """A convolution of the zero-interleaved input with the spatially flipped kernel, then ONNX's pads cropped
+    (or ``output_padding`` / ``output_shape`` zeros added) at each end."""
+    group = attr(node, "group", 1)
+    weight_shape = ctx.graph.shape_of(node.input[1])
+    kernel = list(attr(node, "kernel_shape", []) or (weight_shape[2:] if weight_shape else []))
+    if not kernel or any(not isinstance(k, int) for k in kernel):
+        raise NotImplementedError("ConvTranspose needs kernel_shape or a weight of known shape")
+    spatial = len(kernel)
+    strides = list(attr(node, "strides", [1] * spatial))
+    dilations = list(attr(node, "dilations", [1] * spatial))
+    out_pad = list(attr(node, "output_padding", [0] * spatial))
+    out_shape = attr(node, "output_shape")
+    begin, end, auto = _pads(node, spatial)
+
+    def run(state: RunState, x: Value, w: Value, b: Value | None = None) -> Value:
+        t = x.to(channels_last(x.rank))
+        sizes = list(t.shape[1:-1])
+        if any(s is None for s in sizes):
+            raise NotImplementedError("ConvTranspose on an input of unknown spatial size")
+        pads_b, pads_e = list(begin), list(end)
+        full = [(n - 1) * s + (k - 1) * d + 1 for n, s, k, d in zip(sizes, strides, kernel, dilations)]
+        if out_shape is not None or auto in ("SAME_UPPER", "SAME_LOWER"):
+            target = list(out_shape)[-spatial:] if out_shape is not None else [n * s for n, s in zip(sizes, strides)]
+            totals = [f + op - o for f, op, o in zip(full, out_pad, target)]
+            lower = auto != "SAME_UPPER"  # ONNX: the larger half at the start unless SAME_UPPER
+            pads_b = [tot - tot // 2 if lower else tot // 2 for tot in totals]
+            pads_e = [tot - pb for tot, pb in zip(totals, pads_b)]
+        up = _insert_zeros(t, strides)
+        edge = [(k - 1) * d for k, d in zip(kernel, dilations)]
+        up = tf.pad(up, [[0, 0], *[[e, e] for e in edge], [0, 0]])
+        filters = tf.reverse(w.logical(), list(range(2, 2 + spatial)))  # (C_in, C_out/g, k...)
+        filters = tf.transpose(filters, [*range(2, 2 + spatial), 0, 1])  # (k..., C_in, C_out/g)
+        xs, ws = tf.split(up, group, axis=-1), tf.split(filters, group, axis=-2)
+        y = tf.concat(
+            [tf.nn.convolution(a, k, padding="VALID", dilations=dilations) for a, k in zip(xs, ws)], axis=-1
+        )
+        # ONNX's output: full + output_padding - pads; negative pads mean zeros
+        grow = [[max(-pb, 0), max(op - pe, 0)] for pb, pe, op in zip(pads_b, pads_e, out_pad)]
+        if any(g for pair in grow for g in pair):
+            y = tf.pad(y, [[0, 0], *grow, [0, 0]])
+        crop = [slice(max(pb, 0), max(pb, 0) + f + op - pb - pe) for pb, pe, op, f in zip(pads_b, pads_e, out_pad, full)]
+        y = y[(slice(None), *crop, slice(None))]
+        if b is not None:
+            y = y + b.logical()
+        return Value(y, channels_last(2 + spatial))
+
+    return run
+
+
+@converter("LpPool", since=1)
+def lp_pool(node: onnx.NodeProto, ctx: BuildContext) -> Any:
+    """``(sum |x|^p)^(1/p)`` over each window: an average pool of ``|x|^p`` over the zero-padded input times the
+    window size (the padding adds nothing)."""
+    kernel = list(attr(node, "kernel_shape"))
+    spatial = len(kernel)
+    strides = list(attr(node, "strides", [1] * spatial))
+    dilations = list(attr(node, "dilations", [1] * spatial))
+    begin, end, auto = _pads(node, spatial)
+    p = float(attr(node, "p", 2))
+    if attr(node, "ceil_mode", 0):
+        raise NotImplementedError("LpPool ceil_mode=1")
+    subsample = any(s > 1 for s in strides) and (any(d > 1 for d in dilations) or any(
+        s > k for s, k in zip(strides, kernel)))
+
+    def run(state: RunState, x: Value) -> Value:
+        t = x.to(channels_last(x.rank))
+        b, e = _explicit_pads(x, kernel, strides, dilations, begin, end, auto)
+        powered = tf.pow(tf.abs(t), p)
+        powered = tf.pad(powered, [[0, 0], *[[pb, pe] for pb, pe in zip(b, e)], [0, 0]])
+        step = [1] * spatial if subsample else strides
+        y = tf.nn.pool(powered, kernel, "AVG", strides=step, padding="VALID", dilations=dilations)
+        if subsample:
+            y = y[(slice(None), *[slice(None, None, s) for s in strides], slice(None))]
+        return Value(tf.pow(y * float(np.prod(kernel)), 1.0 / p), channels_last(2 + spatial))
+
+    return run

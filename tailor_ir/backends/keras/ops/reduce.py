@@ -78,11 +78,31 @@ def _softmax(fn: Callable[..., Any]) -> Callable[..., Any]:
         axis = attr(node, "axis", -1)
 
         def run(state: RunState, x: Value) -> Value:
-            return Value(fn(x.t, axis=x.physical_axis(axis)), x.perm)
+            a = x.physical_axis(axis)
+            if x.dtype in (tf.float16, tf.bfloat16):
+                return Value(_half_softmax(x.t, a, log=fn is tf.nn.log_softmax), x.perm)
+            return Value(fn(x.t, axis=a), x.perm)
 
         return run
 
     return convert
+
+
+def _half_softmax(t: Any, axis: int, log: bool) -> Any:
+    """Softmax of a float16/bfloat16 tensor rounded where ONNX's (numpy) reference rounds: ``exp`` rounded to
+    the input type; the sum taken in float32 and rounded (float16), or accumulated in bfloat16 one term at a
+    time (numpy has no pairwise float32 sum for bfloat16); then the quotient (or the log difference)."""
+    half = t.dtype
+    shifted = t - tf.reduce_max(t, axis=axis, keepdims=True)
+    e = tf.cast(tf.exp(tf.cast(shifted, tf.float32)), half)
+    if half == tf.bfloat16:
+        moved = tf.experimental.numpy.moveaxis(e, axis, 0)
+        total = tf.expand_dims(tf.foldl(tf.add, moved), axis)
+    else:
+        total = tf.cast(tf.reduce_sum(tf.cast(e, tf.float32), axis=axis, keepdims=True), half)
+    if log:
+        return shifted - tf.cast(tf.math.log(tf.cast(total, tf.float32)), half)
+    return tf.cast(tf.cast(e, tf.float32) / tf.cast(total, tf.float32), half)
 
 
 converter("Softmax", since=1)(_softmax(tf.nn.softmax))
@@ -92,12 +112,15 @@ converter("LogSoftmax", since=1)(_softmax(tf.nn.log_softmax))
 def _arg(fn: Callable[..., Any]) -> Callable[..., Any]:
     def convert(node: onnx.NodeProto, ctx: BuildContext) -> Any:
         axis, keepdims = attr(node, "axis", 0), attr(node, "keepdims", 1)
-        if attr(node, "select_last_index", 0):
-            raise NotImplementedError("select_last_index=1")
+        last = bool(attr(node, "select_last_index", 0))
 
         def run(state: RunState, x: Value) -> Value:
             a = x.physical_axis(axis)
-            out = fn(x.t, axis=a, output_type=tf.int64)
+            if last:  # the last of equal extremes: search the reversed axis
+                n = tf.cast(tf.shape(x.t)[a], tf.int64)
+                out = n - 1 - fn(tf.reverse(x.t, [a]), axis=a, output_type=tf.int64)
+            else:
+                out = fn(x.t, axis=a, output_type=tf.int64)
             if keepdims:
                 return Value(tf.expand_dims(out, a), x.perm)
             return Value(out, drop_axes(x.perm, [axis % x.rank]))
