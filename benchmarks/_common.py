@@ -76,32 +76,11 @@ def _fmt(value: object) -> str:
 
 
 # ---- the tailor benchmarks (tailor_torch / tailor_keras / tailor_paddle) share their stages and their driver ----
+from models.sweep import tailor_stages  # noqa: E402,F401  (one place for the staged to_embedding)
+
 STAGE_COLUMNS = ["export_s", "surgery_s", "rehydrate_s", "check_s", "to_embedding_s", "bare_export_s",
                  "to_embedding_vs_export", "train_step_native_s", "train_step_tailored_s", "train_step_ratio",
                  "peak_rss_mb"]
-
-
-def tailor_stages(framework: str, model: object, sample: object, output_dim: int) -> tuple[object, object, object, dict]:
-    """``to_embedding``'s stages timed one by one, as ``finetuner.tailor`` runs them (check on two rows).
-
-    Returns ``(exported graph, graph with the embedding head, rehydrated model, {stage: seconds})``.
-    """
-    import importlib
-
-    from finetuner.tailor import CHECK_ROWS, _native_sample, _numpy_sample
-    from tailor_ir import compiler, samples
-    from tailor_ir.passes import embedding_head
-
-    frontend, backend = compiler.frontend(framework), compiler.backend(framework)
-    graph, t_export = timed(lambda: frontend.export(model, sample_input=_native_sample(sample, framework)))
-    emb, t_surgery = timed(lambda: embedding_head(graph, output_dim=output_dim))
-    tailored, t_rehydrate = timed(lambda: backend.rehydrate(emb, check=False))
-    feed = {k: v[:CHECK_ROWS] for k, v in samples.as_feed(_numpy_sample(sample), emb.input_names).items()}
-    check_equivalence = importlib.import_module(backend.rehydrate.__module__).check_equivalence
-    _, t_check = timed(lambda: check_equivalence(tailored, emb, feed))
-    times = {"export_s": t_export, "surgery_s": t_surgery, "rehydrate_s": t_rehydrate, "check_s": t_check}
-    times["to_embedding_s"] = sum(times.values())
-    return graph, emb, tailored, times
 
 
 def stage_row(name: str, times: dict, bare_export_s: float, native_s: float, tailored_s: float, **extra) -> dict:

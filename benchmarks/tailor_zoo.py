@@ -1,0 +1,64 @@
+"""Benchmark: the Tailor on whole model libraries (``models/<framework>_sweep.py``, checks in ``models/sweep.py``).
+
+Every model of a framework's sweep — every torchvision classification builder and the common Hugging Face
+families, every ``keras.applications`` model, every ``paddle.vision.models`` builder, plus hand-written text and
+multi-input models — is checked in its own process: default-cut equivalence to the classifier's input (1e-4
+relative), ``output_dim=64`` unit norm, trainable tensors and how many one Adam step moves, seconds per stage.
+Writes ``results/tailor_zoo_<framework>.{json,md}``.
+
+    python benchmarks/tailor_zoo.py --framework torch [--models resnet18,bert] [--timeout 600]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+from _common import ROOT, write_results
+
+COLUMNS = ["model", "ok", "shape", "rel_error", "unit_norm", "trainable_params", "trainable_tensors",
+           "moved_tensors", "export_s", "surgery_s", "rehydrate_s", "check_s", "cut_s", "train_step_s", "error"]
+
+
+def one(framework: str, name: str) -> dict:
+    from models import sweep
+
+    row = sweep.check_model(framework, name, sweep.entries(framework)[name])
+    row.pop("traceback", None)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--framework", required=True, choices=("torch", "keras", "paddle"))
+    parser.add_argument("--models", help="comma-separated subset (default: every model of the sweep)")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds per model before it counts as failed")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print("@@" + json.dumps(one(args.framework, args.one), default=str))
+        return
+    from models import sweep
+
+    names = args.models.split(",") if args.models else list(sweep.entries(args.framework))
+    rows = []
+    for name in names:
+        cmd = [sys.executable, __file__, "--framework", args.framework, "--one", name]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, cwd=ROOT)
+            lines = [line for line in proc.stdout.splitlines() if line.startswith("@@")]
+            row = json.loads(lines[-1][2:]) if lines else {
+                "model": name, "ok": False, "error": f"died (exit {proc.returncode}): {proc.stderr[-300:]}"}
+        except subprocess.TimeoutExpired:
+            row = {"model": name, "ok": False, "error": f"timed out after {args.timeout:.0f} s"}
+        rows.append(row)
+        print(f"{name}: {'ok' if row['ok'] else 'FAIL ' + str(row.get('error'))}", flush=True)
+    passed = sum(bool(r["ok"]) for r in rows)
+    notes = [f"{passed} of {len(rows)} models pass every check ({100 * passed / max(len(rows), 1):.0f}%)."]
+    print(write_results(f"tailor_zoo_{args.framework}", rows, COLUMNS, notes))
+
+
+if __name__ == "__main__":
+    main()

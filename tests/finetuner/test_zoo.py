@@ -1,0 +1,45 @@
+"""The zoo sweep's representative subset per framework (``models/<framework>_sweep.py``'s FAST).
+
+``benchmarks/tailor_zoo.py`` runs every model of each library; this runs the subset the sweep modules name, with
+every check of ``models.sweep.check_model``: default-cut equivalence, a unit-norm head, and a training step that
+moves the weights.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from models import sweep
+
+FRAMEWORKS = [f for f in ("torch", "keras", "paddle") if importlib.util.find_spec(f"models.{f}_sweep")]
+
+
+def _cases() -> list[tuple[str, str]]:
+    return [(framework, name) for framework in FRAMEWORKS for name in sweep.fast_subset(framework)]
+
+
+@pytest.mark.parametrize(("framework", "name"), _cases())
+def test_the_tailor_passes_every_check_on_the_sweep_subset(framework: str, name: str) -> None:
+    row = sweep.check_model(framework, name, sweep.entries(framework)[name])
+    assert row["ok"], f"{framework} {name}: {row.get('error')}\n{row.get('traceback', '')}"
+    assert row["trainable_params"] > 0
+
+
+def test_the_sweep_checks_a_small_model_and_rejects_a_wrong_reference() -> None:
+    import numpy as np
+    import torch
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4)).eval()
+    sample = np.random.default_rng(0).standard_normal((3, 8)).astype(np.float32)
+    with torch.no_grad():
+        features = model[1](model[0](torch.from_numpy(sample))).numpy()  # the classifier's input
+
+    row = sweep.check_model("torch", "mlp", lambda: (model, sample, features))
+    assert row["ok"], row
+    assert row["shape"] == [3, 16] and row["moved_tensors"] == row["trainable_tensors"] == 4
+
+    wrong = sweep.check_model("torch", "mlp", lambda: (model, sample, features + 1e-2))
+    assert not wrong["ok"] and not wrong["equivalent"] and wrong["rel_error"] > 1e-4
