@@ -24,6 +24,7 @@ import onnx
 from ..errors import ExportError, ModelTypeError
 from ..graph import Graph
 from ..imports import framework_of, import_torch
+from . import train_random
 from .common import input_kind, name_dynamic_dims
 
 _LAST_EXPORT_SECONDS: dict[str, float] = {}
@@ -77,6 +78,7 @@ def export(
     layer_map = _layer_map(proto)
     for node in proto.graph.node:  # the metadata is large (stack traces); the layer map keeps what matters
         del node.metadata_props[:]
+    train_random.mark(proto)  # stochastic depth: eval-mode value for onnxruntime, random again in the backend
     inits = {i.name for i in proto.graph.initializer}
     params = dict(model.named_parameters(remove_duplicate=False))  # tied weights: every alias names it
     weights = frozenset(n for n in params if n in inits)

@@ -26,21 +26,52 @@ def _dynamic_inputs(graph: Graph, node: onnx.NodeProto) -> list[str]:
     return [i for i in node.input if i and i in graph.dynamic_values]
 
 
-def classifier_input(graph: Graph) -> str | None:
-    """The tensor that feeds the final classifier (the last weighted Gemm/MatMul producing the first output).
+# Ops between a 1x1-convolution classifier and the output (SqueezeNet: conv -> ReLU -> pool -> flatten).
+_POOLING = {"GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax", "AveragePool", "MaxPool"}
+_SPATIAL_TO_VECTOR = _POOLING | {"Flatten", "Reshape", "Squeeze"}
+_DATA_FIRST = {"Reshape", "Squeeze", "ReduceMean", "ReduceMax", "Flatten"}
+_AFTER_CONV = {"Relu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish"}
 
-    Walks back from the first output through bias adds, reshapes and softmax; None if the output does not come
-    from such a layer (e.g. ``BertModel``, whose output is a hidden state).
+
+def _pointwise_conv(graph: Graph, node: onnx.NodeProto) -> bool:
+    """A weighted, ungrouped Conv whose kernel is 1 in every spatial dim."""
+    if node.op_type != "Conv" or not _weighted(graph, node):
+        return False
+    attrs = {a.name: a for a in node.attribute}
+    if "group" in attrs and attrs["group"].i != 1:
+        return False
+    if "kernel_shape" in attrs:
+        return all(k == 1 for k in attrs["kernel_shape"].ints)
+    shape = graph.shape_of(node.input[1]) if len(node.input) > 1 else None
+    return shape is not None and len(shape) > 2 and all(d == 1 for d in shape[2:])
+
+
+def classifier_input(graph: Graph) -> str | None:
+    """The tensor that feeds the final classifier, or None.
+
+    The classifier is the last weighted Gemm/MatMul producing the first output, or a final 1x1 convolution
+    whose result is pooled / flattened into the output (SqueezeNet, Keras MobileNetV3). Walks back from the
+    first output through bias adds, reshapes, softmax (and, for a convolution, pooling and its activation);
+    None if the output does not come from such a layer (e.g. ``BertModel``, whose output is a hidden state).
     """
     value = graph.output_names[0]
+    vectorised = False  # a pooling / flatten seen between the output and here
     for _ in range(len(graph.model.graph.node)):
         node = graph.producers.get(value)
         if node is None:
             return None
         dynamic = _dynamic_inputs(graph, node)
+        if node.op_type in _DATA_FIRST and node.input[0] in dynamic:  # the shape/axes inputs may be computed
+            dynamic = [node.input[0]]
         if node.op_type in ("Gemm", "MatMul") and _weighted(graph, node):
             return dynamic[0] if len(dynamic) == 1 else None
-        if node.op_type not in _PASSTHROUGH or len(dynamic) != 1:
+        if vectorised and _pointwise_conv(graph, node):
+            return dynamic[0] if len(dynamic) == 1 else None
+        if node.op_type in _SPATIAL_TO_VECTOR:
+            vectorised = True
+        elif node.op_type not in _PASSTHROUGH and not (vectorised and node.op_type in _AFTER_CONV):
+            return None
+        if len(dynamic) != 1:
             return None
         value = dynamic[0]
     return None

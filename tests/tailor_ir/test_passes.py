@@ -39,6 +39,47 @@ def test_classifier_input_walks_back_through_softmax_to_the_weighted_gemm():
     assert default_cut(graph) == "flat"
 
 
+def _squeezenet_style(kernel: int) -> object:
+    """conv(3->6) -> relu -> [dropout] -> conv(6->5, kernel) -> relu -> global pool -> flatten: class scores."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from tailor_ir.graph import Graph
+
+    inits = [
+        numpy_helper.from_array(RNG.standard_normal((6, 3, 3, 3)).astype(np.float32), "features.weight"),
+        numpy_helper.from_array(RNG.standard_normal((5, 6, kernel, kernel)).astype(np.float32), "final_conv.weight"),
+        numpy_helper.from_array(RNG.standard_normal(5).astype(np.float32), "final_conv.bias"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "features.weight"], ["f"], name="n_features", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["f"], ["fr"], name="n_frelu"),
+        helper.make_node("Dropout", ["fr"], ["d"], name="n_drop"),
+        helper.make_node("Conv", ["d", "final_conv.weight", "final_conv.bias"], ["c"], name="n_final",
+                         kernel_shape=[kernel, kernel]),
+        helper.make_node("Relu", ["c"], ["cr"], name="n_crelu"),
+        helper.make_node("GlobalAveragePool", ["cr"], ["p"], name="n_pool"),
+        helper.make_node("Flatten", ["p"], ["scores"], name="n_flat", axis=1),
+    ]
+    g = helper.make_graph(nodes, "squeeze", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 3, 8, 8])],
+                          [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["b", 5])], inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+    onnx.checker.check_model(model)
+    return Graph(model, framework="torch", weights=frozenset(i.name for i in inits))
+
+
+def test_a_final_pointwise_conv_pooled_into_the_output_is_the_classifier():
+    graph = _squeezenet_style(kernel=1)
+    assert classifier_input(graph) == "d"
+    assert default_cut(graph) == "d"
+
+
+def test_a_final_spatial_conv_is_not_taken_for_a_classifier():
+    graph = _squeezenet_style(kernel=3)
+    assert classifier_input(graph) is None
+    assert default_cut(graph) == "scores"
+
+
 def test_model_without_classifier_is_cut_at_its_final_output():
     graph = token_graph()
     assert classifier_input(graph) is None

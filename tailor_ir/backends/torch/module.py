@@ -6,7 +6,6 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
-import onnx
 
 from ...errors import UnsupportedOpError
 from ...graph import Graph
@@ -14,11 +13,11 @@ from ...imports import import_onnx2torch, import_torch
 
 torch = import_torch()
 import_onnx2torch()
-import onnx2torch  # noqa: E402
-import onnx2torch.converter as _o2t_converter  # noqa: E402
 from torch import fx, nn  # noqa: E402
 
 from . import converters as _converters  # noqa: E402,F401  (registers the converters)
+from .builder import build  # noqa: E402
+from .dtypes import check_graph, to_numpy, to_torch  # noqa: E402
 from .prepass import prepare  # noqa: E402
 from .registry import find  # noqa: E402
 
@@ -121,47 +120,15 @@ def check_supported(graph: Graph) -> None:
             raise UnsupportedOpError(node.op_type, opset, node.name or node.op_type, graph.layer_of(node), BACKEND)
 
 
-class _NodeErrors:
-    """Wrap onnx2torch's converter lookup so a converter's refusal names the ONNX node."""
-
-    def __init__(self, graph: Graph) -> None:
-        self.graph = graph
-        self.by_unique: dict[str, onnx.NodeProto] = {}
-
-    def __enter__(self) -> None:
-        original = _o2t_converter.get_converter
-        graph = self.graph
-
-        def get_converter(domain: str, operation_type: str, version: int) -> Any:
-            fn = original(domain=domain, operation_type=operation_type, version=version)
-
-            def wrapped(node: Any, onnx_graph: Any) -> Any:
-                try:
-                    return fn(node, onnx_graph)
-                except (NotImplementedError, KeyError) as exc:
-                    proto = node.proto
-                    err = UnsupportedOpError(proto.op_type, version, proto.name or node.unique_name,
-                                             graph.layer_map.get(proto.name), BACKEND)
-                    err.args = (f"{err.args[0]} Reason: {exc}",)
-                    raise err from exc
-
-            return wrapped
-
-        self._original = original
-        _o2t_converter.get_converter = get_converter
-
-    def __exit__(self, *exc: object) -> None:
-        _o2t_converter.get_converter = self._original
-
-
 # --------------------------------------------------------------------------- build
 def rehydrate(graph: Graph, check: bool = True, sample_inputs: Any = None) -> RehydratedModule:
     """Build a trainable torch module computing ``graph`` (see the package docstring); eval mode on return."""
     check_supported(graph)
-    weights = [i.name for i in graph.model.graph.initializer if i.name in (graph.weights or ())]
+    check_graph(graph)
+    statistics = _batch_norm_statistics(graph)  # buffers of the BatchNorm modules, never parameters
+    weights = [i.name for i in graph.model.graph.initializer if i.name in (graph.weights or ()) and i.name not in statistics]
     prepared = prepare(graph, weights)
-    with _NodeErrors(graph):
-        gm = onnx2torch.convert(prepared)
+    gm = build(prepared, graph)
     tree, params = _weight_tree(graph, weights)
     _promote(gm, tree, params, len(graph.input_names))
     model = RehydratedModule(gm, tree, params, graph.input_names, graph.output_names)
@@ -169,6 +136,15 @@ def rehydrate(graph: Graph, check: bool = True, sample_inputs: Any = None) -> Re
     if check:
         check_equivalence(model, graph, sample_inputs)
     return model
+
+
+def _batch_norm_statistics(graph: Graph) -> set[str]:
+    """The running mean / variance inputs of BatchNormalization nodes (a foreign ONNX file marks them weights)."""
+    names: set[str] = set()
+    for node in graph.model.graph.node:
+        if node.op_type == "BatchNormalization" and len(node.input) >= 5:
+            names.update(node.input[3:5])
+    return names
 
 
 def _weight_tree(graph: Graph, weights: list[str]) -> tuple[WeightTree, dict[str, nn.Parameter]]:
@@ -236,10 +212,10 @@ def numpy_forward(model: RehydratedModule, graph: Graph) -> Callable[[dict[str, 
         model.eval()
         try:
             with torch.no_grad():
-                out = model(*[torch.from_numpy(np.ascontiguousarray(feed[n])) for n in graph.input_names])
+                out = model(*[to_torch(feed[n]) for n in graph.input_names])
         finally:
             model.train(was_training)
-        return [o.detach().numpy() for o in ([out] if len(graph.output_names) == 1 else out)]
+        return [to_numpy(o) for o in ([out] if len(graph.output_names) == 1 else out)]
 
     return forward
 

@@ -1,6 +1,7 @@
 """Pre-pass on a copy of the ONNX model before onnx2torch sees it.
 
-- Dropout loses its ``training_mode`` input (the module follows ``model.train()`` / ``eval()`` instead);
+- Dropout loses a constant ``training_mode`` input (the module follows ``model.train()`` / ``eval()`` instead);
+- the frontend's train-mode random draws (``frontends.train_random``) become ``TrainRandom`` nodes;
 - constant subgraphs (exporter shape arithmetic, ``Shape`` of static-shaped values, int tables) are folded at
   build time with onnxruntime, never through a weight, so the weights keep their names and stay trainable;
 - every weight initializer becomes a graph input (after the real inputs), so no converter absorbs a private
@@ -26,15 +27,33 @@ def prepare(graph: Graph, weights: list[str]) -> onnx.ModelProto:
     model = onnx.ModelProto()
     model.CopyFrom(graph.model)
     g = model.graph
+    constants = {i.name for i in g.initializer} | {o for n in g.node if n.op_type == "Constant" for o in n.output}
     for node in g.node:
         if node.op_type == "Dropout" and node.domain in ("", "ai.onnx") and len(node.input) > 2:
-            del node.input[2:]
+            if node.input[2] in constants or not node.input[2]:  # a fixed mode: the module's mode decides
+                del node.input[2:]
+    _train_random_nodes(model)
     _fold_constants(model, graph, set(weights))
     _fuse_linear(model, set(weights))
     _weights_to_inputs(model, weights)
     _single_output_producers(model)
     _prune_initializers(model)
     return model
+
+
+def _train_random_nodes(model: onnx.ModelProto) -> None:
+    """The frontend's marked expectation nodes (``frontends.train_random``) become TrainRandom nodes."""
+    from ...frontends.train_random import MARK
+
+    for index, node in enumerate(model.graph.node):
+        marks = [p.value for p in node.metadata_props if p.key == MARK]
+        if not marks:
+            continue
+        replacement = helper.make_node("TrainRandom", list(node.input), list(node.output), name=node.name,
+                                       domain=LINEAR_DOMAIN, spec=marks[0])
+        model.graph.node[index].CopyFrom(replacement)
+        if not any(o.domain == LINEAR_DOMAIN for o in model.opset_import):
+            model.opset_import.append(helper.make_opsetid(LINEAR_DOMAIN, 1))
 
 
 def _static_shape(graph: Graph, name: str) -> list[int] | None:
@@ -107,7 +126,7 @@ def _fold_constants(model: onnx.ModelProto, graph: Graph, weights: set[str]) -> 
     folded_nodes: list[onnx.NodeProto] = []
     shape_values: dict[str, np.ndarray] = {}
     for node in g.node:
-        if node.domain not in ("", "ai.onnx") or node.op_type in NONDETERMINISTIC:
+        if node.domain not in ("", "ai.onnx") or node.op_type in NONDETERMINISTIC or "Sequence" in node.op_type:
             continue
         if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
             continue
@@ -140,7 +159,10 @@ def _fold_constants(model: onnx.ModelProto, graph: Graph, weights: set[str]) -> 
     if not boundary:
         _replace_nodes(g, remaining, [])
         return
-    values = _evaluate(model, folded_nodes, boundary, shape_values)
+    try:
+        values = _evaluate(model, folded_nodes, boundary, shape_values)
+    except Exception:  # noqa: BLE001 - onnxruntime lacks a kernel (e.g. bfloat16): the nodes stay and run in torch
+        return
     new_inits = []
     for name, value in zip(boundary, values):
         if value.size > MAX_FOLDED_ELEMENTS:  # keep huge computed tables as nodes

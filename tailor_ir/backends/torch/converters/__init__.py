@@ -1,3 +1,19 @@
-"""Converters added to onnx2torch's registry, one module per op family (importing them registers them)."""
+"""Converters of this package, one module per op family (importing them registers them)."""
 
-from . import activation, compare, conv, dropout, linear, norm, recurrent, reduce, shape, slice  # noqa: F401
+from . import (  # noqa: F401
+    activation,
+    compare,
+    conv,
+    dropout,
+    elementwise,
+    linear,
+    loss,
+    norm,
+    pool,
+    recurrent,
+    reduce,
+    sequence,
+    shape,
+    slice,
+    tensor,
+)

@@ -63,4 +63,3 @@ def convert_cast(node: OnnxNode, graph: OnnxGraph) -> OperationConverterResult:
 
 alias("Equal", existing=13, since=19)
 alias("IsNaN", existing=13, since=20)
-alias("IsInf", existing=10, since=20)

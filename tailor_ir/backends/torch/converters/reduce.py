@@ -13,6 +13,8 @@ from ._common import OperationConverterResult, attr, const_array, result
 
 def _reduce(kind: str, x: torch.Tensor, dim: tuple[int, ...] | None, keep: bool) -> torch.Tensor:
     dims = tuple(range(x.dim())) if dim is None else dim
+    if kind in ("max", "min") and any(x.shape[d] == 0 for d in dims):
+        return _empty_extremum(kind, x, dims, keep)
     if kind == "mean":
         return torch.mean(x, dim=dims, keepdim=keep)
     if kind == "sum":
@@ -36,6 +38,20 @@ def _reduce(kind: str, x: torch.Tensor, dim: tuple[int, ...] | None, keep: bool)
             x = torch.prod(x, dim=d, keepdim=keep)
         return x
     raise NotImplementedError(kind)
+
+
+def _empty_extremum(kind: str, x: torch.Tensor, dims: tuple[int, ...], keep: bool) -> torch.Tensor:
+    """Max / min over an empty set: the identity of the reduction (-inf / +inf, the dtype's bounds, False / True)."""
+    axes = {d % x.dim() for d in dims}
+    shape = [1 if i in axes else s for i, s in enumerate(x.shape) if keep or i not in axes]
+    if x.dtype == torch.bool:
+        fill: float | bool = kind == "min"
+    elif x.dtype.is_floating_point:
+        fill = float("-inf") if kind == "max" else float("inf")
+    else:
+        info = torch.iinfo(x.dtype)
+        fill = info.min if kind == "max" else info.max
+    return torch.full(shape, fill, dtype=x.dtype, device=x.device)
 
 
 class Reduce(nn.Module):
