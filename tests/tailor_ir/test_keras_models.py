@@ -113,3 +113,11 @@ def test_multi_input_models_tailor_at_the_classifier_input(as_dict: bool) -> Non
     tailored = to_embedding(model, output_dim=None, normalize=False, sample_input=sample)
     expected = keras.Model(model.inputs, model.get_layer("features").output)(sample)
     np.testing.assert_allclose(np.asarray(tailored(sample, training=False)), np.asarray(expected), rtol=1e-5)
+
+
+def test_bilinear_upsampling_and_resizing_export_as_resize_and_rehydrate() -> None:
+    inputs = keras.Input((8, 8, 4))
+    h = keras.layers.UpSampling2D(2, interpolation="bilinear")(keras.layers.Conv2D(4, 3)(inputs))
+    h = keras.layers.Resizing(5, 7, interpolation="bilinear")(h)
+    graph = _round_trip(keras.Model(inputs, h), _images())
+    assert sum(n.op_type == "Resize" for n in graph.model.graph.node) == 2
