@@ -86,7 +86,7 @@ def export(
     signature = [*specs, *var_specs]
     function = tf.function(forward, input_signature=signature)
     handlers = {"CheckNumerics": (_dropout_handler, []), "Erfc": (_erfc_handler, [])}
-    with _export_patches(), warnings.catch_warnings():
+    with _export_patches(model), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             captured = _captured_constants(function, signature)
@@ -272,20 +272,22 @@ def _natural_weights(model: Any, tree: dict[str, Any]) -> set[int]:
 
 
 def _recurrent_variables(model: Any) -> set[int]:
-    """ids of the variables of LSTM/GRU layers: tf2onnx only rewrites their loops into ONNX LSTM/GRU nodes
-    when their weights are constants, so these are baked in and named afterwards (see ``_recurrent_weights``)."""
+    """ids of the variables of LSTM layers: tf2onnx only rewrites their loops into ONNX LSTM nodes when their
+    weights are constants, so these are baked in and named afterwards (see ``_recurrent_weights``). (It never
+    rewrites a Keras 3 GRU: those are unrolled instead, see ``_export_patches``, and keep fed weights.)"""
     keras = import_keras()
     found: set[int] = set()
     for layer in _layer_tree(model).values():
-        if isinstance(layer, (keras.layers.LSTM, keras.layers.GRU)):
+        if isinstance(layer, keras.layers.LSTM):
             found.update(id(v) for v in layer.weights)
     return found
 
 
 # --------------------------------------------------------------------------- export-time layer patches
 @contextlib.contextmanager
-def _export_patches() -> Iterator[None]:
-    """Make BatchNormalization export as ONNX BatchNormalization and Dropout as ONNX Dropout (restored after)."""
+def _export_patches(model: Any) -> Iterator[None]:
+    """Make BatchNormalization export as ONNX BatchNormalization and Dropout as ONNX Dropout, grouped
+    convolutions without XLA and GRU/SimpleRNN layers unrolled (all restored after)."""
     keras = import_keras()
     bn_cls, dropout_cls = keras.layers.BatchNormalization, keras.layers.Dropout
     bn_call, dropout_call = bn_cls.call, dropout_cls.call
@@ -294,11 +296,19 @@ def _export_patches() -> Iterator[None]:
     conv = backend_nn.conv
     backend_nn.conv = _grouped_conv_without_xla
     _ORIGINAL_CALLS.update(bn=bn_call, dropout=dropout_call, conv=conv)
+    # tf2onnx turns a Keras 3 GRU's while-loop into an ONNX Loop, which no backend runs: unrolled over its
+    # (static) time steps it becomes plain ops, its weights stay fed (trainable) and its layer stays mapped
+    gru_unroll = [(layer, layer.unroll) for layer in _layer_tree(model).values()
+                  if isinstance(layer, (keras.layers.GRU, keras.layers.SimpleRNN))]
+    for layer, _ in gru_unroll:
+        layer.unroll = True
     try:
         yield
     finally:
         bn_cls.call, dropout_cls.call = bn_call, dropout_call
         backend_nn.conv = conv
+        for layer, unroll in gru_unroll:
+            layer.unroll = unroll
 
 
 def _grouped_conv_without_xla(

@@ -121,3 +121,16 @@ def test_bilinear_upsampling_and_resizing_export_as_resize_and_rehydrate() -> No
     h = keras.layers.Resizing(5, 7, interpolation="bilinear")(h)
     graph = _round_trip(keras.Model(inputs, h), _images())
     assert sum(n.op_type == "Resize" for n in graph.model.graph.node) == 2
+
+
+def test_bidirectional_gru_unrolls_with_trainable_weights() -> None:
+    """tf2onnx leaves a Keras 3 GRU as an ONNX Loop; exported unrolled, it rehydrates and its weights train."""
+    inputs = keras.Input((6,), dtype="int32")
+    h = keras.layers.Embedding(20, 4)(inputs)
+    h = keras.layers.Bidirectional(keras.layers.GRU(5, return_sequences=True))(h)
+    model = keras.Model(inputs, keras.layers.GlobalMaxPooling1D()(h))
+    graph = _round_trip(model, RNG.integers(0, 20, (3, 6)).astype("int32"))
+    assert not [n for n in graph.model.graph.node if n.op_type == "Loop"]
+    assert {w for w in graph.weights if "gru" in w} == {
+        f"bidirectional/{d}_gru/gru_cell/{k}" for d in ("forward", "backward") for k in ("kernel", "recurrent_kernel", "bias")
+    }
