@@ -33,7 +33,7 @@ CLASSES = 10
 DEFAULT_SIDE = 64
 SIDE = {"InceptionV3": 75, "InceptionResNetV2": 75, "Xception": 71, "NASNetMobile": 224, "NASNetLarge": 331}
 
-FAST = ("MobileNetV3Small", "text_bilstm", "multi_input", "dict_input", "subclassed_cnn", "mha_encoder")
+FAST = ("conv1x1_head", "text_bigru", "multi_input", "dict_input", "subclassed_cnn", "mha_encoder")
 
 Entry = Callable[[], tuple[Any, Any, np.ndarray]]
 
@@ -136,6 +136,22 @@ def dict_input() -> tuple[Any, Any, np.ndarray]:
     return model, sample, classifier_input(model, sample)
 
 
+def conv1x1_head() -> tuple[Any, Any, np.ndarray]:
+    """MobileNet's kind of top: pooled features kept as a 1x1 map, a 1x1 Conv2D classifier, then Flatten."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((16, 16, 3), name="image")
+    h = keras.layers.Conv2D(8, 3, strides=2, use_bias=False)(inputs)
+    h = keras.layers.ReLU(6.0)(keras.layers.BatchNormalization()(h))
+    h = keras.layers.DepthwiseConv2D(3, padding="same")(h)
+    h = keras.layers.Conv2D(24, 1, activation="hard_swish")(h)
+    h = keras.layers.GlobalAveragePooling2D(keepdims=True)(h)
+    h = keras.layers.Conv2D(CLASSES, 1)(keras.layers.Dropout(0.2)(h))
+    model = keras.Model(inputs, keras.layers.Activation("softmax")(keras.layers.Flatten()(h)))
+    calibrate_batchnorm(model, _rng(1).standard_normal((CALIBRATION_BATCH, 16, 16, 3)).astype("float32"))
+    sample = _rng(2).standard_normal((BATCH, 16, 16, 3)).astype("float32")
+    return model, sample, classifier_input(model, sample)
+
+
 class SubclassedCNN(keras.Model):
     """The common way to write one: ``call(self, x)`` without a ``training`` argument."""
 
@@ -206,6 +222,7 @@ def entries() -> dict[str, Entry]:
     found.update({
         "text_bilstm": partial(text_model, "lstm"),
         "text_bigru": partial(text_model, "gru"),
+        "conv1x1_head": conv1x1_head,
         "multi_input": multi_input,
         "dict_input": dict_input,
         "subclassed_cnn": subclassed_cnn,
