@@ -205,3 +205,30 @@ def one_hot(node: onnx.NodeProto, ctx: BuildContext) -> Any:
 
     return run
 
+
+
+def _window(formula: Any) -> Any:
+    """Hann/Hamming/Blackman windows of ``size`` points: ``n / (size if periodic else size - 1)`` in the output
+    type, the formula in float64 (as the reference), cast to ``output_datatype``."""
+
+    def convert(node: onnx.NodeProto, ctx: BuildContext) -> Any:
+        periodic = attr(node, "periodic", 1)
+        dtype = tf.as_dtype(onnx.helper.tensor_dtype_to_np_dtype(attr(node, "output_datatype", 1)))
+
+        def run(state: RunState, size: Value) -> Value:
+            n = tf.cast(tf.reshape(size.logical(), []), tf.int64)
+            denominator = tf.cast(n if periodic else n - 1, tf.float64)
+            positions = tf.cast(tf.cast(tf.range(n), dtype), tf.float64)
+            return Value(tf.cast(formula(positions, denominator), dtype))
+
+        return run
+
+    return convert
+
+
+_ALPHA = 25.0 / 46.0
+converter("HannWindow", since=17)(_window(lambda n, d: tf.sin(n * np.pi / d) ** 2))
+converter("HammingWindow", since=17)(_window(lambda n, d: _ALPHA - tf.cos(n * np.pi * 2 / d) * (1 - _ALPHA)))
+converter("BlackmanWindow", since=17)(
+    _window(lambda n, d: 0.42 - 0.5 * tf.cos(n * np.pi * 2 / d) + 0.08 * tf.cos(n * np.pi * 4 / d))
+)
