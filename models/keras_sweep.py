@@ -33,7 +33,7 @@ CLASSES = 10
 DEFAULT_SIDE = 64
 SIDE = {"InceptionV3": 75, "InceptionResNetV2": 75, "Xception": 71, "NASNetMobile": 224, "NASNetLarge": 331}
 
-FAST = ("conv1x1_head", "text_bigru", "multi_input", "dict_input", "subclassed_cnn", "mha_encoder")
+FAST = ("conv1x1_head", "text_bilstm", "multi_input", "dict_input", "subclassed_cnn", "mha_encoder")
 
 Entry = Callable[[], tuple[Any, Any, np.ndarray]]
 
