@@ -29,9 +29,10 @@ VOCAB = 100
 CLASSES = 10
 # the input side of each applications model: 32 is the smallest most accept, but at 32 px the deepest stages see
 # 1x1 maps whose batch statistics (a handful of values per channel) amplify float rounding past 1e-4; 64 px keeps
-# the check about the converter, not the conditioning. Inception/Xception need 75/71 px; NASNet is fixed-size.
+# the check about the converter, not the conditioning. Xception needs 71 px; the Inceptions accept 75 px but end
+# on a 1x1 map there (the same amplification), so they get 139 px (3x3); NASNet is fixed-size.
 DEFAULT_SIDE = 64
-SIDE = {"InceptionV3": 75, "InceptionResNetV2": 75, "Xception": 71, "NASNetMobile": 224, "NASNetLarge": 331}
+SIDE = {"InceptionV3": 139, "InceptionResNetV2": 139, "Xception": 71, "NASNetMobile": 224, "NASNetLarge": 331}
 
 FAST = ("conv1x1_head", "text_bilstm", "multi_input", "dict_input", "subclassed_cnn", "mha_encoder")
 
