@@ -81,15 +81,28 @@ def guess_keras(model: object, batch: int = SAMPLE_BATCH) -> np.ndarray | list[n
     try:
         inputs = model.inputs  # type: ignore[attr-defined]
     except (AttributeError, ValueError):
-        return None
+        inputs = None
     if not inputs:
-        return None
+        return _guess_built_keras(model, batch)
     samples = []
     for tensor in inputs:
         shape = [d if d is not None else SAMPLE_TOKENS for d in tuple(tensor.shape)[1:]]
         dtype = str(getattr(tensor.dtype, "name", tensor.dtype))
         samples.append(_random((batch, *shape), dtype, high=2))
     return samples[0] if len(samples) == 1 else samples
+
+
+def _guess_built_keras(model: object, batch: int) -> np.ndarray | None:
+    """A float sample for a subclassed Keras model that has been built (called once): the input shape
+    Keras recorded when it built the model (``_build_shapes_dict``), batch axis replaced; else None."""
+    shapes = getattr(model, "_build_shapes_dict", None) or {}
+    if len(shapes) != 1:
+        return None
+    shape = next(iter(shapes.values()))
+    if not isinstance(shape, (tuple, list)) or not shape or not all(isinstance(d, int) or d is None for d in shape):
+        return None
+    dims = [d if d is not None else SAMPLE_TOKENS for d in tuple(shape)[1:]]
+    return _random((batch, *dims), "float32", high=2)
 
 
 def to_numpy(value: object) -> np.ndarray:

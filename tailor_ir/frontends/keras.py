@@ -17,6 +17,7 @@ follows nested layers (``mha_1/query_1/...`` -> ``mha.query``). ``extra['batchno
 from __future__ import annotations
 
 import contextlib
+import importlib
 import re
 import warnings
 from collections.abc import Iterator, Sequence
@@ -54,12 +55,13 @@ def export(
         )
     tf = import_tensorflow()
     tf2onnx = import_tf2onnx()
-    samples = _samples(model, sample_input, input_shape, input_dtype)
+    keys, samples = _samples(model, sample_input, input_shape, input_dtype)
+    keys = keys or _dict_keys(model, len(samples))
     if not model.built:
-        model(*samples) if len(samples) > 1 else model(samples[0])
-    names = _input_names(model, len(samples))
+        model(_structure(keys, samples))
+    names = _input_names(model, keys, len(samples))
     specs = [
-        tf.TensorSpec(_dynamic_shape(model, i, s), tf.as_dtype(s.dtype), name=n)
+        tf.TensorSpec(_dynamic_shape(model, keys, i, s), tf.as_dtype(s.dtype), name=n)
         for i, (n, s) in enumerate(zip(names, samples))
     ]
     trainable = list(model.trainable_variables)
@@ -71,21 +73,25 @@ def export(
     recurrent = _recurrent_variables(model)
     fed = [i for i, v in enumerate(variables) if id(v) not in recurrent]
     baked = {i: v.numpy() for i, v in enumerate(variables) if id(v) in recurrent}
+    # Keras passes ``training`` to call() only when call() takes it (a subclassed call(self, x) does not)
+    flags = {"training": False} if getattr(model, "_call_has_training_arg", True) else {}
 
     def forward(*args: Any) -> Any:
         xs, given = args[:n_in], iter(args[n_in:])
         values = [tf.constant(baked[i]) if i in baked else next(given) for i in range(len(variables))]
-        out, _ = model.stateless_call(values[:n_tr], values[n_tr:], *xs, training=False)
+        out, _ = model.stateless_call(values[:n_tr], values[n_tr:], _structure(keys, list(xs)), **flags)
         return out
 
     var_specs = [var_specs[i] for i in fed]
-    function = tf.function(forward, input_signature=[*specs, *var_specs])
+    signature = [*specs, *var_specs]
+    function = tf.function(forward, input_signature=signature)
     handlers = {"CheckNumerics": (_dropout_handler, []), "Erfc": (_erfc_handler, [])}
-    with _export_patches(), warnings.catch_warnings():
+    with _export_patches(model), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
+            captured = _captured_constants(function, signature)
             proto, _ = tf2onnx.convert.from_function(
-                function, input_signature=[*specs, *var_specs], opset=OPSET, custom_op_handlers=handlers
+                function, input_signature=signature, opset=OPSET, custom_op_handlers=handlers
             )
         except Exception as exc:  # tf2onnx raises many types; keep its reason
             reason = " ".join(str(exc).strip().splitlines()[:6])[:1500]
@@ -95,12 +101,15 @@ def export(
                 "traceable by tf.function (no Python control flow on tensor values, no numpy calls); custom "
                 "layers must use keras.ops / tf ops that tf2onnx supports."
             ) from exc
+    _captured_to_initializers(proto, captured)
     unsupported = [n for n in proto.graph.node if n.domain in ("", "ai.onnx") and not _known_op(n.op_type)]
     if unsupported:
         node = unsupported[0]
+        layer = _layer_map(proto, _layer_tree(model)).get(node.name)
+        where = f"layer {layer!r}" if layer else f"node {node.name!r}"
         raise ExportError(
-            f"tf2onnx could not convert TensorFlow op {node.op_type!r} (node {node.name!r}) of "
-            f"{type(model).__qualname__}. Try: replace the layer that uses it, or cut the model before it."
+            f"tf2onnx could not convert TensorFlow op {node.op_type!r} ({where}, node {node.name!r}) of "
+            f"{type(model).__qualname__}. Try: replace that layer, or cut the model before it (layer_name=...)."
         )
     var_paths = {f"tailor_ir_var_{i}": path for i, path in enumerate(paths)}
     values = {f"tailor_ir_var_{i}": v for i, v in enumerate(variables)}
@@ -135,7 +144,10 @@ def export(
 
 
 # --------------------------------------------------------------------------- samples and inputs
-def _samples(model: Any, sample_input: Any, input_shape: Sequence[int] | None, input_dtype: str) -> list[np.ndarray]:
+def _samples(
+    model: Any, sample_input: Any, input_shape: Sequence[int] | None, input_dtype: str
+) -> tuple[list[str] | None, list[np.ndarray]]:
+    """(the input names of a dict sample or None, the sample arrays in order)."""
     from ..samples import from_shape, guess_keras, to_numpy
 
     if sample_input is None and input_shape is not None:
@@ -147,8 +159,29 @@ def _samples(model: Any, sample_input: Any, input_shape: Sequence[int] | None, i
             f"cannot guess an input for {type(model).__qualname__} (a subclassed model has no declared inputs): "
             "pass sample_input=... (an array) or input_shape=(...) without the batch axis."
         )
+    if isinstance(sample_input, dict):
+        return [str(k) for k in sample_input], [to_numpy(v) for v in sample_input.values()]
     items = list(sample_input) if isinstance(sample_input, (tuple, list)) else [sample_input]
-    return [to_numpy(item) for item in items]
+    return None, [to_numpy(item) for item in items]
+
+
+def _inputs_struct(model: Any) -> Any:
+    return getattr(model, "_inputs_struct", None)
+
+
+def _dict_keys(model: Any, count: int) -> list[str] | None:
+    """The keys of a model that takes a dict when it was given a list (Keras flattens a dict in key order)."""
+    struct = _inputs_struct(model)
+    if isinstance(struct, dict) and len(struct) == count:
+        return sorted(struct)
+    return None
+
+
+def _structure(keys: list[str] | None, xs: list[Any]) -> Any:
+    """The inputs as the model's call takes them: one tensor, a list, or a dict by input name."""
+    if keys is not None:
+        return dict(zip(keys, xs))
+    return xs[0] if len(xs) == 1 else list(xs)
 
 
 def _declared_inputs(model: Any) -> list[Any]:
@@ -158,25 +191,58 @@ def _declared_inputs(model: Any) -> list[Any]:
         return []
 
 
-def _input_names(model: Any, count: int) -> list[str]:
+def _declared(model: Any, keys: list[str] | None, index: int) -> Any:
+    """The Keras input tensor declared for input ``index`` (by key for a dict input), or None."""
+    struct = _inputs_struct(model)
+    if keys is not None and isinstance(struct, dict):
+        return struct.get(keys[index])
     declared = _declared_inputs(model)
+    return declared[index] if index < len(declared) else None
+
+
+def _input_names(model: Any, keys: list[str] | None, count: int) -> list[str]:
     names = []
     for i in range(count):
-        name = ""
-        if i < len(declared):
-            history = getattr(declared[i], "_keras_history", None)
+        name = keys[i] if keys is not None else ""
+        declared = _declared(model, keys, i) if not name else None
+        if declared is not None:
+            history = getattr(declared, "_keras_history", None)
             layer = getattr(history, "operation", None) if history is not None else None
             name = getattr(layer, "name", "") or ""
         names.append(re.sub(r"[^A-Za-z0-9_.]", "_", name) or ("input" if count == 1 else f"input_{i}"))
     return names
 
 
-def _dynamic_shape(model: Any, index: int, sample: np.ndarray) -> list[int | None]:
+def _dynamic_shape(model: Any, keys: list[str] | None, index: int, sample: np.ndarray) -> list[int | None]:
     """Batch axis dynamic; other axes as the model declares them (None stays dynamic), else the sample's."""
-    declared = _declared_inputs(model)
-    if index < len(declared) and len(declared[index].shape) == sample.ndim:
-        return [None, *declared[index].shape[1:]]
+    declared = _declared(model, keys, index)
+    if declared is not None and len(declared.shape) == sample.ndim:
+        return [None, *declared.shape[1:]]
     return [None, *sample.shape[1:]]
+
+
+def _captured_constants(function: Any, signature: list[Any]) -> dict[str, np.ndarray]:
+    """Tensors the traced function captured from Python (a Normalization layer's mean and variance, any
+    constant a layer computed when it was built), by the name of their placeholder in the traced graph:
+    tf2onnx makes each one a graph *input*; they are constants of the model and become initializers."""
+    tf = import_tensorflow()
+    concrete = function.get_concrete_function(*signature)
+    found = {}
+    for outer, inner in zip(concrete.captured_inputs, concrete.graph.internal_captures):
+        if outer.dtype != tf.resource and hasattr(outer, "numpy"):
+            found[inner.name] = np.asarray(outer.numpy())
+    return found
+
+
+def _captured_to_initializers(proto: onnx.ModelProto, captured: dict[str, np.ndarray]) -> None:
+    keep = []
+    for value in proto.graph.input:
+        if value.name in captured:
+            proto.graph.initializer.append(numpy_helper.from_array(captured[value.name], value.name))
+        else:
+            keep.append(value)
+    del proto.graph.input[:]
+    proto.graph.input.extend(keep)
 
 
 def _unique_paths(variables: list[Any]) -> list[str]:
@@ -206,29 +272,74 @@ def _natural_weights(model: Any, tree: dict[str, Any]) -> set[int]:
 
 
 def _recurrent_variables(model: Any) -> set[int]:
-    """ids of the variables of LSTM/GRU layers: tf2onnx only rewrites their loops into ONNX LSTM/GRU nodes
-    when their weights are constants, so these are baked in and named afterwards (see ``_recurrent_weights``)."""
+    """ids of the variables of LSTM layers: tf2onnx only rewrites their loops into ONNX LSTM nodes when their
+    weights are constants, so these are baked in and named afterwards (see ``_recurrent_weights``). (It never
+    rewrites a Keras 3 GRU: those are unrolled instead, see ``_export_patches``, and keep fed weights.)"""
     keras = import_keras()
     found: set[int] = set()
     for layer in _layer_tree(model).values():
-        if isinstance(layer, (keras.layers.LSTM, keras.layers.GRU)):
+        if isinstance(layer, keras.layers.LSTM):
             found.update(id(v) for v in layer.weights)
     return found
 
 
 # --------------------------------------------------------------------------- export-time layer patches
 @contextlib.contextmanager
-def _export_patches() -> Iterator[None]:
-    """Make BatchNormalization export as ONNX BatchNormalization and Dropout as ONNX Dropout (restored after)."""
+def _export_patches(model: Any) -> Iterator[None]:
+    """Make BatchNormalization export as ONNX BatchNormalization and Dropout as ONNX Dropout, grouped
+    convolutions without XLA and GRU/SimpleRNN layers unrolled (all restored after)."""
     keras = import_keras()
     bn_cls, dropout_cls = keras.layers.BatchNormalization, keras.layers.Dropout
     bn_call, dropout_call = bn_cls.call, dropout_cls.call
     bn_cls.call, dropout_cls.call = _fused_bn_call, _marked_dropout_call
-    _ORIGINAL_CALLS.update(bn=bn_call, dropout=dropout_call)
+    backend_nn = importlib.import_module("keras.src.backend.tensorflow.nn")
+    conv = backend_nn.conv
+    backend_nn.conv = _grouped_conv_without_xla
+    _ORIGINAL_CALLS.update(bn=bn_call, dropout=dropout_call, conv=conv)
+    # tf2onnx turns a Keras 3 GRU's while-loop into an ONNX Loop, which no backend runs: unrolled over its
+    # (static) time steps it becomes plain ops, its weights stay fed (trainable) and its layer stays mapped
+    gru_unroll = [(layer, layer.unroll) for layer in _layer_tree(model).values()
+                  if isinstance(layer, (keras.layers.GRU, keras.layers.SimpleRNN))]
+    for layer, _ in gru_unroll:
+        layer.unroll = True
     try:
         yield
     finally:
         bn_cls.call, dropout_cls.call = bn_call, dropout_call
+        backend_nn.conv = conv
+        for layer, unroll in gru_unroll:
+            layer.unroll = unroll
+
+
+def _grouped_conv_without_xla(
+    inputs: Any, kernel: Any, strides: Any = 1, padding: str = "valid", data_format: Any = None,
+    dilation_rate: Any = 1,
+) -> Any:
+    """Keras runs grouped 2-D convolutions (ConvNeXt's depthwise ``Conv2D(groups=C)``) inside an XLA-compiled
+    ``tf.function``, which tf2onnx sees as an opaque ``PartitionedCall``. While exporting, a channels-last
+    grouped convolution is written as a depthwise convolution (one input channel per group) or as one
+    convolution per group, which tf2onnx converts."""
+    tf = import_tensorflow()
+    keras = import_keras()
+    channels_last = (data_format or keras.config.image_data_format()) == "channels_last"
+    rank = len(inputs.shape)
+    in_channels = inputs.shape[-1] if channels_last else None
+    if rank != 4 or not channels_last or in_channels is None or in_channels == kernel.shape[-2]:
+        return _ORIGINAL_CALLS["conv"](inputs, kernel, strides, padding, data_format, dilation_rate)
+    groups = in_channels // kernel.shape[-2]
+    strides = [strides] * 2 if isinstance(strides, int) else list(strides)
+    dilations = [dilation_rate] * 2 if isinstance(dilation_rate, int) else list(dilation_rate)
+    kernel = tf.convert_to_tensor(kernel)
+    if kernel.shape[-2] == 1 and (strides[0] == 1 or dilations[0] == 1) and strides[0] == strides[1]:
+        kh, kw, _, out = kernel.shape
+        depthwise = tf.reshape(kernel, [kh, kw, in_channels, out // in_channels])
+        return tf.nn.depthwise_conv2d(
+            inputs, depthwise, [1, *strides, 1], padding.upper(), dilations=dilations
+        )
+    parts = zip(tf.split(inputs, groups, axis=-1), tf.split(kernel, groups, axis=-1))
+    return tf.concat(
+        [tf.nn.convolution(x, k, strides, padding.upper(), dilations=dilations) for x, k in parts], axis=-1
+    )
 
 
 def _fused_bn_call(self: Any, inputs: Any, training: Any = None, mask: Any = None) -> Any:

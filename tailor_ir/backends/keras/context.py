@@ -10,6 +10,9 @@ import onnx
 from onnx import helper
 
 from ...graph import Graph
+from ...imports import import_tensorflow
+
+tf = import_tensorflow()
 
 
 @dataclasses.dataclass
@@ -57,11 +60,37 @@ def attr(node: onnx.NodeProto, name: str, default: Any = None) -> Any:
     return default
 
 
+class _RunTime:
+    """Marker: the operand is a graph value, known only when the graph runs (see ``resolve``)."""
+
+    def __repr__(self) -> str:
+        return "RUNTIME"
+
+
+RUNTIME: Any = _RunTime()
+
+
 def input_or_attr(node: onnx.NodeProto, ctx: BuildContext, index: int, name: str, default: Any = None) -> Any:
-    """An operand that moved from an attribute to an input across opsets (axes, pads, ratio ...)."""
+    """An operand that moved from an attribute to an input across opsets (axes, pads, ratio ...).
+
+    Its build-time value as a list, or ``RUNTIME`` when the input is computed by the graph (``resolve`` reads
+    it when the node runs)."""
     if len(node.input) > index and node.input[index]:
         value = ctx.const(node.input[index])
-        if value is None:
-            raise NotImplementedError(f"input {index} ({name}) must be a constant")
-        return value.tolist()
+        return RUNTIME if value is None else value.tolist()
     return attr(node, name, default)
+
+
+def resolve(given: Any, value: Any, what: str) -> Any:
+    """``given`` unless it is ``RUNTIME``; then the run-time ``value``'s (a ``Value``) contents as a list.
+
+    Axes, shapes and pads fed as graph inputs have concrete values when the model runs eagerly (as
+    ``numpy_forward`` and Keras ``predict`` on a fresh graph do); inside a traced ``tf.function`` they have
+    none, and the node is refused with the reason."""
+    if given is not RUNTIME:
+        return given
+    known = tf.get_static_value(value.logical())
+    if known is None:
+        raise NotImplementedError(f"{what} is a run-time tensor whose value is unknown while tracing; make it a "
+                                  "constant (an initializer) in the ONNX graph")
+    return np.asarray(known).tolist()

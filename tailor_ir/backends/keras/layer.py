@@ -15,6 +15,8 @@ from ...errors import UnknownLayerError, UnsupportedOpError
 from ...graph import FLOAT_TYPES, Graph
 from ...imports import import_keras, import_tensorflow
 from .context import BuildContext, RunState
+from .dtypes import check_dtypes
+from .precision import in_float32
 from .registry import find
 from .values import Value
 
@@ -60,11 +62,13 @@ class OnnxGraphLayer(keras.layers.Layer):
     """
 
     def __init__(self, onnx_model: str, **kwargs: Any) -> None:
+        kwargs.setdefault("autocast", False)  # the graph's own dtypes (float64, float16 ...) are kept as given
         super().__init__(**kwargs)
         self.onnx_model = onnx_model
         graph = Graph.from_model_proto(onnx.load_from_string(base64.b64decode(onnx_model)))
         self.input_names = list(graph.input_names)
         self.output_names = list(graph.output_names)
+        self._declared = _declared_outputs(graph)
         taken: set[str] = set()
         self._vars: dict[str, Any] = {}
         inits = graph.initializers
@@ -76,6 +80,7 @@ class OnnxGraphLayer(keras.layers.Layer):
                 initializer="zeros", trainable=trainable,
             )
         consts = {n: numpy_helper.to_array(i) for n, i in inits.items() if n not in self._vars}
+        self._opset = graph.opset
         self._steps, self._consts = _build(graph, self._vars, consts)
         self.built = True
 
@@ -104,8 +109,11 @@ class OnnxGraphLayer(keras.layers.Layer):
         env: dict[str, Value] = {n: Value(x) for n, x in zip(self.input_names, inputs)}
         env.update((n, Value(v.value)) for n, v in self._vars.items())
         env.update((n, Value(tf.constant(c))) for n, c in self._consts.items())
-        for run, ins, outs in self._steps:
-            result = run(state, *[env[i] if i else None for i in ins])
+        for run, ins, outs, node in self._steps:
+            try:
+                result = run(state, *[env[i] if i else None for i in ins])
+            except NotImplementedError as exc:  # a converter met a run-time case it does not compute
+                raise _unsupported(node, self._opset, exc) from exc
             results = result if isinstance(result, tuple) else (result,)
             for name, value in zip(outs, results):
                 if name:
@@ -113,13 +121,47 @@ class OnnxGraphLayer(keras.layers.Layer):
         outputs = [env[n].logical() for n in self.output_names]
         return outputs[0] if len(outputs) == 1 else outputs
 
+    def compute_output_spec(self, *inputs: Any, training: bool | None = None) -> Any:
+        """Traced from ``call`` when possible; else (shapes that only exist at run time, e.g. a Reshape whose
+        target shape is an input) the graph's declared output types, with unknown dims as None."""
+        try:
+            return super().compute_output_spec(*inputs, training=training)
+        except Exception:
+            if any(spec is None for spec in self._declared):
+                raise
+            specs = [keras.KerasTensor(shape, dtype=dtype) for shape, dtype in self._declared]
+            return specs[0] if len(specs) == 1 else specs
+
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "onnx_model": self.onnx_model}
+        config = super().get_config()
+        config.pop("autocast", None)
+        return {**config, "onnx_model": self.onnx_model}
+
+
+def _declared_outputs(graph: Graph) -> list[tuple[tuple[int | None, ...], str] | None]:
+    """(shape, dtype) of each graph output as declared (None where the rank or type is not declared)."""
+    by_name = {v.name: v for v in graph.model.graph.output}
+    result: list[tuple[tuple[int | None, ...], str] | None] = []
+    for name in graph.output_names:
+        tt = by_name[name].type.tensor_type if name in by_name else None
+        if tt is None or not tt.elem_type or not tt.HasField("shape"):
+            result.append(None)
+            continue
+        dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim)
+        result.append((dims, onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type).name))
+    return result
+
+
+def _unsupported(node: onnx.NodeProto, opset: int, exc: Exception) -> UnsupportedOpError:
+    err = UnsupportedOpError(node.op_type, opset, node.name or node.op_type, None, BACKEND)
+    err.args = (f"{err.args[0]} Reason: {type(exc).__name__}: {exc}",)
+    err._keras_call_info_injected = True  # type: ignore[attr-defined]  # Keras re-raises it unchanged
+    return err
 
 
 def _build(
     graph: Graph, variables: dict[str, Any], consts: dict[str, np.ndarray]
-) -> tuple[list[tuple[Any, list[str], list[str]]], dict[str, np.ndarray]]:
+) -> tuple[list[tuple[Any, list[str], list[str], onnx.NodeProto]], dict[str, np.ndarray]]:
     """Convert every node; nodes whose inputs are all constants run once now (folding never touches weights)."""
     ctx = BuildContext(graph=graph, variables=variables, consts=consts, opset=graph.opset)
     versions = _versions(graph)
@@ -128,7 +170,7 @@ def _build(
         version = versions.get(_domain(node.domain), 0)
         fn = find(node.op_type, version, node.domain)
         try:
-            run = fn(node, ctx)
+            run = in_float32(node.op_type, fn(node, ctx))
             inputs = list(node.input)
             if node.op_type not in _RANDOM_OPS and all(not i or i in consts for i in inputs):
                 result = run(RunState(False), *[Value(tf.constant(consts[i])) if i else None for i in inputs])
@@ -141,8 +183,8 @@ def _build(
             err = UnsupportedOpError(node.op_type, version, node.name or node.op_type, graph.layer_of(node), BACKEND)
             err.args = (f"{err.args[0]} Reason: {type(exc).__name__}: {exc}",)
             raise err from exc
-        steps.append((run, inputs, list(node.output)))
-    needed = {i for _, ins, _ in steps for i in ins} | set(graph.output_names)
+        steps.append((run, inputs, list(node.output), node))
+    needed = {i for _, ins, _, _ in steps for i in ins} | set(graph.output_names)
     return steps, {n: c for n, c in consts.items() if n in needed}
 
 
@@ -181,6 +223,10 @@ def _keras_name(name: str, index: int) -> str:
 def rehydrate(graph: Graph, check: bool = True, sample_inputs: Any = None) -> Any:
     """Build a trainable ``keras.Model`` computing ``graph`` (see the package docstring)."""
     check_supported(graph)
+    check_dtypes(graph)
+    if not graph.input_names:
+        node = graph.model.graph.node[0] if graph.model.graph.node else onnx.helper.make_node("Identity", [], [])
+        raise _unsupported(node, graph.opset, ValueError("a graph without inputs has no Keras functional model"))
     layer = OnnxGraphLayer(_stripped(graph, variable_initializers(graph)), name=LAYER_NAME)
     layer.set_initial_values(graph)
     inputs = []
@@ -188,7 +234,11 @@ def rehydrate(graph: Graph, check: bool = True, sample_inputs: Any = None) -> An
         tt = value.type.tensor_type
         dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in tt.shape.dim]
         dtype = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type).name
-        inputs.append(keras.Input(shape=tuple(dims[1:]), dtype=dtype, name=_keras_name(value.name, index)))
+        name = _keras_name(value.name, index)
+        if dims:  # axis 0 is Keras's batch axis
+            inputs.append(keras.Input(shape=tuple(dims[1:]), dtype=dtype, name=name))
+        else:  # a scalar input has no batch axis
+            inputs.append(keras.Input(batch_shape=(), dtype=dtype, name=name))
     outputs = layer(*inputs)
     model = keras.Model(inputs if len(inputs) > 1 else inputs[0], outputs, name="rehydrated")
     if check:

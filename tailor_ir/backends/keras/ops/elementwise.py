@@ -74,7 +74,7 @@ def mod(node: onnx.NodeProto, ctx: BuildContext) -> Any:
 
     def run(state: RunState, a: Value, b: Value) -> Value:
         (x, y), perm = broadcast([a, b])
-        return Value(tf.math.truncatemod(x, y) if fmod else tf.math.floormod(x, y), perm)
+        return Value(tf.truncatemod(x, y) if fmod else tf.math.floormod(x, y), perm)  # half: in float32
 
     return run
 
@@ -114,20 +114,40 @@ def where(node: onnx.NodeProto, ctx: BuildContext) -> Any:
     return run
 
 
+_FLOAT8_MAX = {"float8_e4m3fn": 448.0, "float8_e5m2": 57344.0}
+
+
+def _cast(t: Any, dtype: Any, saturate: bool) -> Any:
+    """``tf.cast``; to float8 with ONNX's ``saturate`` (out-of-range values, infinities included, clip to the
+    largest finite value; NaN stays NaN) computed through float32."""
+    if dtype.name in _FLOAT8_MAX and t.dtype != dtype:
+        t = tf.cast(t, tf.float32)
+        if saturate:
+            limit = _FLOAT8_MAX[dtype.name]
+            t = tf.where(tf.math.is_nan(t), t, tf.clip_by_value(t, -limit, limit))
+        return tf.cast(t, dtype)
+    if t.dtype.name in _FLOAT8_MAX and dtype != t.dtype and dtype != tf.float32:
+        t = tf.cast(t, tf.float32)
+    return tf.cast(t, dtype)
+
+
 @converter("Cast", since=1)
 def cast(node: onnx.NodeProto, ctx: BuildContext) -> Any:
     dtype = tf.as_dtype(onnx.helper.tensor_dtype_to_np_dtype(attr(node, "to")))
+    saturate = bool(attr(node, "saturate", 1))
 
     def run(state: RunState, x: Value) -> Value:
-        return Value(tf.cast(x.t, dtype), x.perm)
+        return Value(_cast(x.t, dtype, saturate), x.perm)
 
     return run
 
 
 @converter("CastLike", since=15)
 def cast_like(node: onnx.NodeProto, ctx: BuildContext) -> Any:
+    saturate = bool(attr(node, "saturate", 1))
+
     def run(state: RunState, x: Value, like: Value) -> Value:
-        return Value(tf.cast(x.t, like.dtype), x.perm)
+        return Value(_cast(x.t, like.dtype, saturate), x.perm)
 
     return run
 

@@ -18,6 +18,8 @@ tf = import_tensorflow()
 def matmul(node: onnx.NodeProto, ctx: BuildContext) -> Any:
     def run(state: RunState, a: Value, b: Value) -> Value:
         x, y = a.logical(), b.logical()
+        if a.rank == 1 and b.rank == 1:
+            return Value(tf.tensordot(x, y, axes=1))
         if b.rank == 1:
             return Value(tf.squeeze(tf.matmul(x, tf.expand_dims(y, -1)), -1))
         if a.rank == 1:

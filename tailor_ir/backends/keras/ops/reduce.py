@@ -8,7 +8,7 @@ from typing import Any
 import onnx
 
 from ....imports import import_tensorflow
-from ..context import BuildContext, RunState, attr, input_or_attr
+from ..context import BuildContext, RunState, attr, input_or_attr, resolve
 from ..registry import converter
 from ..values import Value, drop_axes
 
@@ -24,6 +24,7 @@ _REDUCERS: dict[str, Callable[..., Any]] = {
     "ReduceL1": lambda t, axis, keepdims: tf.reduce_sum(tf.abs(t), axis=axis, keepdims=keepdims),
     "ReduceSumSquare": lambda t, axis, keepdims: tf.reduce_sum(tf.square(t), axis=axis, keepdims=keepdims),
     "ReduceLogSumExp": tf.reduce_logsumexp,
+    "ReduceLogSum": lambda t, axis, keepdims: tf.math.log(tf.reduce_sum(t, axis=axis, keepdims=keepdims)),
 }
 # the opset from which ``axes`` is an input instead of an attribute
 _AXES_INPUT_SINCE = {"ReduceSum": 13}
@@ -39,12 +40,17 @@ def _reducer(op: str, fn: Callable[..., Any]) -> None:
         else:
             axes = attr(node, "axes")
 
-        def run(state: RunState, x: Value, _axes: Value | None = None) -> Value:
-            if not axes and noop:
+        def run(state: RunState, x: Value, axes_in: Value | None = None) -> Value:
+            given = resolve(axes, axes_in, f"{op} axes")
+            if not given and noop:
                 return x
-            logical = [a % x.rank for a in axes] if axes else list(range(x.rank))
+            logical = [a % x.rank for a in given] if given else list(range(x.rank))
             physical = [x.physical_axis(a) for a in logical]
-            out = fn(x.t, axis=physical, keepdims=bool(keepdims))
+            if x.dtype == tf.bool and op in ("ReduceMax", "ReduceMin"):  # any / all
+                fn_bool = tf.reduce_any if op == "ReduceMax" else tf.reduce_all
+                out = fn_bool(x.t, axis=physical, keepdims=bool(keepdims))
+            else:
+                out = fn(x.t, axis=physical, keepdims=bool(keepdims))
             return Value(out, x.perm if keepdims else drop_axes(x.perm, logical))
 
         return run
@@ -72,11 +78,31 @@ def _softmax(fn: Callable[..., Any]) -> Callable[..., Any]:
         axis = attr(node, "axis", -1)
 
         def run(state: RunState, x: Value) -> Value:
-            return Value(fn(x.t, axis=x.physical_axis(axis)), x.perm)
+            a = x.physical_axis(axis)
+            if x.dtype in (tf.float16, tf.bfloat16):
+                return Value(_half_softmax(x.t, a, log=fn is tf.nn.log_softmax), x.perm)
+            return Value(fn(x.t, axis=a), x.perm)
 
         return run
 
     return convert
+
+
+def _half_softmax(t: Any, axis: int, log: bool) -> Any:
+    """Softmax of a float16/bfloat16 tensor rounded where ONNX's (numpy) reference rounds: ``exp`` rounded to
+    the input type; the sum taken in float32 and rounded (float16), or accumulated in bfloat16 one term at a
+    time (numpy has no pairwise float32 sum for bfloat16); then the quotient (or the log difference)."""
+    half = t.dtype
+    shifted = t - tf.reduce_max(t, axis=axis, keepdims=True)
+    e = tf.cast(tf.exp(tf.cast(shifted, tf.float32)), half)
+    if half == tf.bfloat16:
+        moved = tf.experimental.numpy.moveaxis(e, axis, 0)
+        total = tf.expand_dims(tf.foldl(tf.add, moved), axis)
+    else:
+        total = tf.cast(tf.reduce_sum(tf.cast(e, tf.float32), axis=axis, keepdims=True), half)
+    if log:
+        return shifted - tf.cast(tf.math.log(tf.cast(total, tf.float32)), half)
+    return tf.cast(tf.cast(e, tf.float32) / tf.cast(total, tf.float32), half)
 
 
 converter("Softmax", since=1)(_softmax(tf.nn.softmax))
@@ -86,12 +112,15 @@ converter("LogSoftmax", since=1)(_softmax(tf.nn.log_softmax))
 def _arg(fn: Callable[..., Any]) -> Callable[..., Any]:
     def convert(node: onnx.NodeProto, ctx: BuildContext) -> Any:
         axis, keepdims = attr(node, "axis", 0), attr(node, "keepdims", 1)
-        if attr(node, "select_last_index", 0):
-            raise NotImplementedError("select_last_index=1")
+        last = bool(attr(node, "select_last_index", 0))
 
         def run(state: RunState, x: Value) -> Value:
             a = x.physical_axis(axis)
-            out = fn(x.t, axis=a, output_type=tf.int64)
+            if last:  # the last of equal extremes: search the reversed axis
+                n = tf.cast(tf.shape(x.t)[a], tf.int64)
+                out = n - 1 - fn(tf.reverse(x.t, [a]), axis=a, output_type=tf.int64)
+            else:
+                out = fn(x.t, axis=a, output_type=tf.int64)
             if keepdims:
                 return Value(tf.expand_dims(out, a), x.perm)
             return Value(out, drop_axes(x.perm, [axis % x.rank]))

@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 
 from ....imports import import_tensorflow
-from ..context import BuildContext, RunState, attr, input_or_attr
+from ..context import RUNTIME, BuildContext, RunState, attr, input_or_attr, resolve
 from ..registry import converter
 from ..values import Value, drop_axes, inverse
 
@@ -90,11 +90,14 @@ def size(node: onnx.NodeProto, ctx: BuildContext) -> Any:
 def squeeze(node: onnx.NodeProto, ctx: BuildContext) -> Any:
     axes = input_or_attr(node, ctx, 1, "axes")
 
-    def run(state: RunState, x: Value, _axes: Value | None = None) -> Value:
-        if axes is None:
+    def run(state: RunState, x: Value, axes_in: Value | None = None) -> Value:
+        given = resolve(axes, axes_in, "Squeeze axes")
+        if given is None:
             logical = [a for a, d in enumerate(x.static_logical_shape()) if d == 1]
+            if None in x.static_logical_shape():
+                raise NotImplementedError("Squeeze without axes on a tensor of unknown shape")
         else:
-            logical = [a % x.rank for a in axes]
+            logical = [a % x.rank for a in given]
         physical = [x.physical_axis(a) for a in logical]
         return Value(tf.squeeze(x.t, physical), drop_axes(x.perm, logical))
 
@@ -105,10 +108,11 @@ def squeeze(node: onnx.NodeProto, ctx: BuildContext) -> Any:
 def unsqueeze(node: onnx.NodeProto, ctx: BuildContext) -> Any:
     axes = input_or_attr(node, ctx, 1, "axes")
 
-    def run(state: RunState, x: Value, _axes: Value | None = None) -> Value:
+    def run(state: RunState, x: Value, axes_in: Value | None = None) -> Value:
+        given = resolve(axes, axes_in, "Unsqueeze axes")
         t = x.logical()
-        out_rank = x.rank + len(axes)
-        for a in sorted(a % out_rank for a in axes):
+        out_rank = x.rank + len(given)
+        for a in sorted(a % out_rank for a in given):
             t = tf.expand_dims(t, a)
         return Value(t)
 
@@ -134,10 +138,11 @@ def split(node: onnx.NodeProto, ctx: BuildContext) -> Any:
     sizes = input_or_attr(node, ctx, 1, "split")
     count = attr(node, "num_outputs", len(node.output))
 
-    def run(state: RunState, x: Value, _split: Value | None = None) -> tuple[Value, ...]:
+    def run(state: RunState, x: Value, split_in: Value | None = None) -> tuple[Value, ...]:
         phys = x.physical_axis(axis)
-        if sizes is not None:
-            parts = tf.split(x.t, sizes, axis=phys)
+        given = resolve(sizes, split_in, "Split sizes")
+        if given is not None:
+            parts = tf.split(x.t, given, axis=phys)
         else:
             dim = x.t.shape[phys]
             if dim is not None and dim % count:
@@ -169,7 +174,7 @@ def slice_(node: onnx.NodeProto, ctx: BuildContext) -> Any:
                 index[x.physical_axis(a)] = slice(b, e_, st)
             return Value(x.t[tuple(index)], x.perm)
         if s_axes is None and axes is not None:
-            raise NotImplementedError("Slice with run-time axes")
+            s_axes = resolve(RUNTIME, axes, "Slice axes")
         t = x.logical()
         count = len(s_axes) if s_axes is not None else int(starts.t.shape[0])
         axes_list = [a % x.rank for a in (s_axes or range(count))]
@@ -246,28 +251,50 @@ def range_(node: onnx.NodeProto, ctx: BuildContext) -> Any:
 def pad(node: onnx.NodeProto, ctx: BuildContext) -> Any:
     mode = attr(node, "mode", "constant")
     pads = input_or_attr(node, ctx, 1, "pads")
-    axes = ctx.const_list(node.input[3]) if len(node.input) > 3 and node.input[3] else None
+    axes = input_or_attr(node, ctx, 3, "axes")
     fill_attr = attr(node, "value", 0.0)
-    if pads is None or any(p < 0 for p in pads):
-        raise NotImplementedError("Pad needs constant, non-negative pads")
-    if mode not in ("constant", "reflect"):
+    if pads is None:
+        raise NotImplementedError("Pad without pads")
+    if mode not in ("constant", "reflect", "edge", "wrap"):
         raise NotImplementedError(f"Pad mode {mode!r}")
 
-    def run(state: RunState, x: Value, _pads: Value | None = None, value: Value | None = None,
-            _axes: Value | None = None) -> Value:
+    def run(state: RunState, x: Value, pads_in: Value | None = None, value: Value | None = None,
+            axes_in: Value | None = None) -> Value:
+        pads_now = resolve(pads, pads_in, "Pad pads")
+        axes_now = resolve(axes, axes_in, "Pad axes")
         rank = x.rank
-        which = [a % rank for a in axes] if axes is not None else list(range(rank))
-        half = len(pads) // 2
+        which = [a % rank for a in axes_now] if axes_now is not None else list(range(rank))
+        half = len(pads_now) // 2
         logical = [[0, 0] for _ in range(rank)]
         for i, a in enumerate(which):
-            logical[a] = [pads[i], pads[i + half]]
+            logical[a] = [pads_now[i], pads_now[i + half]]
         physical = [logical[x.perm[j]] if x.perm else logical[j] for j in range(rank)]
-        fill = value.logical() if value is not None else fill_attr
+        t = x.t
+        if any(p < 0 for pair in physical for p in pair):  # negative pads crop
+            t = t[tuple(slice(-b if b < 0 else None, e if e < 0 else None) for b, e in physical)]
+            physical = [[max(b, 0), max(e, 0)] for b, e in physical]
+        fill = tf.reshape(value.logical(), []) if value is not None else fill_attr
         if mode == "constant":
-            return Value(tf.pad(x.t, physical, constant_values=tf.cast(fill, x.dtype)), x.perm)
-        return Value(tf.pad(x.t, physical, mode="REFLECT"), x.perm)
+            return Value(tf.pad(t, physical, constant_values=tf.cast(fill, t.dtype)), x.perm)
+        if mode == "reflect":
+            return Value(tf.pad(t, physical, mode="REFLECT"), x.perm)
+        return Value(_pad_by_index(t, physical, mode), x.perm)
 
     return run
+
+
+def _pad_by_index(t: Any, pads: list[list[int]], mode: str) -> Any:
+    """Edge (repeat the border) or wrap (circular) padding, one axis at a time by gathering indices."""
+    for axis, (b, e) in enumerate(pads):
+        if not b and not e:
+            continue
+        n = t.shape[axis]
+        if n is None:
+            raise NotImplementedError(f"Pad mode {mode!r} on an axis of unknown size")
+        index = np.arange(-b, int(n) + e)
+        index = np.clip(index, 0, int(n) - 1) if mode == "edge" else index % int(n)
+        t = tf.gather(t, index, axis=axis)
+    return t
 
 
 @converter("GatherElements", since=11)
