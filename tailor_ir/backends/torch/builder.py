@@ -24,6 +24,7 @@ from onnx2torch.onnx_graph import OnnxGraph, ValueType  # noqa: E402
 from onnx2torch.utils.safe_shape_inference import safe_shape_inference  # noqa: E402
 from torch import fx, nn  # noqa: E402
 
+from .dtypes import PROMOTABLE, PROMOTED  # noqa: E402
 from .registry import find  # noqa: E402
 
 BACKEND = "torch"
@@ -76,7 +77,8 @@ def build(model: onnx.ModelProto, graph: Graph) -> fx.GraphModule:
         kwargs: dict[str, Any] = {}
         if None in args:  # skipped optional inputs: pass the rest by keyword
             first = args.index(None)
-            params = tuple(inspect.signature(module.forward).parameters)[first : len(args)]
+            forward = module.inner.forward if isinstance(module, Promoted) else module.forward
+            params = tuple(inspect.signature(forward).parameters)[first : len(args)]
             kwargs = {p: a for p, a in zip(params, args[first:]) if a is not None}
             args = args[:first]
         values[unique] = fx_graph.call_module(unique, args=tuple(args), kwargs=kwargs)
@@ -115,4 +117,33 @@ def _convert(onnx_node: Any, onnx_graph: Any, opsets: dict[str, int], graph: Gra
         raise
     except (NotImplementedError, KeyError, ValueError, IndexError) as exc:
         raise refuse(str(exc)) from exc
+    elems = [_elem_type(onnx_graph, name) for name in mapping.inputs if name]
+    promoted = [e for e in elems if e in PROMOTED]
+    if promoted and onnx_node.operation_type in PROMOTABLE:
+        module = Promoted(module, _UNSIGNED[promoted[0]])
     return module, mapping
+
+
+_UNSIGNED = {onnx.TensorProto.UINT16: torch.uint16, onnx.TensorProto.UINT32: torch.uint32}
+
+
+def _elem_type(onnx_graph: Any, name: str) -> int | None:
+    if name in onnx_graph.initializers:
+        return int(onnx_graph.initializers[name].proto.data_type)
+    info = onnx_graph.value_info.get(name)
+    return int(info.type.tensor_type.elem_type) if info is not None and info.type.HasField("tensor_type") else None
+
+
+class Promoted(nn.Module):
+    """Runs ``inner`` on uint16 / uint32 inputs widened to int64 (torch lacks those kernels) and casts integer
+    results back: exact, since int64 holds every value and the cast back wraps modulo 2^16 / 2^32."""
+
+    def __init__(self, inner: nn.Module, dtype: Any) -> None:
+        super().__init__()
+        self.inner, self.dtype = inner, dtype
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        widen = lambda v: v.to(torch.int64) if isinstance(v, torch.Tensor) and v.dtype == self.dtype else v  # noqa: E731
+        out = self.inner(*[widen(a) for a in args], **{k: widen(v) for k, v in kwargs.items()})
+        narrow = lambda v: v.to(self.dtype) if v.dtype == torch.int64 else v  # noqa: E731
+        return tuple(narrow(o) for o in out) if isinstance(out, tuple) else narrow(out)

@@ -31,6 +31,15 @@ UNSIGNED_OK = {
 }
 
 
+# ops computed exactly in int64 on uint16 / uint32 values (the result cast back wraps like unsigned arithmetic)
+PROMOTABLE = {
+    "Add", "Sub", "Div", "Greater", "Less", "GreaterOrEqual", "LessOrEqual", "Max", "Min", "Mod", "BitShift",
+    "Sum", "Abs", "Neg", "ReduceMax", "ReduceMin", "ReduceSum", "ArgMax", "ArgMin", "Clip",
+    "BitwiseAnd", "BitwiseOr", "BitwiseXor", "BitwiseNot",
+}
+PROMOTED = {TensorProto.UINT16, TensorProto.UINT32}
+
+
 def type_name(elem_type: int) -> str:
     return helper.tensor_dtype_to_string(elem_type).replace("TensorProto.", "").lower()
 
@@ -58,7 +67,8 @@ def check_graph(graph: Graph) -> None:
             elem = types.get(name)
             if elem in UNSUPPORTED:
                 raise UnsupportedDtypeError(type_name(elem), where, BACKEND)
-            if elem in WIDE_UNSIGNED and node.op_type not in UNSIGNED_OK and name in node.input:
+            promoted = elem in PROMOTED and node.op_type in PROMOTABLE
+            if elem in WIDE_UNSIGNED and node.op_type not in UNSIGNED_OK and name in node.input and not promoted:
                 raise UnsupportedDtypeError(type_name(elem), f"{where}: torch has no such kernel", BACKEND)
 
 

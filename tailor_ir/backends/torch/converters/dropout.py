@@ -27,30 +27,33 @@ class Dropout(nn.Module):
         super().__init__()
         self.p, self.with_mask = p, with_mask
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, ratio: torch.Tensor | None = None) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        p = float(ratio) if ratio is not None and self.training else self.p  # a run-time ratio acts in train mode
         if not self.with_mask:
-            return nn.functional.dropout(x, self.p, self.training)
-        if not self.training or self.p == 0.0:
+            return nn.functional.dropout(x, p, self.training)
+        if not self.training or p == 0.0:
             return x, torch.ones_like(x, dtype=torch.bool)
-        mask = torch.rand_like(x, dtype=torch.float32) >= self.p
-        return x * mask / (1.0 - self.p), mask
+        mask = torch.rand_like(x, dtype=torch.float32) >= p
+        return x * mask / (1.0 - p), mask
 
 
 @converter("Dropout", since=7)
 def convert_dropout(node: OnnxNode, graph: OnnxGraph) -> OperationConverterResult:
     ratio = float(attr(node, "ratio", 0.5))
+    inputs = (node.input_values[0],)
     if len(node.input_values) > 1 and node.input_values[1]:
         value = const_array(node.input_values[1], graph)
-        if value is None:
-            raise NotImplementedError("Dropout with a computed ratio has no fixed eval-mode value")
-        ratio = float(value)
-    if len(node.input_values) > 2 and node.input_values[2] and ratio != 0.0:
+        if value is None:  # the eval-mode value (identity) does not depend on it
+            inputs = (node.input_values[0], node.input_values[1])
+        else:
+            ratio = float(value)
+    if len(node.input_values) > 2 and node.input_values[2] and (ratio != 0.0 or len(inputs) > 1):
         raise NotImplementedError(
             "Dropout whose training_mode is a run-time input: train or eval behaviour is decided per call, so "
             "the module's mode cannot stand for it"
         )
     with_mask = len(node.output_values) > 1 and bool(node.output_values[1])
-    return result(Dropout(ratio, with_mask), node, inputs=(node.input_values[0],))
+    return result(Dropout(ratio, with_mask), node, inputs=inputs)
 
 
 class TrainRandom(nn.Module):
