@@ -33,6 +33,9 @@ lint: install
 	$(VENV)/bin/ruff check finetuner tailor_ir models tests benchmarks
 
 bench: install
-	for script in tailor_torch tailor_keras tailor_paddle fit_quality serving labeler; do \
+	for script in onnx_conformance tailor_torch tailor_keras tailor_paddle fit_quality fit_text serving labeler distributed; do \
 		(cd benchmarks && $(PY) $$script.py) || exit 1; \
+	done
+	for framework in torch keras paddle; do \
+		(cd benchmarks && $(PY) tailor_zoo.py --framework $$framework) || exit 1; \
 	done

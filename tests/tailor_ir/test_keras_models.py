@@ -127,7 +127,8 @@ def test_bidirectional_gru_unrolls_with_trainable_weights() -> None:
     """tf2onnx leaves a Keras 3 GRU as an ONNX Loop; exported unrolled, it rehydrates and its weights train."""
     inputs = keras.Input((6,), dtype="int32")
     h = keras.layers.Embedding(20, 4)(inputs)
-    h = keras.layers.Bidirectional(keras.layers.GRU(5, return_sequences=True))(h)
+    # explicit names: Keras numbers auto-named layers per process, so other tests would rename these
+    h = keras.layers.Bidirectional(keras.layers.GRU(5, return_sequences=True, name="gru"), name="bidirectional")(h)
     model = keras.Model(inputs, keras.layers.GlobalMaxPooling1D()(h))
     graph = _round_trip(model, RNG.integers(0, 20, (3, 6)).astype("int32"))
     assert not [n for n in graph.model.graph.node if n.op_type == "Loop"]
