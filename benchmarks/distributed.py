@@ -11,7 +11,7 @@ compute, only the same compute split in two plus the all-gather and gradient all
 brings its own device; there the expected gain is near-linear in the number of GPUs for models whose step is
 compute-bound, which this CPU benchmark cannot show.
 
-    python benchmarks/distributed.py [--frameworks torch,paddle] [--width 1024] [--epochs 3]
+    python benchmarks/distributed.py [--frameworks torch,paddle] [--width 2048] [--epochs 10]
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 import numpy as np
 from _common import ROOT, write_results
@@ -72,15 +73,16 @@ def measure(framework: str, width: int, epochs: int, batch: int) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frameworks", default="torch,paddle")
-    parser.add_argument("--width", type=int, default=1024, help="hidden units of the MLP (compute per step)")
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--width", type=int, default=2048, help="hidden units of the MLP (compute per step)")
+    parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=32, help="per worker; the single process uses twice it")
     args = parser.parse_args()
     rows = []
     for framework in args.frameworks.split(","):
         rows += measure(framework, args.width, args.epochs, args.batch_size)
         print(rows[-2:], flush=True)
-    cpu = platform.processor() or platform.machine()
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.machine()) if Path("/proc/cpuinfo").exists() else platform.machine()
     notes = [f"CPU: {cpu}, {os.cpu_count()} cores; gloo on loopback. Both runs use all cores (1 x {os.cpu_count()} "
              "threads against 2 workers x half the threads), so ~1.0x is the ceiling here; GPUs were not available."]
     print(write_results("distributed", rows, ["framework", "workers", "threads_per_worker", "global_batch", "samples",
