@@ -16,37 +16,12 @@ import numpy as np
 import onnx
 
 from ....imports import import_tensorflow
+from ...resize_coordinates import source_coordinates
 from ..context import BuildContext, RunState, attr
 from ..registry import converter
 from ..values import Value
 
 tf = import_tensorflow()
-
-
-def _source(mode: str, out: int, scale: float, n: int, roi: tuple[float, float] | None) -> tuple[Any, Any]:
-    """Source coordinate of each output index along one axis, and which fall outside (tf_crop_and_resize)."""
-    y = np.arange(out, dtype=np.float64)
-    width = scale * n
-    outside = None
-    if mode == "align_corners":
-        x = np.zeros(out) if width == 1 else y * (n - 1) / (width - 1)
-    elif mode == "asymmetric":
-        x = y / scale
-    elif mode == "tf_crop_and_resize":
-        lo, hi = roi if roi is not None else (0.0, 1.0)
-        x = np.full(out, (hi - lo) * (n - 1) / 2) if width == 1 else y * (hi - lo) * (n - 1) / (width - 1)
-        x = x + lo * (n - 1)
-        outside = (x < 0) | (x > n - 1)
-    elif mode == "pytorch_half_pixel":
-        x = np.full(out, -0.5) if width == 1 else (y + 0.5) / scale - 0.5
-    elif mode == "half_pixel":
-        x = (y + 0.5) / scale - 0.5
-    elif mode == "half_pixel_symmetric":
-        offset = n / 2 * (1 - out / width)
-        x = offset + (y + 0.5) / scale - 0.5
-    else:
-        raise NotImplementedError(f"coordinate_transformation_mode {mode!r}")
-    return x, outside
 
 
 def _coefficients(kind: str, ratio: float, nearest: str, a: float) -> list[float]:
@@ -71,7 +46,7 @@ def _coefficients(kind: str, ratio: float, nearest: str, a: float) -> list[float
 def axis_weights(kind: str, coord: str, n: int, out: int, scale: float, roi: tuple[float, float] | None,
                  nearest: str, a: float, exclude_outside: bool) -> tuple[np.ndarray, np.ndarray, Any]:
     """(neighbour indices (out, taps), weights (out, taps), extrapolated mask or None) along one axis."""
-    x, outside = _source(coord, out, scale, n, roi)
+    x, outside = source_coordinates(coord, n, out, scale, roi)
     floor = np.floor(x)
     ratios = np.where(x == floor, 1.0, x - floor)
     weights = np.array([_coefficients(kind, float(r), nearest, a) for r in ratios]).reshape(out, -1)

@@ -10,35 +10,11 @@ from typing import Any
 import numpy as np
 import onnx
 
+from ...resize_coordinates import MODES as TRANSFORM_MODES
+from ...resize_coordinates import source_coordinates
 from ..context import BuildContext, Converted, attr, fn_of
 from ..registry import converter
 from ._common import F, paddle
-
-TRANSFORMS = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners", "asymmetric",
-              "tf_crop_and_resize")
-
-
-def _source(x: np.ndarray, n_in: int, n_out: int, scale: float, mode: str, roi: tuple[float, float]) -> np.ndarray:
-    """Output pixel index -> coordinate in the input (ONNX's coordinate_transformation_mode; the scaled length
-    ``scale * n_in`` is not rounded, as in ONNX's reference)."""
-    length = scale * n_in
-    if mode == "half_pixel":
-        return (x + 0.5) / scale - 0.5
-    if mode == "half_pixel_symmetric":
-        center = n_in / 2
-        return center * (1 - n_out / length) + (x + 0.5) / scale - 0.5
-    if mode == "pytorch_half_pixel":
-        return (x + 0.5) / scale - 0.5 if length != 1 else np.full_like(x, -0.5)
-    if mode == "align_corners":
-        return x * (n_in - 1) / (length - 1) if length != 1 else np.zeros_like(x)
-    if mode == "asymmetric":
-        return x / scale
-    if mode == "tf_crop_and_resize":
-        start, end = roi
-        if length != 1:
-            return start * (n_in - 1) + x * (end - start) * (n_in - 1) / (length - 1)
-        return np.full_like(x, start * (n_in - 1) + (end - start) * (n_in - 1) / 2)
-    raise ValueError(f"unknown coordinate_transformation_mode {mode!r}")  # refused when the node is built
 
 
 def _nearest(src: np.ndarray, rounding: str) -> np.ndarray:
@@ -68,7 +44,7 @@ def _plan(n_in: int, n_out: int, scale: float, mode: str, transform: str, roundi
           exclude_outside: bool, roi: tuple[float, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(indices or matrix, outside mask) for one axis: nearest -> int64 indices (n_out,), else a float64
     (n_out, n_in) matrix; ``outside``: output positions whose source lies outside the input (crop-and-resize)."""
-    src = _source(np.arange(n_out, dtype=np.float64), n_in, n_out, scale, transform, roi)
+    src, _ = source_coordinates(transform, n_in, n_out, scale, roi)
     outside = (src < 0) | (src > n_in - 1) if transform == "tf_crop_and_resize" else np.zeros(n_out, bool)
     if mode == "nearest":
         return np.clip(_nearest(src, rounding), 0, n_in - 1).astype(np.int64), np.empty(0), outside
@@ -96,7 +72,7 @@ class _Resize:
         if attr(node, "antialias", 0):
             raise NotImplementedError("Resize with antialias=1 is not implemented")
         self.transform = attr(node, "coordinate_transformation_mode", "half_pixel" if opset >= 11 else "asymmetric")
-        if self.transform not in TRANSFORMS:
+        if self.transform not in TRANSFORM_MODES:
             raise NotImplementedError(f"Resize coordinate_transformation_mode={self.transform!r} is not implemented")
         self.rounding = attr(node, "nearest_mode", "round_prefer_floor")
         self.a = float(attr(node, "cubic_coeff_a", -0.75))

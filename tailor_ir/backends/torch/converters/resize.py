@@ -16,6 +16,7 @@ from onnx2torch.onnx_graph import OnnxGraph
 from onnx2torch.onnx_node import OnnxNode
 from torch import nn
 
+from ...resize_coordinates import source_coordinates
 from ..registry import converter
 from ._common import OperationConverterResult, attr, result
 
@@ -86,27 +87,7 @@ class Resize(nn.Module):
         key = (size, out, scale, roi)
         if key in self._tables:
             return self._tables[key]
-        y = np.arange(out, dtype=np.float64)
-        width = scale * size
-        extrapolated = None
-        mode = self.coordinates
-        if mode == "align_corners":
-            x = np.zeros(out) if width == 1 else y * (size - 1) / (width - 1)
-        elif mode == "asymmetric":
-            x = y / scale
-        elif mode == "tf_crop_and_resize":
-            lo, hi = roi if roi is not None else (0.0, 1.0)
-            x = np.full(out, (hi - lo) * (size - 1) / 2) if width == 1 else y * (hi - lo) * (size - 1) / (width - 1)
-            x = x + lo * (size - 1)
-            extrapolated = (x < 0) | (x > size - 1)
-        elif mode == "pytorch_half_pixel":
-            x = np.full(out, -0.5) if width == 1 else (y + 0.5) / scale - 0.5
-        elif mode == "half_pixel":
-            x = (y + 0.5) / scale - 0.5
-        elif mode == "half_pixel_symmetric":
-            x = size / 2 * (1 - out / width) + (y + 0.5) / scale - 0.5
-        else:
-            raise NotImplementedError(f"Resize coordinate_transformation_mode {mode!r}")
+        x, extrapolated = source_coordinates(self.coordinates, size, out, scale, roi)
         x_int = np.floor(x)
         ratios = np.where(x == x_int, 1.0, x - x_int)
         coeffs = np.array([self._coeffs(float(r), scale) for r in ratios], dtype=np.float64).reshape(out, -1)
