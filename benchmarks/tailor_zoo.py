@@ -16,7 +16,7 @@ import json
 import subprocess
 import sys
 
-from _common import ROOT, write_results
+from _common import RESULTS, ROOT, write_results
 
 COLUMNS = ["model", "ok", "shape", "rel_error", "unit_norm", "trainable_params", "trainable_tensors",
            "moved_tensors", "export_s", "surgery_s", "rehydrate_s", "check_s", "cut_s", "train_step_s", "error"]
@@ -30,11 +30,22 @@ def one(framework: str, name: str) -> dict:
     return row
 
 
+def merged(framework: str, fresh: list[dict], order: list[str]) -> list[dict]:
+    """``fresh`` rows replacing the same models' rows of the existing results; rows in the sweep's order."""
+    path = RESULTS / f"tailor_zoo_{framework}.json"
+    by_name = {r["model"]: r for r in (json.loads(path.read_text())["rows"] if path.exists() else [])}
+    by_name.update({r["model"]: r for r in fresh})
+    rank = {name: i for i, name in enumerate(order)}
+    return sorted(by_name.values(), key=lambda r: rank.get(r["model"], len(rank)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--framework", required=True, choices=("torch", "keras", "paddle"))
     parser.add_argument("--models", help="comma-separated subset (default: every model of the sweep)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per model before it counts as failed")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the other models' rows of the existing results (to re-run a subset)")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -55,6 +66,8 @@ def main() -> None:
             row = {"model": name, "ok": False, "error": f"timed out after {args.timeout:.0f} s"}
         rows.append(row)
         print(f"{name}: {'ok' if row['ok'] else 'FAIL ' + str(row.get('error'))}", flush=True)
+    if args.merge:
+        rows = merged(args.framework, rows, list(sweep.entries(args.framework)))
     passed = sum(bool(r["ok"]) for r in rows)
     notes = [f"{passed} of {len(rows)} models pass every check ({100 * passed / max(len(rows), 1):.0f}%)."]
     print(write_results(f"tailor_zoo_{args.framework}", rows, COLUMNS, notes))

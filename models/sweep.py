@@ -26,6 +26,9 @@ import numpy as np
 EQUIVALENCE_RTOL = 1e-4
 HEAD_DIM = 64
 MOVED_FRACTION = 0.95  # one step must move (nearly) every trainable tensor; a few may see an exactly-zero gradient
+# the training step tiles the sample to this many rows: stochastic depth drops a block per row, and with the
+# sample's 2 rows a block with drop probability p is dropped for the whole batch (no gradient) with chance p**2
+STEP_ROWS = 16
 
 Builder = Callable[[], tuple[Any, Any, np.ndarray]]
 
@@ -118,12 +121,16 @@ def _check(framework: str, model: Any, sample: Any, reference: np.ndarray, row: 
     row["trains"] = bool(trainable and moved >= MOVED_FRACTION * trainable)
 
 
-def _feed(graph: Any, sample: Any) -> list[np.ndarray]:
+def _feed(graph: Any, sample: Any, rows: int | None = None) -> list[np.ndarray]:
+    """The graph's inputs from ``sample``; with ``rows``, the sample's rows repeated to that batch size."""
     from finetuner.tailor import _numpy_sample
     from tailor_ir import samples
 
     feed = samples.as_feed(_numpy_sample(sample), graph.input_names)
-    return [np.ascontiguousarray(feed[n]) for n in graph.input_names]
+    arrays = [np.asarray(feed[n]) for n in graph.input_names]
+    if rows is not None:
+        arrays = [np.resize(a, (rows, *a.shape[1:])) if a.ndim else a for a in arrays]
+    return [np.ascontiguousarray(a) for a in arrays]
 
 
 def _direction(shape: tuple[int, ...]) -> np.ndarray:
@@ -139,7 +146,7 @@ def _torch_step(model: Any, graph: Any, sample: Any) -> tuple[int, int]:
     before = [p.detach().clone() for p in params]
     optimizer = torch.optim.Adam(params, lr=1e-3)
     model.train()
-    out = model(*[torch.from_numpy(a) for a in _feed(graph, sample)])
+    out = model(*[torch.from_numpy(a) for a in _feed(graph, sample, STEP_ROWS)])
     out = out[0] if isinstance(out, (tuple, list)) else out
     (out * torch.from_numpy(_direction(tuple(out.shape)))).sum().backward()
     optimizer.step()
@@ -153,7 +160,7 @@ def _keras_step(model: Any, graph: Any, sample: Any) -> tuple[int, int]:
     keras, tf = import_keras(), import_tensorflow()
     variables = list(model.trainable_variables)
     before = [np.array(v.numpy()) for v in variables]
-    inputs = _feed(graph, sample)
+    inputs = _feed(graph, sample, STEP_ROWS)
     with tf.GradientTape() as tape:
         out = model(inputs if len(inputs) > 1 else inputs[0], training=True)
         out = out[0] if isinstance(out, (tuple, list)) else out
@@ -170,7 +177,7 @@ def _paddle_step(model: Any, graph: Any, sample: Any) -> tuple[int, int]:
     before = [p.numpy().copy() for p in params]
     optimizer = paddle.optimizer.Adam(learning_rate=1e-3, parameters=params)
     model.train()
-    out = model(*[paddle.to_tensor(a) for a in _feed(graph, sample)])
+    out = model(*[paddle.to_tensor(a) for a in _feed(graph, sample, STEP_ROWS)])
     out = out[0] if isinstance(out, (tuple, list)) else out
     (out * paddle.to_tensor(_direction(tuple(out.shape)))).sum().backward()
     optimizer.step()
