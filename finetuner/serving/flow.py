@@ -48,6 +48,7 @@ def build_flow(
     from jina.helper import random_port
 
     from finetuner.serving.executor import OnnxEmbedder
+    from finetuner.serving.gateway import gateway_for
 
     if port is None:
         ports = [int(random_port()) for _ in protocols]
@@ -57,7 +58,10 @@ def build_flow(
         ports = [int(p) for p in port]
     if len(ports) != len(protocols):
         raise ValueError(f"Give one port per protocol ({protocols}), got {ports}.")
+    gateway = gateway_for(protocols)  # HTTP replies that are always JSON (finetuner.serving.gateway)
     flow = Flow(protocol=protocols, port=ports, host=host)
+    if gateway is not None:
+        flow = flow.config_gateway(uses=gateway, protocol=protocols, port=ports)
     return flow.add(
         name=EXECUTOR_NAME,
         uses=OnnxEmbedder,

@@ -17,7 +17,8 @@ import time
 import numpy as np
 import pytest
 
-from tests.browser.test_labeler_browser import ROOT, current_questions, expect_text, free_port, open_page
+from tests.browser.test_labeler_browser import ROOT, current_questions, expect_text, open_page
+from tests.processes import free_port
 
 pytestmark = pytest.mark.browser
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,12 +10,7 @@ from pathlib import Path
 import pytest
 
 from finetuner.cli import _launch, build_parser
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.processes import free_port
 
 
 def test_fit_with_two_workers_saves_the_tuned_model_once(tmp_path: Path) -> None:
@@ -29,7 +23,7 @@ def test_fit_with_two_workers_saves_the_tuned_model_once(tmp_path: Path) -> None
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root), "PYTHONWARNINGS": "ignore"}
     cmd = [sys.executable, "-m", "finetuner", "fit", str(config), "--nproc-per-node", "2",
-           "--master-port", str(_port())]
+           "--master-port", str(free_port())]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("saved the tuned model") == 1

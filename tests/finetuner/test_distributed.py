@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,15 +21,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.processes import free_port
+
 WORKER = Path(__file__).resolve().parents[2] / "models" / "distributed_digits.py"
 LOSSES = ("MultipleNegativesRankingLoss", "NTXentLoss", "TripletLoss")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _torchrun(*args: str, nproc: int = 2, extra: tuple[str, ...] = ()) -> list[str]:
@@ -56,7 +51,7 @@ def _weights(result: np.lib.npyio.NpzFile, loss: str) -> dict[str, np.ndarray]:
 def test_two_workers_with_batch_b_train_like_one_process_with_batch_2b(tmp_path: Path) -> None:
     losses = ",".join(LOSSES)
     assert _single(tmp_path / "one.npz", "--losses", losses, "--batch-size", "32", "--steps", "3").returncode == 0
-    port = str(_free_port())
+    port = str(free_port())
     _run(_torchrun(str(tmp_path / "two.npz"), "--losses", losses, "--batch-size", "16", "--steps", "3",
                    extra=("--master-addr=127.0.0.1", f"--master-port={port}")))
     one, two = np.load(tmp_path / "one.npz"), np.load(tmp_path / "two.npz")
@@ -90,7 +85,7 @@ def _assert_same_training(one: np.lib.npyio.NpzFile, two: np.lib.npyio.NpzFile) 
 
 def test_two_keras_workers_and_two_mirrored_replicas_train_like_one_process(tmp_path: Path) -> None:
     common = ("--framework", "keras", "--losses", ",".join(LOSSES), "--steps", "3")
-    ports = [_free_port(), _free_port()]
+    ports = [free_port(), free_port()]
     runs = {  # output file -> (per-process batch, extra environment); all four processes run at once
         "one.npz": ("32", {}),
         "mirrored.npz": ("32", {"KERAS_REPLICAS": "2"}),
@@ -140,7 +135,7 @@ def test_without_the_gather_half_the_batch_trains_differently() -> None:
 def test_two_launchers_on_loopback_train_digits_like_one_process(tmp_path: Path) -> None:
     args = ("--losses", "TripletLoss", "--batch-size", "16", "--steps", "0", "--epochs", "3")
     assert _single(tmp_path / "one.npz", *args[:3], "32", *args[4:]).returncode == 0
-    port = str(_free_port())
+    port = str(free_port())
     nodes = [
         subprocess.Popen(
             _torchrun(str(tmp_path / "two.npz"), *args, nproc=1,
@@ -160,7 +155,7 @@ def test_two_launchers_on_loopback_train_digits_like_one_process(tmp_path: Path)
 
 @pytest.mark.skipif(sys.platform != "linux", reason="process groups and SIGKILL as on Linux")
 def test_a_killed_worker_ends_the_run_and_its_checkpoint_resumes(tmp_path: Path) -> None:
-    ckpt, port = tmp_path / "ckpt", str(_free_port())
+    ckpt, port = tmp_path / "ckpt", str(free_port())
     args = ("--losses", "NTXentLoss", "--batch-size", "16", "--steps", "0", "--epochs", "12", "--ckpt", str(ckpt))
     run = subprocess.Popen(
         _torchrun(str(tmp_path / "killed.npz"), *args, extra=("--master-addr=127.0.0.1", f"--master-port={port}")),

@@ -11,7 +11,6 @@ import asyncio
 import importlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from finetuner.serving.deploy import (
     export_kubernetes,
 )
 from finetuner.serving.model import EmbeddingRuntime, ModelFileError
+from tests.processes import descendants, free_port, port_bound
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -125,19 +125,7 @@ def _listening_sockets_of_descendants() -> dict[int, str]:
     """{port: local address} of every TCP socket in LISTEN state held by a descendant of this process."""
     import ipaddress
 
-    children: dict[int, list[int]] = {}
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(proc.name))
-    pids, todo = set(), [os.getpid()]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            pids.add(child)
-            todo.append(child)
+    pids = descendants(os.getpid())
     inodes = set()
     for pid in pids:
         try:
@@ -246,14 +234,14 @@ def test_bad_document_fails_its_request_by_name_and_flow_keeps_serving(image_flo
 
 @pytest.mark.parametrize(
     "protocol, value, message",
-    [("grpc", np.nan, "NaN or infinite"), ("grpc", np.inf, "NaN or infinite"), ("grpc", 1e20, "overflows"),
-     ("http", 1e20, "overflows"), ("grpc", 1e300, "beyond what"), ("http", 1e300, "beyond what")],
-    ids=["grpc-nan", "grpc-inf", "grpc-overflow-in-model", "http-overflow-in-model", "grpc-overflow-float32",
-         "http-overflow-float32"],
+    [("grpc", np.nan, "NaN or infinite"), ("grpc", np.inf, "NaN or infinite"), ("http", np.nan, "NaN or infinite"),
+     ("http", -np.inf, "NaN or infinite"), ("grpc", 1e20, "overflows"), ("http", 1e20, "overflows"),
+     ("grpc", 1e300, "beyond what"), ("http", 1e300, "beyond what")],
+    ids=["grpc-nan", "grpc-inf", "http-nan", "http-inf", "grpc-overflow-in-model", "http-overflow-in-model",
+         "grpc-overflow-float32", "http-overflow-float32"],
 )
 def test_non_finite_or_overflowing_input_is_refused_by_name(image_flow, protocol, value, message):
-    """NaN used to come back as NaN embeddings and 1e20 as a zero vector. (NaN over HTTP is not JSON: Jina's
-    HTTP gateway answers 500 when it echoes such a request, before any Executor check can name it.)"""
+    """NaN used to come back as NaN embeddings and 1e20 as a zero vector; NaN over HTTP got Jina's bare 500."""
     from docarray import Document, DocumentArray
     from jina.excepts import BadServer
 
@@ -264,6 +252,79 @@ def test_non_finite_or_overflowing_input_is_refused_by_name(image_flow, protocol
         _client(image_flow, protocol).post("/encode", docs)
     text = str(info.value)
     assert "the-bad-one" in text and "a-fine-one" not in text and message in text, text
+
+
+def test_json_safe_reply_names_non_finite_values_and_leaves_finite_replies_alone():
+    import json
+
+    from finetuner.serving.gateway import json_safe_reply
+
+    finite = {"header": {"status": None}, "data": [{"id": "a", "tensor": [[1e308, 1e308], [0.0, -1.0]]}]}
+    assert json_safe_reply(finite) is finite  # its sum overflows, its values do not
+    failed = {"header": {"status": {"code": 1, "description": "Document 'b' has NaN"}},
+              "data": [{"id": "a", "tensor": [1.0]}, {"id": "b", "tensor": [[1.0, float("nan")]]}]}
+    safe = json_safe_reply(failed)
+    assert safe["header"]["status"]["description"] == "Document 'b' has NaN"  # the Executor's message stays
+    assert safe["data"][1]["tensor"] == [[1.0, None]] and json.dumps(safe, allow_nan=False)
+    ok = {"header": {"status": None}, "data": [{"id": "c", "embedding": [0.5], "chunks": [{"tensor": [float("inf")]}]}]}
+    status = json_safe_reply(ok)["header"]["status"]
+    assert status["code"] == 1 and "Document 'c'" in status["description"] and "chunks.tensor" in status["description"]
+
+
+def _post_json(flow, body: str) -> tuple[int, str]:
+    """POST ``body`` to the Flow's HTTP ``/post`` as curl would; (status code, response text)."""
+    import urllib.error
+    import urllib.request
+
+    address = next(a for a in endpoints(flow) if a.startswith("http://"))
+    request = urllib.request.Request(f"{address}/post", body.encode(), {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_json_over_http_is_named_in_a_json_reply(image_flow, token):
+    """Raw JSON with a NaN/Infinity token (Python's JSON reader takes them): the reply used to be Jina's bare
+    ``500 Internal Server Error``, because the error reply echoes the request and NaN is not JSON. Now it is
+    JSON, its status names the bad Document only, and the Flow goes on answering."""
+    import json
+
+    row = ", ".join(["0.5"] * 8)
+    fine = "[[" + ", ".join([f"[{row}]"] * 8) + "]]"
+    bad = fine.replace("0.5", token, 1)
+    code, text = _post_json(
+        image_flow, f'{{"execEndpoint": "/encode", "data": [{{"id": "fine", "tensor": {fine}}}, '
+                    f'{{"id": "the-bad-one", "tensor": {bad}}}]}}'
+    )
+    assert code == 200, (code, text)
+    status = json.loads(text)["header"]["status"]  # strict JSON: no NaN token came back
+    assert "Infinity" not in text and "NaN or infinite" in status["description"]
+    assert "the-bad-one" in status["description"] and "'fine'" not in status["description"]
+    code, text = _post_json(image_flow, f'{{"execEndpoint": "/encode", "data": [{{"id": "fine", "tensor": {fine}}}]}}')
+    assert code == 200 and len(json.loads(text)["data"][0]["embedding"]) == 6
+
+
+def test_non_finite_values_the_model_ignores_fail_an_http_request_by_name(image_flow):
+    """A Document the model embeds, carrying a chunk with a NaN tensor: gRPC echoes it as sent, but JSON cannot, so
+    over HTTP the request fails naming the Document and field (it was a bare 500; nulls would silently replace
+    what the client sent)."""
+    from docarray import Document, DocumentArray
+    from jina.excepts import BadServer
+
+    def docs():
+        nan_chunk = Document(id="chunk", tensor=np.full((2,), np.nan, np.float32))
+        return DocumentArray([Document(id="a-good-one", tensor=np.zeros((1, 8, 8), np.float32)),
+                              Document(id="the-parent", tensor=np.zeros((1, 8, 8), np.float32), chunks=[nan_chunk])])
+
+    grpc = _client(image_flow, "grpc").post("/encode", docs())
+    assert grpc.embeddings.shape == (2, 6) and np.isnan(grpc[1].chunks[0].tensor).all()
+    with pytest.raises(BadServer) as info:
+        _client(image_flow, "http").post("/encode", docs())
+    text = str(info.value)
+    assert "the-parent" in text and "chunks.tensor" in text and "a-good-one" not in text, text
 
 
 def test_text_documents_with_minilm_end_to_end(minilm_model):
@@ -319,21 +380,10 @@ def test_serve_of_a_model_onnxruntime_refuses_reports_its_reason_before_any_flow
     assert time.monotonic() - started < 60
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _port_open(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
 def test_cli_serve_prints_addresses_answers_and_stops_on_sigterm(image_model):
     from jina import Client
 
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [PYTHON, "-m", "finetuner", "serve", str(image_model[1]), "--port", str(port), "--protocol", "grpc"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -360,7 +410,7 @@ def test_cli_serve_prints_addresses_answers_and_stops_on_sigterm(image_model):
             proc.kill()
     assert proc.returncode == 0
     assert "stopped" in proc.stdout.read()
-    assert not _port_open(port)
+    assert not port_bound(port)
 
 
 def test_kubernetes_config_is_deployable(tmp_path, image_model):

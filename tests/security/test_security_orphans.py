@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,31 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import descendants, free_port, port_bound
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def children(pid: int) -> set[int]:
-    """Every descendant of ``pid`` (from /proc)."""
-    parents: dict[int, list[int]] = {}
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            parents.setdefault(ppid, []).append(int(proc.name))
-    found, todo = set(), [pid]
-    while todo:
-        for child in parents.get(todo.pop(), []):
-            found.add(child)
-            todo.append(child)
-    return found
 
 
 def alive(pid: int) -> bool:
@@ -53,11 +30,6 @@ def cmdline(pid: int) -> str:
         return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return "?"
-
-
-def port_bound(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def start_labeler(tmp_path: Path, port: int) -> tuple[subprocess.Popen, Path]:
@@ -94,7 +66,7 @@ def labeler(tmp_path):
 
 def test_a_sigkilled_labeler_leaves_no_process_and_no_bound_port(labeler):
     proc, port, _ = labeler
-    flow = children(proc.pid)
+    flow = descendants(proc.pid)
     assert len(flow) >= 4, "expected the gateway and three Executors as child processes"
     assert port_bound(port)
     os.kill(proc.pid, signal.SIGKILL)  # the main process only, as a crash or the OOM killer would
@@ -117,5 +89,5 @@ def test_a_restart_on_a_taken_port_names_the_process_holding_it(labeler, tmp_pat
     assert second.returncode == 1
     assert f"port {port}" in second.stderr and "already in use by pid" in second.stderr
     holder = int(re.search(r"by pid (\d+)", second.stderr).group(1))
-    assert holder in {proc.pid, *children(proc.pid)}
+    assert holder in {proc.pid, *descendants(proc.pid)}
     assert "Traceback" not in second.stderr
