@@ -26,14 +26,13 @@ import numpy as np
 import onnx
 from google.protobuf.message import DecodeError
 
-from tailor_ir.files import fsync_dir, seal
+from tailor_ir.files import fsync_dir, write_model
 
 PREFIX = "finetuner."
 OUTPUT_NAME = "embedding"
 PREPROCESS_KINDS = ("image", "vector", "text", "tokens", "sequence")
 TOKENIZER_SUFFIX = ".tokenizer"
 PENDING_TOKENIZER = "-"  # a text model's tokenizer folder before write_embedding_model names it
-_TWO_GB = 2**31 - 1
 
 
 class ModelMetadataError(ValueError):
@@ -274,38 +273,27 @@ def write_embedding_model(
     so a crash never leaves a half-written model. A text model's tokenizer goes to a new folder named after its
     content (``<stem>.tokenizer-<hash>/``, never over the folder the current model uses), and the model's own
     rename is the one step that switches model and tokenizer together; older tokenizer folders go afterwards.
-    Models over 2 GB keep their weights in ``<name>.data``.
+    Models over 2 GB keep their weights in a content-named data file beside it (:func:`tailor_ir.files.write_model`:
+    written before the model that names it, covered by its checksum).
     """
     path = Path(path)
     if meta.kind == "text" and tokenizer is None:
         if not tokenizer_dir(path).is_dir():
             raise ModelMetadataError(f"{path}: a text model needs its tokenizer; pass tokenizer=...")
         tokenizer = tokenizer_dir(path)
-    model = onnx.ModelProto.FromString(model.SerializeToString())
-    rename_output(model)
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)  # not a serialised round trip: that fails over 2 GB
+    model = rename_output(copy)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as tmp:
-        if meta.kind == "text":
+    if meta.kind == "text":
+        with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as tmp:
             folder = _place_tokenizer(tokenizer, path, Path(tmp) / "tokenizer")
-            meta = EmbeddingModelMeta(
-                meta.framework, meta.output_dim, meta.inputs, {**meta.preprocess, "tokenizer": folder.name},
-                meta.normalized, meta.version,
-            )
-        meta.apply(model)
-        seal(model)
-        large = model.ByteSize() > _TWO_GB
-        tmp_model = Path(tmp) / path.name
-        if large:
-            onnx.save_model(model, tmp_model, save_as_external_data=True, location=f"{path.name}.data")
-        else:
-            tmp_model.write_bytes(model.SerializeToString())
-        onnx.checker.check_model(str(tmp_model))
-        if large:
-            _fsync_tree(Path(tmp) / f"{path.name}.data")
-            os.replace(Path(tmp) / f"{path.name}.data", path.with_name(f"{path.name}.data"))
-        _fsync_tree(tmp_model)
-        os.replace(tmp_model, path)
-    fsync_dir(path.parent)
+        meta = EmbeddingModelMeta(
+            meta.framework, meta.output_dim, meta.inputs, {**meta.preprocess, "tokenizer": folder.name},
+            meta.normalized, meta.version,
+        )
+    meta.apply(model)
+    write_model(model, path, check=lambda staged: onnx.checker.check_model(str(staged)))
     if meta.kind == "text":
         _remove_other_tokenizers(path, keep=meta.preprocess["tokenizer"])
     return path

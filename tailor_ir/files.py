@@ -5,13 +5,19 @@
   gets the same mode (``0o666`` minus the umask, as ``open()`` would give), whoever writes it.
 - :func:`seal` / :func:`verify`: a SHA-256 of the serialised ONNX model in its ``metadata_props``, so a
   flipped byte is an error at load time instead of a silently different model. Files without the entry (older
-  or foreign ONNX) load as before. Weights kept as external data (models over 2 GB) are not covered.
+  or foreign ONNX) load as before.
+- :func:`write_model`: a sealed ONNX model, atomically. Models over 2 GB (protobuf's limit) keep their weights
+  in ``<name>.<sha256[:16]>.data`` beside the ``.onnx``: the data file is written first under a name of its
+  own content, the ``.onnx`` that names it replaces the old one last (one rename switches both), data files of
+  earlier versions go afterwards, and the data file's SHA-256 is sealed into the metadata, so :func:`verify`
+  checks the weights too.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -22,9 +28,23 @@ import onnx
 
 from tailor_ir.errors import InvalidGraphError
 
-__all__ = ["CHECKSUM_KEY", "ChecksumError", "atomic_write", "atomic_write_bytes", "file_mode", "seal", "verify"]
+__all__ = [
+    "CHECKSUM_KEY",
+    "DATA_CHECKSUM_KEY",
+    "ChecksumError",
+    "atomic_write",
+    "atomic_write_bytes",
+    "file_mode",
+    "seal",
+    "verify",
+    "write_model",
+]
 
 CHECKSUM_KEY = "finetuner.sha256"
+DATA_CHECKSUM_KEY = "finetuner.sha256.data"  # of the external data file, sealed with the rest
+# protobuf serialises no more than this: larger models keep their weights beside the .onnx
+EXTERNAL_DATA_BYTES = 2**31 - 1
+EXTERNAL_TENSOR_BYTES = 1024  # initializers this large go to the data file (onnx's own default threshold)
 STALE_TEMP_S = 60.0  # a temp file untouched this long belongs to a writer that died
 
 
@@ -109,12 +129,157 @@ def seal(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def verify(model: onnx.ModelProto, culprit: str) -> None:
-    """Raise :class:`ChecksumError` naming ``culprit`` when the stored checksum does not match the model."""
-    stored = next((p.value for p in model.metadata_props if p.key == CHECKSUM_KEY), None)
-    external = any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
-    if stored is not None and not external and stored != _digest(model):
+def verify(model: onnx.ModelProto, path: str | os.PathLike) -> None:
+    """Raise :class:`ChecksumError` naming the file at ``path`` when the stored checksum does not match the model
+    (loaded without its external data) or, for a model written with a data file, that file's bytes."""
+    props = {p.key: p.value for p in model.metadata_props}
+    stored = props.get(CHECKSUM_KEY)
+    external = _external_locations(model)
+    if stored is None or (external and DATA_CHECKSUM_KEY not in props):
+        return  # unsealed, or sealed before its weights went to a data file (older exports): nothing to compare
+    if stored != _digest(model):
         raise ChecksumError(
-            f"{culprit}: the model's bytes do not match the checksum stored with it; the file is corrupt "
+            f"{path}: the model's bytes do not match the checksum stored with it; the file is corrupt "
             "(a flipped byte, a bad copy): write it again from the model"
         )
+    if external:
+        folder = Path(path).resolve().parent
+        if len(external) != 1:
+            raise ChecksumError(
+                f"{path}: its weights point at {sorted(external)}; a sealed model has one data file"
+            )
+        data = (folder / next(iter(external))).resolve()
+        if not data.is_relative_to(folder) or not data.is_file():
+            raise ChecksumError(
+                f"{path}: its data file {data} is missing or outside the model's folder {folder}"
+            )
+        if _file_digest(data) != props[DATA_CHECKSUM_KEY]:
+            raise ChecksumError(
+                f"{data}: the weights do not match the checksum stored in {path}; the data file is corrupt or "
+                "belongs to another version of the model: write the model again"
+            )
+
+
+def write_model(
+    model: onnx.ModelProto, path: str | os.PathLike, check: Callable[[Path], None] | None = None
+) -> Path:
+    """Seal ``model`` (in place) and write it to ``path`` so that a reader sees the old model or the new one.
+
+    ``check(temp_path)`` runs on the finished file (data file beside it) before it is moved into place. Up to
+    ``EXTERNAL_DATA_BYTES`` the model is one file (:func:`atomic_write`); a larger one gets a content-named data
+    file (module docstring); ``model`` itself keeps its weights either way.
+    """
+    path = Path(path)
+    if model.ByteSize() <= EXTERNAL_DATA_BYTES:
+        return _write_one_file(model, path, check)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as tmp:
+        staged_data = Path(tmp) / "weights.data"
+        light, digest = _split_weights(model, staged_data)
+        if not _external_locations(light):  # no initializer large enough to move: one file after all
+            return _write_one_file(model, path, check)
+        data_name = f"{path.name}.{digest[:16]}.data"
+        for tensor in light.graph.initializer:
+            for entry in tensor.external_data:
+                if entry.key == "location":
+                    entry.value = data_name
+        kept = [(p.key, p.value) for p in light.metadata_props if p.key != DATA_CHECKSUM_KEY]
+        del light.metadata_props[:]
+        for key, value in [*kept, (DATA_CHECKSUM_KEY, digest)]:
+            light.metadata_props.add(key=key, value=value)
+        seal(light)
+        staged_model = Path(tmp) / path.name
+        staged_model.write_bytes(light.SerializeToString())
+        os.replace(staged_data, Path(tmp) / data_name)
+        for file in (staged_model, Path(tmp) / data_name):
+            with open(file, "rb+") as handle:
+                os.fsync(handle.fileno())
+            os.chmod(file, file_mode())
+        if check is not None:
+            check(staged_model)
+        # the data file first, under a new name: the current model and its data file are untouched
+        os.replace(Path(tmp) / data_name, path.with_name(data_name))
+        fsync_dir(path.parent)
+        os.replace(staged_model, path)  # the switch
+    fsync_dir(path.parent)
+    _remove_other_data_files(path, keep=data_name)
+    return path
+
+
+def _write_one_file(model: onnx.ModelProto, path: Path, check: Callable[[Path], None] | None) -> Path:
+    seal(model)
+
+    def write(tmp: str) -> None:
+        Path(tmp).write_bytes(model.SerializeToString())
+        if check is not None:
+            check(Path(tmp))
+
+    return atomic_write(path, write)
+
+
+def _split_weights(model: onnx.ModelProto, data_file: Path) -> tuple[onnx.ModelProto, str]:
+    """A copy of ``model`` whose large initializers point into ``data_file`` (written here, one after another),
+    and the SHA-256 of that file. The weights are copied one tensor at a time, never the whole model."""
+    light = onnx.ModelProto()
+    _copy_fields(model, light, skip="graph")
+    _copy_fields(model.graph, light.graph, skip="initializer")
+    digest = hashlib.sha256()
+    offset = 0
+    with open(data_file, "wb") as out:
+        for tensor in model.graph.initializer:
+            if not tensor.HasField("raw_data") or len(tensor.raw_data) < EXTERNAL_TENSOR_BYTES:
+                light.graph.initializer.append(tensor)
+                continue
+            raw = tensor.raw_data
+            out.write(raw)
+            digest.update(raw)
+            stub = light.graph.initializer.add()
+            _copy_fields(tensor, stub, skip="raw_data")
+            stub.data_location = onnx.TensorProto.EXTERNAL
+            for key, value in (
+                ("location", data_file.name),
+                ("offset", str(offset)),
+                ("length", str(len(raw))),
+            ):
+                stub.external_data.add(key=key, value=value)
+            offset += len(raw)
+    return light, digest.hexdigest()
+
+
+def _copy_fields(source: Any, target: Any, skip: str) -> None:
+    """Copy every set field of protobuf message ``source`` into ``target`` except ``skip``."""
+    for field, value in source.ListFields():
+        if field.name == skip:
+            continue
+        if field.label == field.LABEL_REPEATED:
+            getattr(target, field.name).extend(value)
+        elif field.type == field.TYPE_MESSAGE:
+            getattr(target, field.name).CopyFrom(value)
+        else:
+            setattr(target, field.name, value)
+
+
+def _external_locations(model: onnx.ModelProto) -> set[str]:
+    return {
+        entry.value
+        for tensor in model.graph.initializer
+        if tensor.data_location == onnx.TensorProto.EXTERNAL
+        for entry in tensor.external_data
+        if entry.key == "location"
+    }
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 24):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _remove_other_data_files(path: Path, keep: str) -> None:
+    """Data files of earlier versions of the model at ``path`` (content-named, or the older ``<name>.data``)."""
+    pattern = re.compile(re.escape(path.name) + r"(\.[0-9a-f]{16})?\.data")
+    for file in path.parent.iterdir():
+        if file.name != keep and pattern.fullmatch(file.name) and file.is_file():
+            file.unlink(missing_ok=True)

@@ -25,7 +25,7 @@ import onnx
 from onnx import numpy_helper
 
 from .errors import InvalidGraphError
-from .files import atomic_write_bytes, seal, verify
+from .files import verify, write_model
 
 META_PREFIX = "tailor_ir."
 FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16}
@@ -204,12 +204,12 @@ class Graph:
         )
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Check the model and write it atomically (temp file in the same folder, then rename)."""
+        """Check the model and write it atomically (:func:`tailor_ir.files.write_model`: sealed with a checksum,
+        weights in a content-named data file beside it when the model is over 2 GB)."""
         path = Path(path)
         model = self.to_model_proto()
         check_model(model, str(path))
-        atomic_write_bytes(path, seal(model).SerializeToString())
-        return path
+        return write_model(model, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Graph:
