@@ -120,8 +120,8 @@ def run(args: argparse.Namespace) -> int:
     or the port cannot be used)."""
     from finetuner.labeler import run as run_labeler
     from finetuner.labeler.inputs import ModelInputs
-    from finetuner.labeler.lifetime import PortInUseError
     from finetuner.labeler.training import save_model, stack_contents
+    from finetuner.ports import PortInUseError
 
     try:
         docs, model, options = prepare(args)

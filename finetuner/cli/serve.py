@@ -23,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from finetuner.ports import PortInUseError
     from finetuner.serving.flow import build_flow, serve
     from finetuner.serving.model import ModelFileError
 
@@ -31,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
             args.model, port=args.port, protocols=args.protocol, replicas=args.replicas, host=args.host,
             threads=args.threads, batch_size=args.batch_size,
         )
-    except (ModelFileError, ValueError) as exc:
+    except (ModelFileError, ValueError, PortInUseError) as exc:
         print(f"finetuner serve: {exc}", file=sys.stderr)
         return 1
     serve(flow)

@@ -134,8 +134,8 @@ class Labeler:
         )
         from finetuner.labeler.gateway import LabelerGateway
         from finetuner.labeler.host import ModelHost, needs_host, remote_embed_fn, remote_train_fn
-        from finetuner.labeler.lifetime import check_port_free
         from finetuner.labeler.store import LabelStore
+        from finetuner.ports import check_port_free
         from finetuner.serving.jina_env import prepare_jina
 
         prepare_jina()

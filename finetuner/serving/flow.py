@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from finetuner.ports import check_port_free
 from finetuner.serving.calibrate import check_choice
 from finetuner.serving.jina_env import LOOPBACK, prepare_jina
 from finetuner.serving.model import EmbeddingRuntime, check_model_file
@@ -27,7 +28,8 @@ def build_flow(
     """A ``jina.Flow`` (not started) with one :class:`OnnxEmbedder` serving ``model_path``.
 
     ``port``: one port per protocol, or one base port (protocol *i* gets ``port + i``); ``None`` picks free
-    ports. The gateway binds to ``host`` (loopback unless told); the model is checked here, before any
+    ports; a taken port raises :class:`finetuner.ports.PortInUseError` naming its holder. The gateway binds to
+    ``host`` (loopback unless told); the model is checked here, before any
     process starts (its metadata, then an onnxruntime session), so a missing, corrupt or refused file fails at
     once with a clear message instead of a bare ``RuntimeFailToStart`` from the Executor. Image models:
     ``uri_folder`` is the one folder a ``doc.uri`` may name files in; ``fetch_network`` allows http(s) URIs.
@@ -43,6 +45,8 @@ def build_flow(
         raise ValueError(f"Unknown protocol(s) {unknown or protocols}; use grpc, http and/or websocket.")
     if replicas < 1:
         raise ValueError(f"replicas must be at least 1, got {replicas}.")
+    if batch_size < 1 or threads < 0:
+        raise ValueError(f"batch_size must be at least 1 and threads at least 0, got {batch_size} and {threads}.")
     prepare_jina()
     from jina import Flow
     from jina.helper import random_port
@@ -58,6 +62,10 @@ def build_flow(
         ports = [int(p) for p in port]
     if len(ports) != len(protocols):
         raise ValueError(f"Give one port per protocol ({protocols}), got {ports}.")
+    for each in ports:  # Jina's own answer is a bare PortAlreadyUsed traceback
+        if not 0 < each < 65536:
+            raise ValueError(f"Ports must be between 1 and 65535, got {each}.")
+        check_port_free(host, each)
     gateway = gateway_for(protocols)  # HTTP replies that are always JSON (finetuner.serving.gateway)
     flow = Flow(protocol=protocols, port=ports, host=host)
     if gateway is not None:

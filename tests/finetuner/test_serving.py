@@ -380,6 +380,28 @@ def test_serve_of_a_model_onnxruntime_refuses_reports_its_reason_before_any_flow
     assert time.monotonic() - started < 60
 
 
+def test_a_taken_port_or_a_bad_setting_is_refused_before_any_process_starts(image_model):
+    """``finetuner serve`` on a taken port used to die with Jina's bare ``PortAlreadyUsed`` traceback, and
+    ``--batch-size 0`` started a Flow that failed every request."""
+    import socket
+
+    from finetuner.ports import PortInUseError
+
+    for bad in ({"batch_size": 0}, {"threads": -1}, {"port": 70000}, {"replicas": 0}):
+        with pytest.raises(ValueError, match="must be"):
+            build_flow(image_model[1], **{"protocols": ["grpc"], **bad})
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        with pytest.raises(PortInUseError, match=f"port {port} on 127.0.0.1 is already in use by pid {os.getpid()}"):
+            build_flow(image_model[1], port=[free_port(), port])
+        run = subprocess.run([PYTHON, "-m", "finetuner", "serve", str(image_model[1]), "--port", str(port)],
+                             capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert run.returncode == 1 and f"already in use by pid {os.getpid()}" in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr
+
+
 def test_cli_serve_prints_addresses_answers_and_stops_on_sigterm(image_model):
     from jina import Client
 
