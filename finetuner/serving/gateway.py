@@ -3,9 +3,9 @@
 Jina's HTTP gateway answers a failed request by echoing its Documents beside the error. A tensor holding NaN or
 infinity can be sent (Python's JSON reader takes ``NaN``), the Executor refuses it by name, but the echoed reply
 cannot be written as JSON, so Jina answered a bare ``500 Internal Server Error`` that named nothing. Here every
-reply of the HTTP gateway passes :func:`json_safe_reply`: non-finite numbers become ``null``, and a reply that
-carried any is a failed one whose ``header.status`` names each Document and field. gRPC and WebSocket replies are
-protobuf and need none of this; those protocols keep Jina's own gateways.
+reply of the HTTP gateway (and of the WebSocket gateway's JSON subprotocol) passes :func:`json_safe_reply`:
+non-finite numbers become ``null``, and a reply that carried any is a failed one whose ``header.status`` names each
+Document and field. gRPC replies are protobuf and need none of this; gRPC keeps Jina's own gateway.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 from jina.parsers.helper import _get_gateway_class
 from jina.serve.runtimes.gateway.gateway import BaseGateway
 from jina.serve.runtimes.gateway.http import HTTPGateway
+from jina.serve.runtimes.gateway.websocket import WebSocketGateway
 from jina.serve.runtimes.servers.composite import CompositeBaseServer
 
 ERROR_CODE = 1  # jina_pb2.StatusProto.ERROR
@@ -131,22 +132,51 @@ class ServingHTTPGateway(HTTPGateway):
         )
 
 
+class ServingWebSocketGateway(WebSocketGateway):
+    """Jina's WebSocket gateway over a JSON-safe streamer: its JSON subprotocol (the default for clients that name
+    none, such as a browser's) wrote ``NaN`` tokens that strict JSON readers refuse; protobuf clients are unchanged.
+
+    Jina's ``setup_server`` assigns ``self.app`` its default app; the setter builds this one in its place.
+    """
+
+    @property
+    def app(self) -> Any:
+        return self._json_safe_app
+
+    @app.setter
+    def app(self, jina_default: Any) -> None:
+        from jina.helper import extend_rest_interface
+        from jina.serve.runtimes.gateway.websocket_fastapi_app import get_fastapi_app
+
+        self._json_safe_app = extend_rest_interface(
+            get_fastapi_app(
+                streamer=_JsonSafeStreamer(self._request_handler.streamer),
+                logger=self.logger,
+                tracing=self.tracing,
+                tracer_provider=self.tracer_provider,
+            )
+        )
+
+
+_JSON_GATEWAYS = {"HTTP": ServingHTTPGateway, "WEBSOCKET": ServingWebSocketGateway}
+
+
 class ServingGateway(CompositeBaseServer, BaseGateway):
-    """One server per protocol of the Flow: :class:`ServingHTTPGateway` for HTTP, Jina's own for the others."""
+    """One server per protocol of the Flow: the JSON-safe ones for HTTP and WebSocket, Jina's own for gRPC."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.servers = []
         for server_kwargs in self._server_kwargs:
             protocol = server_kwargs["runtime_args"]["protocol"]
-            is_http = str(protocol).upper().endswith("HTTP")  # ProtocolType.HTTP, or its name after a copy
-            server_cls = ServingHTTPGateway if is_http else _get_gateway_class(protocol)
+            name = str(protocol).upper().rsplit(".", 1)[-1]  # ProtocolType.HTTP, or its name after a copy
+            server_cls = _JSON_GATEWAYS.get(name) or _get_gateway_class(protocol)
             self.servers.append(server_cls(**server_kwargs))
         self.gateways = self.servers
 
 
 def gateway_for(protocols: Sequence[str]) -> type | None:
-    """The gateway class a Flow serving ``protocols`` should use: None (Jina's own) when HTTP is not among them."""
-    if "http" not in protocols:
+    """The gateway class a Flow serving ``protocols`` should use: None (Jina's own) when only gRPC is served."""
+    if not any(p.upper() in _JSON_GATEWAYS for p in protocols):
         return None
-    return ServingHTTPGateway if len(protocols) == 1 else ServingGateway
+    return _JSON_GATEWAYS[protocols[0].upper()] if len(protocols) == 1 else ServingGateway

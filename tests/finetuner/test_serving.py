@@ -327,6 +327,33 @@ def test_non_finite_values_the_model_ignores_fail_an_http_request_by_name(image_
     assert "the-parent" in text and "chunks.tensor" in text and "a-good-one" not in text, text
 
 
+def test_websocket_json_clients_get_strict_json_naming_the_document(image_model):
+    """A WebSocket client that names no subprotocol (a browser's) talks JSON: the reply to a NaN tensor used to
+    carry ``NaN`` tokens that strict JSON readers (JavaScript's ``JSON.parse``) refuse."""
+    import json
+
+    import aiohttp
+
+    def strict(text: str) -> dict:
+        return json.loads(text, parse_constant=lambda token: pytest.fail(f"{token} in the reply"))
+
+    async def exchange(address: str, tensor: list) -> dict:
+        async with aiohttp.ClientSession() as session, session.ws_connect(address) as ws:
+            await ws.send_str(json.dumps({"execEndpoint": "/encode", "data": [{"id": "the-bad-one", "tensor": tensor}]}))
+            reply = strict((await ws.receive()).data)
+            await ws.send_str("{}")  # the end of this client's requests
+            return reply
+
+    tensor = np.full((1, 8, 8), 0.5).tolist()
+    with build_flow(image_model[1], protocols=["websocket"], threads=1) as flow:
+        address = endpoints(flow)[0].replace("websocket://", "ws://")
+        tensor[0][0][0] = float("nan")
+        status = asyncio.run(exchange(address, tensor))["header"]["status"]
+        assert "the-bad-one" in status["description"] and "NaN or infinite" in status["description"]
+        tensor[0][0][0] = 0.5
+        assert len(asyncio.run(exchange(address, tensor))["data"][0]["embedding"]) == 6
+
+
 def test_text_documents_with_minilm_end_to_end(minilm_model):
     net, tokenizer, path = minilm_model
     texts = ["a photo of a cat sitting on a mat", "neural search", "the quick brown fox jumps over the lazy dog " * 40]
