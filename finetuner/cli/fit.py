@@ -49,9 +49,15 @@ def read_config(path: str | Path) -> dict[str, Any]:
     if path.suffix in (".yml", ".yaml"):
         import yaml
 
-        config = yaml.safe_load(text)
+        try:
+            config = yaml.safe_load(text)
+        except yaml.YAMLError as exc:  # not a ValueError: it used to end in a traceback
+            raise ValueError(f"{path} is not valid YAML: {exc}") from None
     else:
-        config = json.loads(text)
+        try:
+            config = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path} is not valid JSON ({exc}); a .yml/.yaml config is read as YAML") from None
     if not isinstance(config, dict):
         raise ValueError(f"{path}: the config must be a mapping of keys {sorted(KEYS)}")
     unknown = sorted(set(config) - KEYS)

@@ -80,6 +80,19 @@ def test_fit_config_with_an_unknown_key_is_rejected(tmp_path: Path) -> None:
     assert "unknown key(s) ['epoch']" in done.stderr
 
 
+def test_fit_config_that_does_not_parse_is_named_without_a_traceback(tmp_path: Path) -> None:
+    """A YAML syntax error used to end in yaml's raw ScannerError traceback."""
+    from finetuner.cli.fit import read_config
+
+    (tmp_path / "broken.yml").write_text("model: [zoo:torch:mlp\ntrain_data: digits\n")
+    (tmp_path / "broken.json").write_text('{"model": "zoo:torch:mlp",')
+    for name, what in (("broken.yml", "not valid YAML"), ("broken.json", "not valid JSON")):
+        with pytest.raises(ValueError, match=what):
+            read_config(tmp_path / name)
+    done = finetuner_cli("fit", str(tmp_path / "broken.yml"))
+    assert done.returncode == 1 and "broken.yml is not valid YAML" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     done = finetuner_cli("demo", "--out", str(tmp_path), "--epochs", "4", "--no-progress", timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
