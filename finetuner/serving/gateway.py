@@ -15,12 +15,13 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from jina.parsers.helper import _get_gateway_class
+from jina.proto import jina_pb2
 from jina.serve.runtimes.gateway.gateway import BaseGateway
 from jina.serve.runtimes.gateway.http import HTTPGateway
 from jina.serve.runtimes.gateway.websocket import WebSocketGateway
 from jina.serve.runtimes.servers.composite import CompositeBaseServer
 
-ERROR_CODE = 1  # jina_pb2.StatusProto.ERROR
+ERROR_CODE = jina_pb2.StatusProto.ERROR
 
 
 def _replace_non_finite(value: Any, path: str, found: dict[str, None]) -> Any:

@@ -338,9 +338,10 @@ def test_websocket_json_clients_get_strict_json_naming_the_document(image_model)
         return json.loads(text, parse_constant=lambda token: pytest.fail(f"{token} in the reply"))
 
     async def exchange(address: str, tensor: list) -> dict:
-        async with aiohttp.ClientSession() as session, session.ws_connect(address) as ws:
+        timeout = aiohttp.ClientTimeout(total=120)  # a lost reply fails the test instead of hanging the suite
+        async with aiohttp.ClientSession(timeout=timeout) as session, session.ws_connect(address) as ws:
             await ws.send_str(json.dumps({"execEndpoint": "/encode", "data": [{"id": "the-bad-one", "tensor": tensor}]}))
-            reply = strict((await ws.receive()).data)
+            reply = strict((await ws.receive(timeout=120)).data)
             await ws.send_str("{}")  # the end of this client's requests
             return reply
 
