@@ -43,6 +43,8 @@ def build_flow(
         raise ValueError(f"Unknown protocol(s) {unknown or protocols}; use grpc, http and/or websocket.")
     if replicas < 1:
         raise ValueError(f"replicas must be at least 1, got {replicas}.")
+    if uri_folder is not None and not Path(uri_folder).is_dir():
+        raise ValueError(f"uri_folder {uri_folder} is not a folder: give the folder whose files Documents may name.")
     prepare_jina()
     from jina import Flow
     from jina.helper import random_port
