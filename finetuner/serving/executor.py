@@ -11,6 +11,7 @@ from typing import Any
 from docarray import DocumentArray
 from jina import Executor, requests
 
+from finetuner.precision import cpu_description
 from finetuner.serving.images import MAX_PIXELS, ImageSource
 from finetuner.serving.model import DocumentError, EmbeddingRuntime
 
@@ -42,8 +43,8 @@ class OnnxEmbedder(Executor):
             model_path, threads=threads, providers=providers, batch_size=batch_size, session_choice=session_choice,
             image_source=source,
         )
-        seconds = ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in self.runtime.calibration["seconds"].items())
-        self.logger.info(f"session options: {self.runtime.calibration['choice']}" + (f" (timed: {seconds})" if seconds else ""))
+        for line in startup_log(self.runtime):
+            self.logger.info(line)
         self.logger.info(
             f"serving {model_path} ({self.runtime.meta.framework}, output_dim {self.runtime.meta.output_dim}) "
             f"on {self.runtime.providers[0]}"
@@ -67,3 +68,18 @@ class OnnxEmbedder(Executor):
             raise DocumentError(f"Embedding Documents {ids} failed: {exc}") from exc
         docs.embeddings = embeddings
         return info
+
+
+def startup_log(runtime: EmbeddingRuntime) -> list[str]:
+    """What the Executor logs at start: the per-CPU choices (session options, precision) and this CPU."""
+    cpu = cpu_description()
+    here = f"{cpu['name']} [{' '.join(cpu['flags'])}]"
+    seconds = ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in runtime.calibration["seconds"].items())
+    lines = [f"session options: {runtime.calibration['choice']}" + (f" (timed here: {seconds})" if seconds else "")
+             + f"; CPU: {here}"]
+    if runtime.precision is not None:
+        lines.append(f"precision chosen at export: {runtime.precision.describe()}")
+        if runtime.precision.cpu != cpu:
+            lines.append("the precision was measured on another CPU kind; export again with quantize='auto' on "
+                         "this one to measure it here")
+    return lines
