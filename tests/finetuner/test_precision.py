@@ -131,3 +131,13 @@ def test_a_model_exported_without_auto_records_no_choice(tmp_path):
     model = onnx.load(str(path))
     assert PRECISION_KEY not in {p.key for p in model.metadata_props}
     assert {node.op_type for node in model.graph.node} & INT8_OPS
+
+
+def test_cli_export_quantize_auto_asks_a_non_text_model_for_calibration_data(tmp_path, capsys):
+    from finetuner.cli import main
+
+    saved = finetuner.save(_mlp(), tmp_path / "saved.onnx", input_shape=(16,))
+    assert main(["export", str(saved), str(tmp_path / "out.onnx"), "--quantize", "auto"]) == 1
+    assert "needs calibration_data for a model that does not take text" in capsys.readouterr().err
+    assert main(["export", str(saved), str(tmp_path / "int8.onnx"), "--quantize"]) == 0
+    assert {node.op_type for node in onnx.load(str(tmp_path / "int8.onnx")).graph.node} & INT8_OPS
