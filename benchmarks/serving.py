@@ -167,10 +167,11 @@ def interleaved(fns: dict[str, object], rounds: int, repeat: int) -> dict[str, f
 
 
 def load_flow(flow, docs_factory, seconds: float, concurrency: int, min_requests: int,  # noqa: ANN001, ANN201
-              heavy_http: bool = False):
+              heavy_http: bool = False, parameters: dict | None = None, protocols: tuple[str, ...] = ("grpc", "http")):
     """Throughput (requests/s) and latencies (s) of the Flow's gRPC and HTTP gateways under bounded load.
 
     ``heavy_http``: requests too large for JSON (a batch of 224 px images is ~100 MB) get one round over HTTP.
+    ``parameters``: sent with every request; ``protocols``: which of the Flow's gateways to load.
     """
     from jina import Client
 
@@ -179,12 +180,14 @@ def load_flow(flow, docs_factory, seconds: float, concurrency: int, min_requests
 
     for address in endpoints(flow):
         protocol, port = address.split("://")[0], int(address.rsplit(":", 1)[1])
+        if protocol not in protocols:
+            continue
         client = Client(host="127.0.0.1", port=port, protocol=protocol, asyncio=True)
 
         async def one(latencies: list[float], client=client) -> None:  # noqa: ANN001
             docs = docs_factory()
             start = time.perf_counter()
-            async for _ in client.post("/encode", docs, request_size=len(docs)):
+            async for _ in client.post("/encode", docs, request_size=len(docs), parameters=parameters or {}):
                 pass
             latencies.append(time.perf_counter() - start)
 

@@ -33,6 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="image models: let a Document's uri be an http(s) address that the server downloads (default: off)",
     )
     parser.add_argument(
+        "--drop-image-content", action="store_true",
+        help="image models: answer with ids and embeddings only, not the blob/tensor/data: URI each request sent "
+        "(less to encode, above all over HTTP; a request's parameters={'drop_image_content': false} keeps them)",
+    )
+    parser.add_argument(
         "--session-choice", default="quiet", choices=[AUTO, *SESSION_CHOICES],
         help="onnxruntime session options: 'quiet' (default; idle threads sleep), 'spinning' (onnxruntime's "
         "busy-waiting threads), 'extended' (no layout rewrites), or 'auto' to time each on a sample batch at "
@@ -48,6 +53,7 @@ def flow_from_args(args: argparse.Namespace) -> Any:
         args.model, port=args.port, protocols=args.protocol, replicas=args.replicas, host=args.host,
         threads=args.threads, batch_size=args.batch_size, uri_folder=args.uri_folder,
         fetch_network=args.fetch_network, session_choice=args.session_choice,
+        drop_image_content=args.drop_image_content,
     )
 
 

@@ -22,7 +22,7 @@ def build_flow(
     model_path: str | os.PathLike, port: int | Sequence[int] | None = None,
     protocols: Sequence[str] = PROTOCOLS, replicas: int = 1, host: str = LOOPBACK, threads: int = 0,
     batch_size: int = 64, providers: Sequence[str] | None = None, uri_folder: str | os.PathLike | None = None,
-    fetch_network: bool = False, session_choice: str = "quiet",
+    fetch_network: bool = False, session_choice: str = "quiet", drop_image_content: bool = False,
 ) -> Any:
     """A ``jina.Flow`` (not started) with one :class:`OnnxEmbedder` serving ``model_path``.
 
@@ -32,7 +32,8 @@ def build_flow(
     once with a clear message instead of a bare ``RuntimeFailToStart`` from the Executor. Image models:
     ``uri_folder`` is the one folder a ``doc.uri`` may name files in; ``fetch_network`` allows http(s) URIs.
     ``session_choice``: onnxruntime options by name (``finetuner.serving.calibrate.SESSION_CHOICES``), or
-    ``auto`` to time them in each replica at start and keep the fastest.
+    ``auto`` to time them in each replica at start and keep the fastest. ``drop_image_content``: replies carry
+    ids and embeddings, not the images sent (a request's ``parameters`` can still choose).
     """
     path = Path(model_path).resolve()
     check_model_file(path)
@@ -67,7 +68,7 @@ def build_flow(
             "model_path": str(path), "threads": int(threads), "batch_size": int(batch_size),
             "providers": list(providers) if providers else None,
             "uri_folder": str(Path(uri_folder).resolve()) if uri_folder else None, "fetch_network": bool(fetch_network),
-            "session_choice": check_choice(session_choice),
+            "session_choice": check_choice(session_choice), "drop_image_content": bool(drop_image_content),
         },
         replicas=int(replicas),
         quiet_error=True,

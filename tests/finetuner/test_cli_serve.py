@@ -25,8 +25,10 @@ def _executor_settings(argv: list[str]) -> dict:
 
 def test_uri_folder_fetch_network_and_session_choice_reach_the_executor(model_path, tmp_path):
     settings = _executor_settings(
-        ["serve", str(model_path), "--uri-folder", str(tmp_path), "--fetch-network", "--session-choice", "auto"]
+        ["serve", str(model_path), "--uri-folder", str(tmp_path), "--fetch-network", "--session-choice", "auto",
+         "--drop-image-content"]
     )
+    assert settings["drop_image_content"] is True
     assert settings["uri_folder"] == str(tmp_path.resolve())
     assert settings["fetch_network"] is True
     assert settings["session_choice"] == "auto"
@@ -35,6 +37,7 @@ def test_uri_folder_fetch_network_and_session_choice_reach_the_executor(model_pa
 def test_without_the_flags_no_folder_no_network_and_quiet_options(model_path):
     settings = _executor_settings(["serve", str(model_path)])
     assert (settings["uri_folder"], settings["fetch_network"], settings["session_choice"]) == (None, False, "quiet")
+    assert settings["drop_image_content"] is False
 
 
 def test_a_uri_folder_that_is_not_a_folder_is_refused_by_name(model_path, tmp_path, capsys):
@@ -53,6 +56,6 @@ def test_help_explains_the_serving_flags(capsys):
     with pytest.raises(SystemExit):
         main(["serve", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    for flag in ("--uri-folder DIR", "--fetch-network", "--session-choice"):
+    for flag in ("--uri-folder DIR", "--fetch-network", "--session-choice", "--drop-image-content"):
         assert flag in text
     assert "time each on a sample batch at start" in text
