@@ -11,6 +11,7 @@ from typing import Any
 from docarray import DocumentArray
 from jina import Executor, requests
 
+from finetuner.precision import cpu_description
 from finetuner.serving.images import MAX_PIXELS, ImageSource
 from finetuner.serving.model import DocumentError, EmbeddingRuntime
 
@@ -27,14 +28,17 @@ class OnnxEmbedder(Executor):
     def __init__(
         self, model_path: str, threads: int = 0, providers: list[str] | None = None, batch_size: int = 64,
         uri_folder: str | None = None, fetch_network: bool = False, max_pixels: int = MAX_PIXELS,
-        session_choice: str = "quiet", **kwargs: Any,
+        session_choice: str = "quiet", drop_image_content: bool = False, **kwargs: Any,
     ) -> None:
         """``threads``: onnxruntime intra-op threads (0: one per physical core); ``providers``: CUDA if available,
         else CPU. Image models: ``uri_folder`` is the one folder whose files a ``doc.uri`` may name (default:
         none); ``fetch_network`` lets ``doc.uri`` be an http(s) address; ``max_pixels`` bounds each image.
         ``session_choice``: onnxruntime options by name, or ``auto`` to time the candidates here and keep the
-        fastest (logged)."""
+        fastest (logged). ``drop_image_content``: answer with each Document's id and embedding only, its
+        ``blob``, ``tensor`` and ``data:`` URI left out (a request's ``parameters={"drop_image_content": ...}``
+        decides for that request): the image a client sent need not travel back to it."""
         super().__init__(**kwargs)
+        self.drop_image_content = bool(drop_image_content)
         source = ImageSource(
             folder=Path(uri_folder) if uri_folder else None, network=bool(fetch_network), max_pixels=int(max_pixels)
         )
@@ -42,15 +46,17 @@ class OnnxEmbedder(Executor):
             model_path, threads=threads, providers=providers, batch_size=batch_size, session_choice=session_choice,
             image_source=source,
         )
-        seconds = ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in self.runtime.calibration["seconds"].items())
-        self.logger.info(f"session options: {self.runtime.calibration['choice']}" + (f" (timed: {seconds})" if seconds else ""))
+        for line in startup_log(self.runtime):
+            self.logger.info(line)
         self.logger.info(
             f"serving {model_path} ({self.runtime.meta.framework}, output_dim {self.runtime.meta.output_dim}) "
             f"on {self.runtime.providers[0]}"
         )
 
     @requests
-    def encode(self, docs: DocumentArray, **kwargs: Any):  # no return annotation: Jina reads it as a schema
+    def encode(  # no return annotation: Jina reads it as a schema
+        self, docs: DocumentArray, parameters: dict | None = None, **kwargs: Any
+    ):
         """Embed the request's Documents in place; report the model in the response's ``__results__``.
 
         Jina files the returned dict under this replica's name, so clients can see which replica answered.
@@ -66,4 +72,31 @@ class OnnxEmbedder(Executor):
             ids = ", ".join(repr(doc.id) for doc in docs[:5]) + (", ..." if len(docs) > 5 else "")
             raise DocumentError(f"Embedding Documents {ids} failed: {exc}") from exc
         docs.embeddings = embeddings
+        if (parameters or {}).get("drop_image_content", self.drop_image_content):
+            drop_image_content(docs)
         return info
+
+
+def drop_image_content(docs: DocumentArray) -> None:
+    """Clear the image content of embedded Documents (``blob``, ``tensor``, a ``data:`` ``uri``) so that the reply
+    carries ids and embeddings: over HTTP every byte of it is base64 and JSON, both ways."""
+    for doc in docs:
+        doc.blob = None
+        doc.tensor = None
+        if doc.uri and doc.uri.startswith("data:"):
+            doc.uri = None
+
+
+def startup_log(runtime: EmbeddingRuntime) -> list[str]:
+    """What the Executor logs at start: the per-CPU choices (session options, precision) and this CPU."""
+    cpu = cpu_description()
+    here = f"{cpu['name']} [{' '.join(cpu['flags'])}]"
+    seconds = ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in runtime.calibration["seconds"].items())
+    lines = [f"session options: {runtime.calibration['choice']}" + (f" (timed here: {seconds})" if seconds else "")
+             + f"; CPU: {here}"]
+    if runtime.precision is not None:
+        lines.append(f"precision chosen at export: {runtime.precision.describe()}")
+        if runtime.precision.cpu != cpu:
+            lines.append("the precision was measured on another CPU kind; export again with quantize='auto' on "
+                         "this one to measure it here")
+    return lines

@@ -23,7 +23,7 @@ def build_flow(
     model_path: str | os.PathLike, port: int | Sequence[int] | None = None,
     protocols: Sequence[str] = PROTOCOLS, replicas: int = 1, host: str = LOOPBACK, threads: int = 0,
     batch_size: int = 64, providers: Sequence[str] | None = None, uri_folder: str | os.PathLike | None = None,
-    fetch_network: bool = False, session_choice: str = "quiet",
+    fetch_network: bool = False, session_choice: str = "quiet", drop_image_content: bool = False,
 ) -> Any:
     """A ``jina.Flow`` (not started) with one :class:`OnnxEmbedder` serving ``model_path``.
 
@@ -34,7 +34,8 @@ def build_flow(
     once with a clear message instead of a bare ``RuntimeFailToStart`` from the Executor. Image models:
     ``uri_folder`` is the one folder a ``doc.uri`` may name files in; ``fetch_network`` allows http(s) URIs.
     ``session_choice``: onnxruntime options by name (``finetuner.serving.calibrate.SESSION_CHOICES``), or
-    ``auto`` to time them in each replica at start and keep the fastest.
+    ``auto`` to time them in each replica at start and keep the fastest. ``drop_image_content``: replies carry
+    ids and embeddings, not the images sent (a request's ``parameters`` can still choose).
     """
     path = Path(model_path).resolve()
     check_model_file(path)
@@ -47,6 +48,8 @@ def build_flow(
         raise ValueError(f"replicas must be at least 1, got {replicas}.")
     if batch_size < 1 or threads < 0:
         raise ValueError(f"batch_size must be at least 1 and threads at least 0, got {batch_size} and {threads}.")
+    if uri_folder is not None and not Path(uri_folder).is_dir():
+        raise ValueError(f"uri_folder {uri_folder} is not a folder: give the folder whose files Documents may name.")
     prepare_jina()
     from jina import Flow
     from jina.helper import random_port
@@ -77,7 +80,7 @@ def build_flow(
             "model_path": str(path), "threads": int(threads), "batch_size": int(batch_size),
             "providers": list(providers) if providers else None,
             "uri_folder": str(Path(uri_folder).resolve()) if uri_folder else None, "fetch_network": bool(fetch_network),
-            "session_choice": check_choice(session_choice),
+            "session_choice": check_choice(session_choice), "drop_image_content": bool(drop_image_content),
         },
         replicas=int(replicas),
         quiet_error=True,

@@ -130,6 +130,9 @@ class EmbeddingRuntime:
             raise ModelFileError(
                 f"onnxruntime cannot load {self.path} ({exc}). Export the model again with finetuner.export."
             ) from exc
+        from finetuner.precision import PrecisionChoice
+
+        self.precision = PrecisionChoice.from_model(model)  # what export(quantize='auto') chose, if it did
         del model
         self.inputs = [
             InputSpec(i.name, _ort_dtype(i.type), tuple(d if isinstance(d, int) else str(d) for d in i.shape))

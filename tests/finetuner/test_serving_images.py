@@ -274,6 +274,28 @@ def test_served_jpeg_bytes_embed_like_the_model_on_the_decoded_image(image_model
     np.testing.assert_allclose(result.embeddings, expected, atol=1e-4, rtol=0)
 
 
+def test_drop_image_content_answers_ids_and_embeddings_without_the_images(image_folder, flow):
+    from docarray import Document, DocumentArray
+
+    files = sorted(image_folder.glob("*.jpg"))
+    blob = files[0].read_bytes()
+
+    def docs() -> DocumentArray:
+        return DocumentArray([
+            Document(id="blob", blob=blob),
+            Document(id="data-uri", uri="data:image/jpeg;base64," + base64.b64encode(blob).decode()),
+            Document(id="file", uri=files[1].name),
+        ])
+
+    client = _client(flow, "http")
+    echoed = client.post("/encode", docs())
+    dropped = client.post("/encode", docs(), parameters={"drop_image_content": True})
+    assert echoed[0].blob == blob and echoed[1].uri.startswith("data:")
+    assert [d.id for d in dropped] == ["blob", "data-uri", "file"]
+    assert not dropped[0].blob and not dropped[1].uri and dropped[2].uri == files[1].name
+    np.testing.assert_array_equal(dropped.embeddings, echoed.embeddings)
+
+
 def test_bad_images_fail_their_request_by_name_and_the_flow_keeps_serving(image_folder, tmp_path, flow):
     from docarray import Document, DocumentArray
     from jina.excepts import BadServer
