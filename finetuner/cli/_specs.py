@@ -41,12 +41,12 @@ def load_model(spec: str, framework: str | None = None) -> Any:
             raise SpecError(f"{spec!r}: the {parts[1]} zoo has {', '.join(sorted(zoo.ZOO))}")
         return zoo.build(parts[2])[0]
     if ":" in spec:
-        module_name, _, attr = spec.partition(":")
+        from finetuner.factories import from_factory
+
         try:
-            factory = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
-            raise SpecError(f"cannot import {spec!r}: {exc}") from exc
-        return factory() if callable(factory) and not _is_model(factory) else factory
+            return from_factory(spec, "model", _is_model)
+        except ValueError as exc:
+            raise SpecError(str(exc)) from exc.__cause__
     raise SpecError(f"{spec!r} is not a model: give PATH.onnx, package.module:factory or zoo:FRAMEWORK:NAME")
 
 

@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how the next queries are chosen")
     parser.add_argument("--save", default=None,
                         help="also write the tuned model here at the end (finetuner.save: an .onnx file that "
-                             "finetuner.load reads back)")
+                             "finetuner.load reads back; a text model's tokenizer goes beside it)")
     _label_inputs.add_arguments(parser)
 
 
@@ -138,6 +138,6 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if args.save:
         inputs = ModelInputs.for_model(tuned, **options)
-        path = save_model(tuned, args.save, sample_input=stack_contents(docs[:2], inputs))
+        path = save_model(tuned, args.save, stack_contents(docs[:2], inputs), tokenizer=inputs.tokenizer)
         print(f"tuned model saved to {path}")
     return 0

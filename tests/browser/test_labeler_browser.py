@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [pytest.mark.browser]  # no skip: a machine without Chromium fails these tests, as .ci/run says
