@@ -26,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "save_binary(protocol='protobuf-array'))")
     parser.add_argument("--model", default=None,
                         help="a model saved with finetuner.save (.onnx; torch, keras or paddle), "
-                             "package.module:factory (e.g. torchvision.models:resnet18), zoo:FRAMEWORK:NAME, or, "
+                             "package.module:factory (e.g. torchvision.models:resnet18), zoo:FRAMEWORK:NAME, a "
+                             "Hugging Face model's folder (config.json + safetensors), or, "
                              "with --trust-pickle only, a whole torch model saved with torch.save (.pt); default: "
                              "a small torch MLP for the digits")
     parser.add_argument("--trust-pickle", action="store_true",
