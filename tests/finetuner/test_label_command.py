@@ -32,15 +32,21 @@ def free_port() -> int:
 
 
 class LabelCommand:
-    """``python -m finetuner label ARGS`` on a free port, up once it printed its address with the token."""
+    """``python -m finetuner label ARGS`` on a free port, up once it printed its address with the token.
 
-    def __init__(self, args: list[str], workdir: Path, timeout: float = 240) -> None:
+    ``python``, ``cwd`` and ``env``: another installation's (a wheel in a fresh venv); default this checkout's.
+    """
+
+    def __init__(
+        self, args: list[str], workdir: Path, timeout: float = 240, python: str | Path = sys.executable,
+        cwd: Path = ROOT, env: dict[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         self.log_path = workdir.parent / f"label-{self.port}.log"
         self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed by stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "finetuner", "label", *args, "--workdir", str(workdir), "--port", str(self.port)],
-            cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            [str(python), "-m", "finetuner", "label", *args, "--workdir", str(workdir), "--port", str(self.port)],
+            cwd=cwd, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.time() + timeout
         while True:  # the address with the token, as the user sees it printed
