@@ -1,7 +1,8 @@
 """A text pool in a real Chromium: ``finetuner label --data texts.txt`` with the pretrained MiniLM, end to end.
 
 Label by mouse and keyboard, read a long text with "more", fit, the next questions come from the new model, Finish; the
-saved model is exported and served by onnxruntime with the embeddings of the tuned model.
+saved model's tokenizer is beside it, and the model is exported with it and served by onnxruntime with the
+embeddings of the tuned model.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def test_label_a_text_pool_fit_and_finish_with_an_exportable_model(browser, mini
     import finetuner
     from finetuner.data import tokenizer_collate
     from finetuner.labeler.text import load_tokenizer
+    from finetuner.onnx_meta import EmbeddingModelMeta
 
     _, saved, tokenizer_folder = minilm_embedding
     data = tmp_path / "texts.txt"
@@ -104,10 +106,15 @@ def test_label_a_text_pool_fit_and_finish_with_an_exportable_model(browser, mini
         log.close()
 
     tuned = finetuner.load(out)
-    collate = tokenizer_collate(load_tokenizer(str(tokenizer_folder)))
+    # the tokenizer travelled with --save: `finetuner label --model tuned.onnx` finds it there, and export uses it
+    sidecar = load_tokenizer(str(tmp_path / "tuned.tokenizer"))
+    collate = tokenizer_collate(sidecar)
     batch = collate(["a rocket on the launch pad", "a plate of pasta"])
-    session = ort.InferenceSession(str(finetuner.export(tuned, tmp_path / "served.onnx")),
-                                   providers=["CPUExecutionProvider"])
+    assert batch["input_ids"].tolist() == tokenizer_collate(load_tokenizer(str(tokenizer_folder)))(
+        ["a rocket on the launch pad", "a plate of pasta"])["input_ids"].tolist()
+    served_path = finetuner.export(tuned, tmp_path / "served.onnx", tokenizer=sidecar)
+    assert EmbeddingModelMeta.from_file(served_path).kind == "text"
+    session = ort.InferenceSession(str(served_path), providers=["CPUExecutionProvider"])
     feed = {i.name: batch[i.name] for i in session.get_inputs()}
     np.testing.assert_allclose(session.run(None, feed)[0], finetuner.embed(feed, tuned), atol=1e-4)
     untrained = finetuner.embed(feed, finetuner.load(saved))
