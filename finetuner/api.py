@@ -176,7 +176,8 @@ def fit(
         logdir: write ``metrics.csv``/``metrics.json`` and ``training.png`` (loss and metrics per epoch) there.
         progress: show a progress bar and print the final summary.
         interactive: open the Labeler in the browser on ``train_data`` (an unlabelled pool) instead; the
-            model learns from the labels as they arrive (see :func:`finetuner.labeler.run`).
+            model learns from the labels as they arrive (see :func:`finetuner.labeler.run`). ``preprocess_fn``,
+            ``collate_fn`` and ``tokenizer`` make its input as here; a text model's tokenizer is saved with it.
         labeler_options: more arguments of :func:`finetuner.labeler.run` (``workdir``, ``port``,
             ``open_browser``, ``strategy``, ``top_k``, ...).
     Returns:
