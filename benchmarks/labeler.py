@@ -360,8 +360,8 @@ def latency_markdown(results: dict) -> str:
         "",
         *_latency_rows(lat, "text"),
         "",
-        f"The pool's embedding is not in these times: it happens once at start (and again in the background after "
-        f"each fit). Flow start with the 10,000 texts embedded by the Executor (1 torch thread): {lat['start_s']} s.",
+        "The pool's embedding is not in these times: it happens once, in the Flow start above (the index "
+        "Executor embeds every text with 1 torch thread), and again in the background after each fit.",
     ]) + "\n"
 
 
