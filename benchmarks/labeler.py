@@ -256,8 +256,8 @@ def text_efficiency(
     curves: dict[str, list[list[float]]] = {}
     counts: list[int] = []
     select_ms: list[float] = []
-    for strategy in ("random", "uncertainty", "diversity"):
-        for seed in range(seeds):
+    for seed in range(seeds):  # seed by seed: a run cut short still has every strategy's curves for its seeds
+        for strategy in ("random", "uncertainty", "diversity"):
             started = time.perf_counter()
             run = simulate(
                 model_factory, texts["pool"], classes["pool"], texts["test"], classes["test"], strategy=strategy,
@@ -349,6 +349,30 @@ def text_markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def latency_markdown(results: dict) -> str:
+    lat = results["latency"]
+    load = ", ".join(f"{a:.1f}/{b:.1f}" for a, b in zip(results["load_before"], results["load_after"]))
+    return "\n".join([
+        "# Labeler benchmark: next questions on a 10,000-text pool (WordNet, pretrained all-MiniLM-L6-v2)",
+        "",
+        f"Machine: {results['machine']}. Command: `{results['command']}` (under the heavy lock). Load average "
+        f"(1/5/15 min) before/after: {load}: the machine was shared, so absolute times are noisy.",
+        "",
+        *_latency_rows(lat, "text"),
+        "",
+        "The pool's embedding is not in these times: it happens once, in the Flow start above (the index "
+        "Executor embeds every text with 1 torch thread), and again in the background after each fit.",
+    ]) + "\n"
+
+
+def write_results(name: str, results: dict, text: str) -> None:
+    """``benchmarks/results/<name>.json`` and ``.md``; prints the Markdown."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2))
+    (RESULTS / f"{name}.md").write_text(text)
+    print(text)
+
+
 def markdown(results: dict) -> str:
     lat, eff = results["latency"], results["labels"]
     lines = [
@@ -382,8 +406,21 @@ def main() -> None:
                         help="text run: the train_fn's learning rate (default: the Labeler's, AdamW 5e-5 here)")
     parser.add_argument("--text-rounds", type=int, default=8)
     parser.add_argument("--no-latency", action="store_true", help="text run: skip the 10,000-text Flow")
+    parser.add_argument("--latency-only", action="store_true",
+                        help="text run: only the 10,000-text Flow (timing: run it under the heavy lock), written to "
+                             "labeler_text_latency.json/.md")
     args = parser.parse_args()
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    if args.text and args.latency_only:
+        results = {
+            "machine": machine,
+            "command": "python benchmarks/labeler.py " + " ".join(sys.argv[1:]),
+            "load_before": os.getloadavg(),
+            "latency": text_latency(args.pool, rounds=args.rounds, questions=3, top_k=8),
+            "load_after": os.getloadavg(),
+        }
+        write_results("labeler_text_latency", results, latency_markdown(results))
+        return
     if args.text:
         results = {
             "machine": machine,

@@ -176,7 +176,8 @@ def fit(
         logdir: write ``metrics.csv``/``metrics.json`` and ``training.png`` (loss and metrics per epoch) there.
         progress: show a progress bar and print the final summary.
         interactive: open the Labeler in the browser on ``train_data`` (an unlabelled pool) instead; the
-            model learns from the labels as they arrive (see :func:`finetuner.labeler.run`).
+            model learns from the labels as they arrive (see :func:`finetuner.labeler.run`). ``preprocess_fn``,
+            ``collate_fn`` and ``tokenizer`` make its input as here; a text model's tokenizer is saved with it.
         labeler_options: more arguments of :func:`finetuner.labeler.run` (``workdir``, ``port``,
             ``open_browser``, ``strategy``, ``top_k``, ...).
     Returns:
@@ -214,7 +215,7 @@ def fit(
         from finetuner import labeler
 
         options = {"open_browser": True, **(labeler_options or {})}
-        data_options = {"preprocess_fn": preprocess_fn, "collate_fn": collate_fn}
+        data_options = {"preprocess_fn": preprocess_fn, "collate_fn": collate_fn, "tokenizer": tokenizer}
         return labeler.run(model, train_data, epochs=epochs, **data_options, **options)
     if labeler_options:
         raise TypeError("labeler_options apply only with interactive=True")
@@ -292,7 +293,7 @@ def fit(
     _HISTORIES[tuner.model] = state.history
     _SUMMARIES[tuner.model] = result
     if tokenizer is not None:
-        _TOKENIZERS[tuner.model] = tokenizer
+        remember_tokenizer(tuner.model, tokenizer)
     if progress:
         print(result, file=sys.stderr)
     return tuner.model
@@ -312,6 +313,15 @@ def summary(model: Any) -> FitSummary:
         return _SUMMARIES[model]
     except (KeyError, TypeError):
         raise KeyError("this model did not come from finetuner.fit in this process") from None
+
+
+def remember_tokenizer(model: Any, tokenizer: Any) -> None:
+    """Record ``tokenizer`` as the one ``model`` was trained with (what :func:`tokenizer_of` then gives, and
+    ``finetuner.export``/``embed`` use): done by ``fit`` and by the Labeler for the models they return."""
+    try:
+        _TOKENIZERS[model] = tokenizer
+    except TypeError:
+        pass  # a model that cannot be weakly referenced: export/embed need tokenizer= then
 
 
 def tokenizer_of(model: Any) -> Any:

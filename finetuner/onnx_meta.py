@@ -352,6 +352,24 @@ def save_tokenizer(tokenizer: Any, folder: str | os.PathLike) -> Path:
     return folder
 
 
+def write_tokenizer_beside(model_path: str | os.PathLike, tokenizer: Any) -> Path:
+    """Save ``tokenizer`` to ``<stem>.tokenizer/`` beside a ``finetuner.save`` file (replacing an older one), where
+    :func:`tokenizer_dir` finds it: a saved text model then needs nothing else to be labelled or tuned again.
+
+    The folder is written under a temporary name and moved into place, so a crash leaves the old one or the new.
+    """
+    path = Path(model_path)
+    target = path.with_name(path.stem + TOKENIZER_SUFFIX)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{target.name}.") as tmp:
+        staging = save_tokenizer(tokenizer, Path(tmp) / "new")
+        _fsync_tree(staging)
+        if target.is_dir():
+            os.replace(target, Path(tmp) / "old")
+        os.replace(staging, target)
+        fsync_dir(path.parent)
+    return target
+
+
 _TOKENIZER_FILES = (
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "merges.txt",
     "vocab.json", "sentencepiece.bpe.model", "spiece.model",

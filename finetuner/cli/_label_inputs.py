@@ -73,7 +73,7 @@ def require_model(args: argparse.Namespace) -> None:
     """Images and texts need a model that takes them: the default digits MLP does not."""
     if args.model is None and is_user_data(args.data):
         raise ValueError(f"--data {args.data} needs --model, e.g. torchvision.models:resnet18 --output-dim 64 for "
-                         "images or zoo:torch:minilm --output-dim 64 for text")
+                         "images or a Hugging Face model folder --output-dim 64 for text")
 
 
 def data_options(args: argparse.Namespace, docs: Any, model: Any) -> dict[str, Any]:

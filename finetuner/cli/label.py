@@ -26,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "save_binary(protocol='protobuf-array'))")
     parser.add_argument("--model", default=None,
                         help="a model saved with finetuner.save (.onnx; torch, keras or paddle), "
-                             "package.module:factory (e.g. torchvision.models:resnet18), zoo:FRAMEWORK:NAME, or, "
+                             "package.module:factory (e.g. torchvision.models:resnet18), zoo:FRAMEWORK:NAME, a "
+                             "Hugging Face model's folder (config.json + safetensors), or, "
                              "with --trust-pickle only, a whole torch model saved with torch.save (.pt); default: "
                              "a small torch MLP for the digits")
     parser.add_argument("--trust-pickle", action="store_true",
@@ -46,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how the next queries are chosen")
     parser.add_argument("--save", default=None,
                         help="also write the tuned model here at the end (finetuner.save: an .onnx file that "
-                             "finetuner.load reads back)")
+                             "finetuner.load reads back; a text model's tokenizer goes beside it)")
     _label_inputs.add_arguments(parser)
 
 
@@ -138,6 +139,6 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if args.save:
         inputs = ModelInputs.for_model(tuned, **options)
-        path = save_model(tuned, args.save, sample_input=stack_contents(docs[:2], inputs))
+        path = save_model(tuned, args.save, stack_contents(docs[:2], inputs), tokenizer=inputs.tokenizer)
         print(f"tuned model saved to {path}")
     return 0

@@ -143,6 +143,8 @@ def tokenizer_collate(
     keep only these of the three (the model's inputs, e.g. a model exported without ``token_type_ids``).
     ``chunked``: when sorting the rows by length and cutting them in two (at least 32 rows each) saves 25% of
     the padded tokens, return :class:`Chunks` of two padded dicts instead (for backends that run chunks).
+    The returned function's ``tokenizer`` attribute is ``tokenizer``: the Labeler writes it beside the models it
+    saves, so a text model travels with the tokenizer it was trained with.
     """
     if max_length < 1:
         raise ValueError(f"max_length must be >= 1, got {max_length}")
@@ -152,6 +154,7 @@ def tokenizer_collate(
     )
     if "input_ids" not in wanted:
         raise ValueError(f"the model's inputs {list(input_names or [])} take no input_ids: it is not a text model")
+    original = tokenizer
     if hasattr(tokenizer, "encode_batch"):  # a `tokenizers.Tokenizer`: truncate a copy (keeps [SEP])
         tokenizer = type(tokenizer).from_str(tokenizer.to_str())
         tokenizer.no_padding()
@@ -182,4 +185,5 @@ def tokenizer_collate(
             return _pad(encoded, parts[0], names)
         return Chunks([_pad(encoded, rows, names) for rows in parts], np.concatenate(parts))
 
+    collate.tokenizer = original  # type: ignore[attr-defined]  # what a save/export of the model writes beside it
     return collate

@@ -71,6 +71,7 @@ class Labeler:
         token: str | None = None,
         preprocess_fn: Any = None,
         collate_fn: Any = None,
+        tokenizer: Any = None,
         **settings: Any,
     ) -> None:
         from finetuner.labeler.executors import check_settings
@@ -79,7 +80,9 @@ class Labeler:
         self.workdir = Workdir(workdir).create()
         self.host = host
         self.port = port
-        self.inputs = ModelInputs.for_model(model, preprocess_fn=preprocess_fn, collate_fn=collate_fn)
+        self.inputs = ModelInputs.for_model(
+            model, preprocess_fn=preprocess_fn, collate_fn=collate_fn, tokenizer=tokenizer
+        )
         self.embed_fn = embed_fn or default_embed_fn
         self.train_fn = train_fn or make_train_fn(inputs=self.inputs)
         self.max_candidates = max_candidates
@@ -179,9 +182,14 @@ class Labeler:
             time.sleep(poll_s)
 
     def tuned_model(self) -> Any:
-        """The model with the newest fitted weights of this workdir loaded (the same object as passed in)."""
+        """The model with the newest fitted weights of this workdir loaded (the same object as passed in); a text
+        model's tokenizer is remembered for it, so ``finetuner.export(model, path)`` writes it beside the file."""
         if self.workdir.latest_checkpoint() is not None:
             self.workdir.load_checkpoint_into(self.model)
+        if self.inputs.tokenizer is not None:
+            from finetuner.api import remember_tokenizer
+
+            remember_tokenizer(self.model, self.inputs.tokenizer)
         return self.model
 
     def close(self) -> None:
@@ -220,6 +228,7 @@ def run(
     token: str | None = None,
     preprocess_fn: Any = None,
     collate_fn: Any = None,
+    tokenizer: Any = None,
 ) -> Any:
     """Label ``unlabeled_docs`` interactively in the browser while ``model`` learns from the labels.
 
@@ -230,13 +239,14 @@ def run(
     settings. ``token``: the secret every request must carry (default: random per run, printed in the URL).
     ``preprocess_fn`` and ``collate_fn`` are ``finetuner.fit``'s data options: they make the model's input from
     the pool's Documents, both for embedding the pool and for training (text models: a ``collate_fn`` that
-    tokenises, e.g. ``finetuner.data.tokenizer_collate(tokenizer)``). Returns ``model`` with the newest fitted
-    weights.
+    tokenises, e.g. ``finetuner.data.tokenizer_collate(tokenizer)``, or ``tokenizer=`` that makes it). A text
+    model's tokenizer is saved beside the models the page saves and exported with the returned one. Returns
+    ``model`` with the newest fitted weights.
     """
     labeler = Labeler(
         model, unlabeled_docs, workdir=workdir, port=port, host=host, embed_fn=embed_fn, train_fn=train_fn,
-        max_candidates=max_candidates, preprocess_fn=preprocess_fn, collate_fn=collate_fn, top_k=top_k,
-        questions=questions, epochs=epochs, strategy=strategy, token=token,
+        max_candidates=max_candidates, preprocess_fn=preprocess_fn, collate_fn=collate_fn, tokenizer=tokenizer,
+        top_k=top_k, questions=questions, epochs=epochs, strategy=strategy, token=token,
     )
 
     def _interrupt(signum: int, frame: Any) -> None:

@@ -353,7 +353,8 @@ class TunerExecutor(Executor):
 
     Framework-neutral: checkpoints hold the model's weights as numpy arrays (its Tuner's ``get_weights``), and
     "save" writes ``finetuner.save``'s ONNX Graph file (``exports/model.onnx``, read back by ``finetuner.load``),
-    plus on request ``finetuner.export``'s serving model (``exports/embedding.onnx``).
+    plus on request ``finetuner.export``'s serving model (``exports/embedding.onnx``); a text model's tokenizer
+    goes beside both, as ``finetuner.export`` writes it.
     """
 
     def __init__(self, workdir: str, session: str, labeler_pid: int = 0, **kwargs: Any) -> None:
@@ -429,10 +430,11 @@ class TunerExecutor(Executor):
         return self._sample
 
     def _write(self, model: Any, export: bool) -> dict:
-        out = {"path": str(save_model(model, self.workdir.exports / "model.onnx", self._sample_input()))}
+        tokenizer = self.inputs.tokenizer  # a text model's, written beside both files
+        out = {"path": str(save_model(model, self.workdir.exports / "model.onnx", self._sample_input(), tokenizer))}
         if export:
             out["export_path"] = str(
-                export_model(model, self.workdir.exports / "embedding.onnx", sample_input=self._sample_input())
+                export_model(model, self.workdir.exports / "embedding.onnx", self._sample_input(), tokenizer)
             )
         return out
 

@@ -70,6 +70,11 @@ class ModelInputs:
             raise ValueError("no documents to make a batch of")
         return self.collate(self.contents(docs))
 
+    @property
+    def tokenizer(self) -> Any:
+        """The tokenizer inside ``collate_fn`` (one made by ``finetuner.data.tokenizer_collate``), or None."""
+        return getattr(self.collate_fn, "tokenizer", None)
+
     def loader_options(self) -> dict[str, Any]:
         """The options for ``Tuner.fit``'s loader, so that training sees the same inputs as the index."""
         options: dict[str, Any] = {"collate_fn": self.collate}
@@ -79,11 +84,22 @@ class ModelInputs:
 
     @classmethod
     def for_model(
-        cls, model: Any, preprocess_fn: Callable | None = None, collate_fn: Callable | None = None
+        cls, model: Any, preprocess_fn: Callable | None = None, collate_fn: Callable | None = None,
+        tokenizer: Any = None,
     ) -> ModelInputs:
-        """The inputs of ``model``: its graph's input names when it came from ``to_embedding``/``load``."""
+        """The inputs of ``model``: its graph's input names when it came from ``to_embedding``/``load``.
+
+        ``tokenizer`` (``fit``'s option; not with ``collate_fn``) makes the ``collate_fn``:
+        ``finetuner.data.tokenizer_collate(tokenizer)`` keeping the model's inputs.
+        """
         from finetuner.tailor import graph_of
 
         graph = graph_of(model)
         names = tuple(graph.input_names) if graph is not None else None
+        if tokenizer is not None:
+            if collate_fn is not None:
+                raise TypeError("pass either tokenizer or collate_fn, not both (tokenizer makes the collate_fn)")
+            from finetuner.data import tokenizer_collate
+
+            collate_fn = tokenizer_collate(tokenizer, input_names=names)
         return cls(preprocess_fn=preprocess_fn, collate_fn=collate_fn, input_names=names)

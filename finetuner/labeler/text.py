@@ -9,7 +9,6 @@ a ``transformers`` fast tokenizer offline).
 
 from __future__ import annotations
 
-import importlib
 import os
 from pathlib import Path
 from typing import Any
@@ -30,12 +29,9 @@ def load_tokenizer(spec: str) -> Any:
     if path.is_dir():
         return _pretrained(path)
     if ":" in spec:
-        module_name, _, attr = spec.partition(":")
-        try:
-            factory = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
-            raise ValueError(f"cannot import tokenizer {spec!r}: {exc}") from exc
-        return factory() if callable(factory) and not hasattr(factory, "encode") else factory
+        from finetuner.factories import from_factory
+
+        return from_factory(spec, "tokenizer", lambda obj: hasattr(obj, "encode"))
     raise ValueError(f"tokenizer {spec!r} is neither a folder, a tokenizer.json nor package.module:factory")
 
 

@@ -102,25 +102,34 @@ def clone_model(model: Any) -> Any:
     return copy.deepcopy(model)
 
 
-def save_model(model: Any, path: Any, sample_input: Any = None) -> Any:
+def save_model(model: Any, path: Any, sample_input: Any = None, tokenizer: Any = None) -> Any:
     """``finetuner.save(model, path)``: the model's Graph with its current weights, framework-neutral.
 
     ``sample_input`` (e.g. two pool items) is used only for models that did not come from ``to_embedding``.
+    ``tokenizer`` (a text model's): written to ``<stem>.tokenizer/`` beside the file, where ``finetuner label
+    --model`` and :func:`finetuner.onnx_meta.tokenizer_dir` find it.
     """
     if _is_remote(model):
-        return Path(model.call("save", str(path), sample_input))
-    from finetuner.persistence import save
+        saved = Path(model.call("save", str(path), sample_input))
+    else:
+        from finetuner.persistence import save
 
-    return save(model, path, sample_input=sample_input)
+        saved = save(model, path, sample_input=sample_input)
+    if tokenizer is not None:
+        from finetuner.onnx_meta import write_tokenizer_beside
+
+        write_tokenizer_beside(saved, tokenizer)
+    return saved
 
 
-def export_model(model: Any, path: Any, sample_input: Any = None) -> Any:
-    """``finetuner.export(model, path)``: a serving-ready ONNX embedding model (checked against ``model``)."""
+def export_model(model: Any, path: Any, sample_input: Any = None, tokenizer: Any = None) -> Any:
+    """``finetuner.export(model, path)``: a serving-ready ONNX embedding model (checked against ``model``), with a
+    text model's ``tokenizer`` in its sidecar folder."""
     if _is_remote(model):
-        return Path(model.call("export", str(path), sample_input))
+        return Path(model.call("export", str(path), sample_input, tokenizer))
     from finetuner.exporting import export
 
-    return export(model, path, sample_input=sample_input)
+    return export(model, path, sample_input=sample_input, tokenizer=tokenizer)
 
 
 def _is_remote(model: Any) -> bool:

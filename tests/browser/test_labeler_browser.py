@@ -16,7 +16,6 @@ import pytest
 
 from tests.processes import free_port
 
-CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [pytest.mark.browser]  # no skip: a machine without Chromium fails these tests, as .ci/run says
@@ -83,6 +82,20 @@ def open_page(browser, url: str):
     page.wait_for_selector("body[data-ready=true]")
     page.wait_for_selector(".question .match")
     return page
+
+
+def submit_for_questions_of(page, version: int, submit) -> None:
+    """``submit()`` the round: the next questions it brings are asked by model ``version``."""
+    with page.expect_response(lambda r: "/api/questions" in r.url, timeout=60_000) as answer:
+        submit()
+    assert answer.value.json()["model_version"] == version
+
+
+def finish(page, command, timeout: float = 180) -> None:
+    """Press Finish: the command (a ``LabelCommand``) exits with status 0."""
+    page.click("#finish")
+    assert command.proc.wait(timeout=timeout) == 0, command.output()[-3000:]
+    page.close()
 
 
 def expect_text(page, selector: str, text: str, timeout: float = 30_000) -> None:

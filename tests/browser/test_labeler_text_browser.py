@@ -1,24 +1,25 @@
 """A text pool in a real Chromium: ``finetuner label --data texts.txt`` with the pretrained MiniLM, end to end.
 
 Label by mouse and keyboard, read a long text with "more", fit, the next questions come from the new model, Finish; the
-saved model is exported and served by onnxruntime with the embeddings of the tuned model.
+saved model's tokenizer is beside it, and the model is exported with it and served by onnxruntime with the
+embeddings of the tuned model.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import re
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 
-from tests.browser.test_labeler_browser import ROOT, current_questions, expect_text, open_page
-from tests.processes import free_port
+from tests.browser.test_labeler_browser import (
+    current_questions,
+    expect_text,
+    finish,
+    open_page,
+    submit_for_questions_of,
+)
+from tests.finetuner.test_label_command import LabelCommand
 
 pytestmark = pytest.mark.browser
 
@@ -39,29 +40,19 @@ def test_label_a_text_pool_fit_and_finish_with_an_exportable_model(browser, mini
     import finetuner
     from finetuner.data import tokenizer_collate
     from finetuner.labeler.text import load_tokenizer
+    from finetuner.onnx_meta import EmbeddingModelMeta
 
     _, saved, tokenizer_folder = minilm_embedding
     data = tmp_path / "texts.txt"
     data.write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
-    port, out = free_port(), tmp_path / "tuned.onnx"
-    log = open(tmp_path / "labeler.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "finetuner", "label", "--data", str(data), "--model", str(saved), "--tokenizer",
-         str(tokenizer_folder), "--workdir", str(tmp_path / "wd"), "--port", str(port), "--questions", "2",
+    out = tmp_path / "tuned.onnx"
+    command = LabelCommand(
+        ["--data", str(data), "--model", str(saved), "--tokenizer", str(tokenizer_folder), "--questions", "2",
          "--top-k", "4", "--epochs", "2", "--save", str(out)],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        tmp_path / "wd",
     )
     try:
-        deadline = time.time() + 120
-        while True:  # the address with the token, as the user sees it printed
-            output = (tmp_path / "labeler.log").read_text(errors="replace")
-            assert proc.poll() is None, output[-3000:]
-            printed = re.search(r"Labeler: (http://\S+/\?token=\S+)", output)
-            if printed:
-                break
-            assert time.time() < deadline, "the Labeler did not come up in 120 s"
-            time.sleep(0.3)
-        page = open_page(browser, printed.group(1))
+        page = open_page(browser, f"{command.url}/?token={command.token}")
         assert page.locator(".card.text-card").count() == 2 * 5
         # the long text: clamped, "more" shows it whole and labels nothing
         page.locator(".question").first.locator(".match").first.click()  # focus question 1, relevant
@@ -87,28 +78,26 @@ def test_label_a_text_pool_fit_and_finish_with_an_exportable_model(browser, mini
         # the next round is asked by model v1
         second_round = current_questions(page)
         page.keyboard.press("a")
-        with page.expect_response(lambda r: "/api/questions" in r.url, timeout=60_000) as answer:
-            page.keyboard.press("Enter")
-        assert answer.value.json()["model_version"] == 1
+        submit_for_questions_of(page, 1, lambda: page.keyboard.press("Enter"))
         expect_text(page, "#stat-labelled", "16", timeout=30_000)
         asked = {q for q, _ in first_round + second_round}
         page.wait_for_function("qs => ![...document.querySelectorAll('.question')].some(b => qs.includes(b.dataset.queryId))",
                                arg=sorted(asked))
         assert not {q for q, _ in current_questions(page)} & asked
-        page.click("#finish")
-        assert proc.wait(timeout=120) == 0, (tmp_path / "labeler.log").read_text()[-3000:]
-        page.close()
+        finish(page, command)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-        log.close()
+        command.stop()
 
     tuned = finetuner.load(out)
-    collate = tokenizer_collate(load_tokenizer(str(tokenizer_folder)))
+    # the tokenizer travelled with --save: `finetuner label --model tuned.onnx` finds it there, and export uses it
+    sidecar = load_tokenizer(str(tmp_path / "tuned.tokenizer"))
+    collate = tokenizer_collate(sidecar)
     batch = collate(["a rocket on the launch pad", "a plate of pasta"])
-    session = ort.InferenceSession(str(finetuner.export(tuned, tmp_path / "served.onnx")),
-                                   providers=["CPUExecutionProvider"])
+    assert batch["input_ids"].tolist() == tokenizer_collate(load_tokenizer(str(tokenizer_folder)))(
+        ["a rocket on the launch pad", "a plate of pasta"])["input_ids"].tolist()
+    served_path = finetuner.export(tuned, tmp_path / "served.onnx", tokenizer=sidecar)
+    assert EmbeddingModelMeta.from_file(served_path).kind == "text"
+    session = ort.InferenceSession(str(served_path), providers=["CPUExecutionProvider"])
     feed = {i.name: batch[i.name] for i in session.get_inputs()}
     np.testing.assert_allclose(session.run(None, feed)[0], finetuner.embed(feed, tuned), atol=1e-4)
     untrained = finetuner.embed(feed, finetuner.load(saved))

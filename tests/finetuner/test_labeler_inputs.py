@@ -120,6 +120,7 @@ def test_fit_interactive_labels_text_with_the_same_collate_fn_and_returns_the_tu
     after = call(port, "GET", "/api/questions?client=t")
     assert after["model_version"] == 1
     assert not {q["query_id"] for q in after["questions"]} & {q["query_id"] for q in first["questions"]}
+    saved = call(port, "POST", "/api/save", {})  # the page's save: the tokenizer goes beside the model
     call(port, "POST", "/api/stop", {})
     thread.join(timeout=60)
     assert not thread.is_alive(), "fit(interactive=True) did not return after Finish"
@@ -130,6 +131,38 @@ def test_fit_interactive_labels_text_with_the_same_collate_fn_and_returns_the_tu
     inputs = ModelInputs.for_model(tuned, collate_fn=collate)  # without the token_type_ids the model does not take
     tuned_embeddings = finetuner.embed(inputs.collate(["a rocket on the launch pad", "a plate of pasta"]), tuned)
     assert tuned_embeddings.shape == (2, 32)  # (exported and served: tests/browser/test_labeler_text_browser.py)
+    assert finetuner.api.tokenizer_of(tuned) is collate.tokenizer  # finetuner.export(tuned, path) writes it
+
+    # `finetuner label --model exports/model.onnx` on texts needs nothing else: the tokenizer is found beside it
+    from finetuner.cli import _label_inputs, build_parser
+    from finetuner.labeler.sources import load_pool
+
+    assert (tmp_path / "wd" / "exports" / "model.tokenizer" / "tokenizer.json").is_file(), saved
+    (tmp_path / "t.txt").write_text("a rocket on the launch pad\na plate of pasta\n")
+    args = build_parser().parse_args(["label", "--data", str(tmp_path / "t.txt"), "--model", saved["path"]])
+    again = _label_inputs.data_options(args, load_pool(tmp_path / "t.txt"), model=None)["collate_fn"]
+    np.testing.assert_array_equal(again(["a plate of pasta"])["input_ids"], collate(["a plate of pasta"])["input_ids"])
+
+
+def test_the_tokenizer_option_makes_the_collate_fn_and_travels_with_the_tuned_model(tmp_path):
+    """``fit(..., interactive=True, tokenizer=tok)`` as without ``interactive``: the tokenizer tokenises the pool
+    (keeping the model's inputs) and is remembered for the returned model, so ``finetuner.export`` writes it."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    import finetuner
+    from finetuner.labeler import Labeler
+    from finetuner.labeler.inputs import ModelInputs
+
+    tokenizer = Tokenizer(models.WordLevel({"[UNK]": 0, "soup": 1, "bread": 2}, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    model = torch.nn.Sequential(torch.nn.Embedding(3, 4), torch.nn.Flatten(), torch.nn.LazyLinear(2))
+    inputs = ModelInputs.for_model(model, tokenizer=tokenizer)
+    assert inputs.tokenizer is tokenizer
+    assert inputs.collate(["soup bread", "bread"])["input_ids"].tolist() == [[1, 2], [2, 0]]
+    with pytest.raises(TypeError, match="either tokenizer or collate_fn"):
+        ModelInputs.for_model(model, tokenizer=tokenizer, collate_fn=lambda texts: texts)
+    labeler = Labeler(model, text_pool(), workdir=tmp_path / "wd", tokenizer=tokenizer)
+    assert labeler.tuned_model() is model and finetuner.api.tokenizer_of(model) is tokenizer
 
 
 def test_an_image_folder_is_embedded_and_trained_through_the_preprocess_fn(tmp_path):

@@ -1,4 +1,6 @@
-"""An installed finetuner (a wheel, not the checkout) runs ``finetuner demo`` and ``finetuner label --help``.
+"""An installed finetuner (a wheel, not the checkout) runs ``finetuner demo``, ``finetuner label --help`` and
+the README's ``finetuner label --data ./folder_of_jpegs --model torchvision.models:resnet18 --output-dim 64``
+(started, asked for questions with its token, stopped; labelling it is tests/browser/test_labeler_image_browser.py).
 
 The fresh venv reaches the frameworks of the running interpreter's environment through a plain path entry
 (no reinstall of several GB), but not its editable finetuner, nor the repository's ``models/`` zoo: the
@@ -18,9 +20,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
+ENV = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+
+
 def run(args: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(args, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, f"{args}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result
 
@@ -50,7 +54,23 @@ def test_a_wheel_installed_in_a_fresh_venv_runs_the_demo_and_the_labeler_help(tm
     assert where[1] == "None", "the repository's models/ zoo is importable: the test would prove nothing"
 
     help_text = run([str(env_dir / "bin" / "finetuner"), "label", "--help"], cwd=tmp_path).stdout
-    assert "--trust-pickle" in help_text and "--data" in help_text
+    assert "--trust-pickle" in help_text and "--data" in help_text and "Hugging Face model's folder" in help_text
     demo = run([str(python), "-m", "finetuner", "demo", "--epochs", "3", "--no-progress", "--out",
                 str(tmp_path / "demo")], cwd=tmp_path)
     assert "the 5 nearest digits" in demo.stdout and (tmp_path / "demo" / "digits-embedding.onnx").is_file()
+
+    from tests.browser.test_labeler_image_browser import write_jpegs
+    from tests.finetuner.test_label_command import LabelCommand
+
+    write_jpegs(tmp_path / "folder_of_jpegs", per_colour=2)
+    command = LabelCommand(
+        ["--data", "./folder_of_jpegs", "--model", "torchvision.models:resnet18", "--output-dim", "64",
+         "--questions", "2", "--top-k", "3"],
+        tmp_path / "wd", python=python, cwd=tmp_path, env=ENV,
+    )
+    try:
+        asked = command.call("GET", "/api/questions?client=t")
+        assert len(asked["questions"]) == 2 and {c["kind"] for c in asked["cards"].values()} == {"image"}
+        assert command.finish() == 0, command.output()[-3000:]
+    finally:
+        command.stop()
