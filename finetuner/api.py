@@ -224,10 +224,8 @@ def fit(
         if collate_fn is not None:
             raise TypeError("pass either tokenizer or collate_fn, not both (tokenizer makes the collate_fn)")
         from finetuner.data import tokenizer_collate
-        from finetuner.tuner import tuner_class
 
-        chunked = tuner_class(framework).runs_chunks
-        collate_fn = tokenizer_collate(tokenizer, input_names=_input_names(model), chunked=chunked)
+        collate_fn = tokenizer_collate(tokenizer, input_names=_input_names(model), chunked=True)
     from finetuner import data as fdata
 
     train_data = _as_training_data(train_data, preprocess_fn, augment_fn)
@@ -339,7 +337,7 @@ def embed(docs: Any, model: Any, batch_size: int = 256, preprocess_fn: Callable 
 
     tokenizer = tokenizer if tokenizer is not None else tokenizer_of(model)
     if collate_fn is None and tokenizer is not None:
-        collate_fn = tokenizer_collate(tokenizer, input_names=_input_names(model), chunked=tuner.runs_chunks)
+        collate_fn = tokenizer_collate(tokenizer, input_names=_input_names(model), chunked=True)
     dataset = as_dataset(docs, preprocess_fn=preprocess_fn)
     if dataset.kind == "instance":  # one row per item as it is, not two augmented training views
         dataset = ClassDataset(dataset.items, [0] * len(dataset), preprocess_fn)

@@ -8,8 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from finetuner.data.content import Chunks
-from finetuner.tuner import optim
+from finetuner.tuner import chunked, optim
 from finetuner.tuner.base import BaseTuner
 from finetuner.tuner.distributed import World
 from finetuner.tuner.pytorch import distributed
@@ -32,6 +31,21 @@ def _to_tensor(value: Any, device: str) -> Any:
     return torch.as_tensor(array, device=device)
 
 
+FUSED = ("adam", "adamw")
+"""Optimisers run as torch's fused kernel (one pass over all parameters, on CPU as on CUDA), as Hugging Face's
+Trainer does by default (``adamw_torch_fused``): the per-parameter loop spent 15% of a MiniLM step."""
+
+
+def _fusable(params: list[torch.nn.Parameter]) -> bool:
+    """Whether torch's fused Adam/AdamW takes these parameters: floating point, all on one CPU or CUDA device."""
+    devices = {p.device for p in params}
+    return (
+        len(devices) == 1
+        and next(iter(devices)).type in ("cpu", "cuda")
+        and all(p.is_floating_point() for p in params)
+    )
+
+
 def _first_output(output: Any) -> torch.Tensor:
     return output[0] if isinstance(output, (tuple, list)) else output
 
@@ -45,7 +59,6 @@ class PytorchTuner(BaseTuner):
 
     framework = "torch"
     model_suffix = ".pt"
-    runs_chunks = True
 
     # ---- construction ----------------------------------------------------------------------------------------
     def _loss_class(self, name: str) -> type:
@@ -102,6 +115,8 @@ class PytorchTuner(BaseTuner):
                 "sgd": torch.optim.SGD,
                 "rmsprop": torch.optim.RMSprop,
             }[self.optimizer_name]
+            if self.optimizer_name in FUSED and _fusable(params):
+                options["fused"] = True
             self.optimizer = cls(params, lr=self.learning_rate, **options)
         name, warmup = self.scheduler_name, self.warmup_steps
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -117,15 +132,19 @@ class PytorchTuner(BaseTuner):
 
     def _forward(self, contents: Any, model: torch.nn.Module | None = None) -> torch.Tensor:
         model = self.model if model is None else model
-        if isinstance(contents, Chunks):  # rows grouped by length: run each group, restore the batch order
-            out = torch.cat([self._forward(chunk, model) for chunk in contents])
-            return out[torch.as_tensor(contents.restore(), device=out.device)]
-        inputs = _to_tensor(contents, self.device)
-        if isinstance(inputs, dict):
-            return _first_output(model(**inputs))
-        if isinstance(inputs, (tuple, list)):
-            return _first_output(model(*inputs))
-        return _first_output(model(inputs))
+
+        def forward(inputs: Any) -> torch.Tensor:
+            if isinstance(inputs, dict):
+                return _first_output(model(**inputs))
+            if isinstance(inputs, (tuple, list)):
+                return _first_output(model(*inputs))
+            return _first_output(model(inputs))
+
+        device = self.device
+        inputs = chunked.to_backend(
+            contents, lambda c: _to_tensor(c, device), lambda i: torch.as_tensor(i, device=device)
+        )
+        return chunked.run(inputs, forward, torch.cat, lambda rows, restore: rows[restore])
 
     def train_step(self, batch: Any) -> float:
         self.model.train()
