@@ -12,6 +12,7 @@ import pytest
 import finetuner
 from finetuner.data import tokenizer_collate
 from finetuner.data.content import Chunks
+from finetuner.data.loader import Batch
 from finetuner.tuner import tuner_class
 
 
@@ -65,6 +66,15 @@ def test_chunked_batch_embeds_as_the_whole_batch_in_batch_order(framework: str) 
     order = np.random.default_rng(2).permutation(12)
     chunks = Chunks([x[order[:5]], x[order[5:]]], order)
     np.testing.assert_allclose(tuner._embed_batch(chunks), tuner._embed_batch(x), atol=1e-6)
+
+    # a training step (Keras: inside tf.function) sees the rows in batch order too: the same loss
+    labels = np.repeat(np.arange(4), 3)
+    losses = []
+    for contents in (chunks, x):
+        tuner = tuner_class(framework)(_encoder(framework), loss="TripletLoss", device="cpu")
+        tuner._setup(total_steps=1)
+        losses.append(tuner.train_step(Batch(contents, labels, "class")))
+    assert losses[0] > 0 and abs(losses[0] - losses[1]) < 1e-5, losses
 
 
 def _word_tokenizer():  # noqa: ANN202 - a tokenizers.Tokenizer
