@@ -31,21 +31,6 @@ def _to_tensor(value: Any, device: str) -> Any:
     return torch.as_tensor(array, device=device)
 
 
-FUSED = ("adam", "adamw")
-"""Optimisers run as torch's fused kernel (one pass over all parameters, on CPU as on CUDA), as Hugging Face's
-Trainer does by default (``adamw_torch_fused``): the per-parameter loop spent 15% of a MiniLM step."""
-
-
-def _fusable(params: list[torch.nn.Parameter]) -> bool:
-    """Whether torch's fused Adam/AdamW takes these parameters: floating point, all on one CPU or CUDA device."""
-    devices = {p.device for p in params}
-    return (
-        len(devices) == 1
-        and next(iter(devices)).type in ("cpu", "cuda")
-        and all(p.is_floating_point() for p in params)
-    )
-
-
 def _first_output(output: Any) -> torch.Tensor:
     return output[0] if isinstance(output, (tuple, list)) else output
 
@@ -115,8 +100,6 @@ class PytorchTuner(BaseTuner):
                 "sgd": torch.optim.SGD,
                 "rmsprop": torch.optim.RMSprop,
             }[self.optimizer_name]
-            if self.optimizer_name in FUSED and _fusable(params):
-                options["fused"] = True
             self.optimizer = cls(params, lr=self.learning_rate, **options)
         name, warmup = self.scheduler_name, self.warmup_steps
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
