@@ -19,7 +19,11 @@ Metrics on the test queries: hit@1, hit@10, MRR@10, NDCG@10; the wall time of ea
 runs ``fit(validation='none')`` under cProfile and reports where its time goes (tokenisation, data, forward,
 backward, optimiser, evaluation).
 
-    python benchmarks/fit_text.py [--pairs 8000] [--test-queries 1000] [--quick] [--profile PAIRS]
+``--speed STEPS`` only times ``fit(validation='none')`` and the trainer on the first ``STEPS`` batches of the
+same pairs (one epoch each, same settings) and writes ``results/fit_text_speed.{json,md}``: the per-step wall
+time ratio in minutes where the whole table takes an hour on a loaded machine.
+
+    python benchmarks/fit_text.py [--pairs 8000] [--test-queries 1000] [--quick] [--profile PAIRS] [--speed STEPS]
 """
 
 from __future__ import annotations
@@ -183,6 +187,28 @@ def profile_fit(pairs: list, epochs: int) -> list[str]:
     return lines
 
 
+def speed(steps: int, seed: int) -> None:
+    """Wall time of ``steps`` training steps: fit(validation='none') against the trainer, same pairs and settings."""
+    import os
+
+    pairs, _, _ = split(read_synsets(), steps * BATCH_SIZE, 0, seed)
+    _, fit_seconds, _ = run_fit(pairs, 1, validation="none")
+    _, st_seconds = run_sentence_transformers(pairs, 1, seed)
+    rows = [
+        {"method": NAMES["none"], "steps": steps, "seconds": fit_seconds, "s/step": fit_seconds / steps},
+        {"method": NAMES["st"], "steps": steps, "seconds": st_seconds, "s/step": st_seconds / steps},
+    ]
+    notes = [
+        f"{steps} steps of batch {BATCH_SIZE} on the first {len(pairs)} training pairs, one epoch each, the "
+        "settings of the full table; tailoring and model loading are not timed.",
+        f"fit / sentence-transformers wall time: {fit_seconds / st_seconds:.2f}.",
+        f"Load average at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())} on "
+        f"{os.cpu_count()} cores (other jobs ran: timings are noisy, the ratio within the run is fairer).",
+    ]
+    write_results("fit_text_speed", rows, ["method", "steps", "seconds", "s/step"], notes)
+    print("\n".join(notes))
+
+
 def _previous_rows(args: argparse.Namespace, names: list[str]) -> dict[str, dict]:
     """Rows of an earlier run of the same configuration, by method name."""
     from _common import RESULTS
@@ -211,7 +237,11 @@ def main() -> None:
                         "not run are kept from benchmarks/results/fit_text.json (a run split over two sittings)")
     parser.add_argument("--profile", type=int, default=0, metavar="PAIRS",
                         help="also profile fit(validation='none') for one epoch over this many of the pairs")
+    parser.add_argument("--speed", type=int, default=0, metavar="STEPS",
+                        help="only time fit(validation='none') and sentence-transformers on STEPS batches")
     args = parser.parse_args()
+    if args.speed:
+        return speed(args.speed, args.seed)
     if args.quick:
         args.pairs, args.test_queries = 2000, 500
     pairs, test, _ = split(read_synsets(), args.pairs, args.test_queries, args.seed)

@@ -22,7 +22,7 @@ MIN_CHUNK_SAVING = 0.25
 
 class Chunks(list):
     """A batch collated as several chunks (each padded to its own longest text) that a backend runs one after
-    another and concatenates; ``order[i]`` is the batch row of the i-th concatenated row. Pair batches mix long
+    another and concatenates (:mod:`finetuner.tuner.chunked`, shared by the three backends); ``order[i]`` is the batch row of the i-th concatenated row. Pair batches mix long
     anchors with short positives: padding all rows to the longest wastes most of the forward pass."""
 
     def __init__(self, chunks: list[Any], order: np.ndarray):
@@ -32,6 +32,15 @@ class Chunks(list):
     def restore(self) -> np.ndarray:
         """Indices that put the concatenated chunk rows back in batch order."""
         return np.argsort(self.order, kind="stable")
+
+    def merged(self) -> dict[str, np.ndarray]:
+        """The one padded batch an unchunked collation gives: every chunk zero-padded to the widest, rows in
+        batch order (for a path that cannot run chunks, e.g. splitting a batch over ``tf.distribute`` replicas)."""
+        width = max(chunk["input_ids"].shape[1] for chunk in self)
+        pad = lambda value: np.pad(value, ((0, 0), (0, width - value.shape[1])))  # noqa: E731
+        rows = {name: np.concatenate([pad(chunk[name]) for chunk in self]) for name in self[0]}
+        restore = self.restore()
+        return {name: value[restore] for name, value in rows.items()}
 
 
 def is_document(item: Any) -> bool:

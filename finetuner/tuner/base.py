@@ -103,7 +103,6 @@ class BaseTuner(ABC):
     framework: ClassVar[str] = ""
     checkpoint_suffix: ClassVar[str] = ".npz"  # data-only (finetuner.safe_io), the same for every framework
     model_suffix: ClassVar[str] = ".npz"  # what save_model writes
-    runs_chunks: ClassVar[bool] = False  # the backend embeds ``finetuner.data.content.Chunks`` contents
 
     def __init__(
         self,

@@ -49,3 +49,20 @@ def test_the_summary_says_what_was_returned_and_why() -> None:
     assert "0.4300 at the start, 0.9400 at epoch 5" in text and "the tuned model" in text
     summary.returned = "start"
     assert "the model as it was given" in str(summary)
+
+
+def test_default_validation_holds_out_items_of_every_class_and_classes_only_when_asked() -> None:
+    """The decision on open-set search (benchmarks/results/fit_quality.md): the default selects on new items of
+    the user's classes, so every class stays in training; whole classes are held out only with
+    validation='classes' (on digits that choice turns the closed split's 0.944 into the untrained 0.427)."""
+    from finetuner.api import _validation_split
+    from finetuner.data import digits
+    from finetuner.data.splits import class_labels
+
+    data = digits(range(10))
+    train, val = _validation_split(data, None, "auto", seed=0)
+    assert set(class_labels(train).tolist()) == set(class_labels(val).tolist()) == set(range(10))
+    assert abs(len(val) / len(data) - 0.2) < 0.01
+    train, val = _validation_split(data, None, "classes", seed=0)
+    assert not set(class_labels(train).tolist()) & set(class_labels(val).tolist())
+    assert len(set(class_labels(val).tolist())) == 3

@@ -8,8 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from finetuner.data.content import Chunks
 from finetuner.safe_io import write_tree
-from finetuner.tuner import optim
+from finetuner.tuner import chunked, optim
 from finetuner.tuner.base import BaseTuner
 from finetuner.tuner.distributed import World
 from finetuner.tuner.keras import distributed
@@ -36,6 +37,11 @@ def _to_tensor(value: Any) -> Any:
     if np.issubdtype(array.dtype, np.floating):
         array = array.astype(np.float32, copy=False)
     return tf.convert_to_tensor(array)
+
+
+def _backend_inputs(contents: Any) -> Any:
+    """A batch's contents as tensors (a ``chunked.ChunkedInput`` for length-chunked text batches)."""
+    return chunked.to_backend(contents, _to_tensor, lambda restore: tf.constant(restore, dtype=tf.int64))
 
 
 def _first_output(output: Any) -> Any:
@@ -187,7 +193,8 @@ class KerasTuner(BaseTuner):
 
     # ---- steps -----------------------------------------------------------------------------------------------
     def _forward(self, inputs: Any, training: bool) -> Any:
-        return _first_output(self.model(inputs, training=training))
+        forward = lambda x: _first_output(self.model(x, training=training))  # noqa: E731
+        return chunked.run(inputs, forward, lambda parts: tf.concat(parts, axis=0), tf.gather)
 
     def _step(self, inputs: Any, labels: Any) -> Any:
         params = self._params
@@ -233,12 +240,13 @@ class KerasTuner(BaseTuner):
         if isinstance(self.loss, keras_losses.KerasLoss):
             self.loss.validate_labels(labels)
         if self._strategy is not None:
-            loss = distributed.run_step(self._strategy, self.world, self._replica_fn, batch.contents, labels)
+            contents = batch.contents.merged() if isinstance(batch.contents, Chunks) else batch.contents
+            loss = distributed.run_step(self._strategy, self.world, self._replica_fn, contents, labels)
             self._sched_step += 1
             self._set_learning_rate()
             return float(loss)
         with tf.device(self._tf_device):
-            inputs = _to_tensor(batch.contents)
+            inputs = _backend_inputs(batch.contents)
             loss = self._step_fn(inputs, tf.constant(labels) if self._compiled else labels)
         self._sched_step += 1
         self._set_learning_rate()  # as PyTorch's scheduler.step(): the rate of the next step
@@ -246,7 +254,7 @@ class KerasTuner(BaseTuner):
 
     def _embed_batch(self, contents: Any) -> np.ndarray:
         with tf.device(self._tf_device):
-            embeddings = self._forward(_to_tensor(contents), training=False)
+            embeddings = self._forward(_backend_inputs(contents), training=False)
         return np.asarray(tf.cast(embeddings, tf.float32))
 
     # ---- state -----------------------------------------------------------------------------------------------

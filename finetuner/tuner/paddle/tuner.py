@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from finetuner.tuner import optim
+from finetuner.tuner import chunked, optim
 from finetuner.tuner.base import BaseTuner
 from finetuner.tuner.distributed import World
 from finetuner.tuner.paddle import distributed
@@ -155,12 +155,16 @@ class PaddleTuner(BaseTuner):
 
     def _forward(self, contents: Any, model: Any = None) -> Any:
         model = self.model if model is None else model
-        inputs = self._to_tensor(contents)
-        if isinstance(inputs, dict):
-            return _first_output(model(**inputs))
-        if isinstance(inputs, (tuple, list)):
-            return _first_output(model(*inputs))
-        return _first_output(model(inputs))
+
+        def forward(inputs: Any) -> Any:
+            if isinstance(inputs, dict):
+                return _first_output(model(**inputs))
+            if isinstance(inputs, (tuple, list)):
+                return _first_output(model(*inputs))
+            return _first_output(model(inputs))
+
+        inputs = chunked.to_backend(contents, self._to_tensor, self._to_tensor)
+        return chunked.run(inputs, forward, lambda parts: paddle.concat(parts, axis=0), paddle.gather)
 
     def _autocast(self) -> Any:
         return paddle.amp.auto_cast(enable=self.mixed_precision, level="O1", dtype="float16")

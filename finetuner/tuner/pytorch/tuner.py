@@ -8,8 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from finetuner.data.content import Chunks
-from finetuner.tuner import optim
+from finetuner.tuner import chunked, optim
 from finetuner.tuner.base import BaseTuner
 from finetuner.tuner.distributed import World
 from finetuner.tuner.pytorch import distributed
@@ -45,7 +44,6 @@ class PytorchTuner(BaseTuner):
 
     framework = "torch"
     model_suffix = ".pt"
-    runs_chunks = True
 
     # ---- construction ----------------------------------------------------------------------------------------
     def _loss_class(self, name: str) -> type:
@@ -117,15 +115,19 @@ class PytorchTuner(BaseTuner):
 
     def _forward(self, contents: Any, model: torch.nn.Module | None = None) -> torch.Tensor:
         model = self.model if model is None else model
-        if isinstance(contents, Chunks):  # rows grouped by length: run each group, restore the batch order
-            out = torch.cat([self._forward(chunk, model) for chunk in contents])
-            return out[torch.as_tensor(contents.restore(), device=out.device)]
-        inputs = _to_tensor(contents, self.device)
-        if isinstance(inputs, dict):
-            return _first_output(model(**inputs))
-        if isinstance(inputs, (tuple, list)):
-            return _first_output(model(*inputs))
-        return _first_output(model(inputs))
+
+        def forward(inputs: Any) -> torch.Tensor:
+            if isinstance(inputs, dict):
+                return _first_output(model(**inputs))
+            if isinstance(inputs, (tuple, list)):
+                return _first_output(model(*inputs))
+            return _first_output(model(inputs))
+
+        device = self.device
+        inputs = chunked.to_backend(
+            contents, lambda c: _to_tensor(c, device), lambda i: torch.as_tensor(i, device=device)
+        )
+        return chunked.run(inputs, forward, torch.cat, lambda rows, restore: rows[restore])
 
     def train_step(self, batch: Any) -> float:
         self.model.train()
