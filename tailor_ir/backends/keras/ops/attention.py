@@ -41,14 +41,21 @@ class _Attention:
         self.q_heads, self.kv_heads = attr(node, "q_num_heads"), attr(node, "kv_num_heads")
         self.softcap = attr(node, "softcap")
         self.mode = int(attr(node, "qk_matmul_output_mode", 0))
-        self.left, self.right = int(attr(node, "left_window_size", -1)), int(attr(node, "right_window_size", -1))
+        self.left, self.right = (
+            int(attr(node, "left_window_size", -1)),
+            int(attr(node, "right_window_size", -1)),
+        )
         precision = attr(node, "softmax_precision")
-        self.softmax_dtype = None if precision is None else tf.as_dtype(onnx.helper.tensor_dtype_to_np_dtype(precision))
+        self.softmax_dtype = (
+            None if precision is None else tf.as_dtype(onnx.helper.tensor_dtype_to_np_dtype(precision))
+        )
 
     def _mask_bias(self, mask: Any, skv: Any, dtype: Any) -> Any:
         """The mask padded to the key length (False / -inf) and made additive (0 / -inf) in ``dtype``."""
         pad = tf.maximum(skv - tf.shape(mask)[-1], 0)
-        paddings = tf.concat([tf.zeros([tf.rank(mask) - 1, 2], tf.int32), tf.reshape(tf.stack([0, pad]), [1, 2])], 0)
+        paddings = tf.concat(
+            [tf.zeros([tf.rank(mask) - 1, 2], tf.int32), tf.reshape(tf.stack([0, pad]), [1, 2])], 0
+        )
         if mask.dtype == tf.bool:
             return _where(tf.pad(mask, paddings, constant_values=False), dtype)
         return tf.cast(tf.pad(mask, paddings, constant_values=-math.inf), dtype)
@@ -63,7 +70,9 @@ class _Attention:
         if past_k is None and nonpad is not None:  # external cache: a frontier per batch row, (batch, 1, 1)
             offset = tf.reshape(tf.cast(nonpad, tf.int64), [-1, 1, 1]) - tf.cast(sq, tf.int64)
         else:
-            offset = tf.cast(tf.shape(past_k)[2], tf.int64) if past_k is not None else tf.constant(0, tf.int64)
+            offset = (
+                tf.cast(tf.shape(past_k)[2], tf.int64) if past_k is not None else tf.constant(0, tf.int64)
+            )
 
         def by_row(allowed: Any) -> Any:  # a per-batch (batch, q, kv) mask broadcast as (batch, 1, q, kv)
             extra = _where(allowed, dtype)
@@ -90,8 +99,16 @@ class _Attention:
             bias = bias + _where(valid, dtype)
         return bias
 
-    def __call__(self, q: Any, k: Any, v: Any, mask: Any = None, past_k: Any = None, past_v: Any = None,
-                 nonpad: Any = None) -> tuple[Any, Any, Any, Any]:
+    def __call__(
+        self,
+        q: Any,
+        k: Any,
+        v: Any,
+        mask: Any = None,
+        past_k: Any = None,
+        past_v: Any = None,
+        nonpad: Any = None,
+    ) -> tuple[Any, Any, Any, Any]:
         rank3 = len(q.shape) == 3
         if rank3:
             q, k, v = _heads(q, self.q_heads), _heads(k, self.kv_heads), _heads(v, self.kv_heads)
@@ -136,8 +153,10 @@ def attention(node: onnx.NodeProto, ctx: BuildContext) -> Any:
     """bfloat16 is refused: ONNX rounds every intermediate (scaled Q and K, the products, the softmax) to
     bfloat16, and one rounding of a float32 computation lands a bfloat16 unit away from it (float16 agrees)."""
     if ctx.graph.elem_type_of(node.input[0]) == onnx.TensorProto.BFLOAT16:
-        raise NotImplementedError("Attention in bfloat16 (ONNX rounds each step to bfloat16); cast Q, K and V "
-                                  "to float32 or float16 before the node")
+        raise NotImplementedError(
+            "Attention in bfloat16 (ONNX rounds each step to bfloat16); cast Q, K and V "
+            "to float32 or float16 before the node"
+        )
     compute = _Attention(node)
 
     def run(state: RunState, *inputs: Value | None) -> tuple[Value, ...]:
