@@ -71,7 +71,8 @@ def main() -> None:
     if args.merge:
         rows = merged(args.framework, rows, list(sweep.entries(args.framework)))
     passed = sum(bool(r["ok"]) for r in rows)
-    notes = [f"{passed} of {len(rows)} models pass every check ({100 * passed / max(len(rows), 1):.0f}%)."]
+    notes = [f"{passed} of {len(rows)} models pass every check ({100 * passed / max(len(rows), 1):.0f}%).",
+             *sweep.notes(args.framework)]
     print(write_results(f"tailor_zoo_{args.framework}", rows, COLUMNS, notes))
 
 

@@ -42,6 +42,11 @@ def fast_subset(framework: str) -> tuple[str, ...]:
     return tuple(importlib.import_module(f"models.{framework}_sweep").FAST)
 
 
+def notes(framework: str) -> tuple[str, ...]:
+    """What the results notes say about the framework's sweep (``NOTES`` of its module, if any)."""
+    return tuple(getattr(importlib.import_module(f"models.{framework}_sweep"), "NOTES", ()))
+
+
 def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     start = time.perf_counter()
     result = fn()
