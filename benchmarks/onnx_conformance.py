@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from _common import ROOT, write_results
+from _common import RESULTS, ROOT, write_results
 
 PASS_LISTS = ROOT / "tests" / "tailor_ir" / "conformance"
 ALL = ("torch", "keras", "paddle", "onnx2torch")
@@ -88,8 +88,28 @@ def main(argv: Sequence[str] | None = None) -> None:
             passing = sorted(o["case"] for o in outcomes if o["status"] == "pass")
             (PASS_LISTS / f"{backend}.txt").write_text("\n".join(passing) + "\n")
         print(rows[-1], flush=True)
+    run = args.backends.split(",")
+    order = {b: i for i, b in enumerate(ALL)}
+    rows = sorted(kept("onnx_conformance", run) + rows, key=lambda r: order.get(r["backend"], len(order)))
+    notes = sorted(kept_notes(run) + notes, key=lambda n: order.get(n.split(" ", 1)[0], len(order)))
     write_results("onnx_conformance", rows, ["backend", "cases", *STATUSES, "op types passing", "seconds"], notes)
-    write_results("onnx_conformance_per_op", per_op_rows, ["backend", "op", *STATUSES])
+    per_op_rows = sorted(kept("onnx_conformance_per_op", run) + per_op_rows, key=lambda r: order.get(r["backend"], 9))
+    write_results("onnx_conformance_per_op", per_op_rows,
+                  ["backend", "op", *STATUSES])
+
+
+def _previous(name: str) -> dict:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else {"rows": [], "notes": []}
+
+
+def kept(name: str, run: Sequence[str]) -> list[dict]:
+    """The recorded rows of the backends not re-run now (a run of some backends keeps the others' results)."""
+    return [r for r in _previous(name)["rows"] if r["backend"] not in run]
+
+
+def kept_notes(run: Sequence[str]) -> list[str]:
+    return [n for n in _previous("onnx_conformance")["notes"] if n.split(" ", 1)[0] not in run]
 
 
 if __name__ == "__main__":

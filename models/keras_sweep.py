@@ -34,6 +34,17 @@ CLASSES = 10
 DEFAULT_SIDE = 64
 SIDE = {"InceptionV3": 139, "InceptionResNetV2": 139, "Xception": 71, "NASNetMobile": 224, "NASNetLarge": 331}
 
+NOTES = (
+    "weights=None, classes=10, BN statistics calibrated on a separate batch of 16; 64 px (Inception 139, "
+    "Xception 71, NASNetMobile 224, NASNetLarge 331); reference = the classifier's input (spatial mean if a map).",
+    "f32_noise (only measured when rel_error > 1e-4): onnxruntime's optimised against its plain float32 run on the "
+    "cut; such a model passes within 4x of it (tailor_ir.runtime.NOISE_FACTOR). Deep random-weight nets amplify "
+    "float32 rounding: on ResNet152, native Keras float32 is 1.2e-3 from a float64 run of the same weights, "
+    "onnxruntime 8.5e-4, the rehydrated model 9.4e-4, and the rehydrated model in float64 equals native Keras "
+    "float64 to 3.8e-9 (InceptionV3: 9.0e-5, 6.0e-5, 9.4e-5; 6e-8; EfficientNetV2M: 7.3e-5, 5.5e-5, 6.5e-5; 1.6e-7): "
+    "the converter is exact. Weights are random per run, so a model's error differs from run to run.",
+    "Machine: 2 shared cores, OMP_NUM_THREADS=1, nice 19, other jobs running (load 9-14): timings are noisy.",
+)
 FAST = ("conv1x1_head", "text_bilstm", "multi_input", "dict_input", "subclassed_cnn", "mha_encoder")
 
 Entry = Callable[[], tuple[Any, Any, np.ndarray]]

@@ -91,6 +91,32 @@ def assert_close(
         )
 
 
+# Deep networks amplify float32 rounding: any two float32 evaluations of one graph disagree, and the rehydrated
+# model is one more. Measured on ResNet152 (random weights, calibrated BatchNorm, 64 px) against a float64
+# evaluation of the same weights: native Keras float32 is 1.2e-3 (relative) away from it, onnxruntime 8.5e-4,
+# the rehydrated Keras model 9.4e-4, while the rehydrated model run in float64 equals native Keras float64 to
+# 3.8e-9: the converter is exact, the 1.4e-3 it differs from onnxruntime by is float32 noise. So a difference
+# beyond ``rtol`` is still accepted when it is within NOISE_FACTOR times onnxruntime's own float32 noise on the
+# same feed (its optimised evaluation against its plain one: fused kernels, other summation orders), which is
+# ~0 on well-conditioned graphs and leaves ``rtol`` in force there. benchmarks/results/tailor_zoo_keras.md.
+NOISE_FACTOR = 4.0
+
+
+def float32_noise(graph: Graph, feed: Mapping[str, np.ndarray]) -> list[float]:
+    """Per output, onnxruntime's optimised evaluation against its plain one (:func:`run`), relative to the
+    plain one's scale: how far two float32 evaluations of ``graph`` on ``feed`` land apart."""
+    plain = run(graph, feed)
+    sess = session(graph, providers=["CPUExecutionProvider"], optimization="all")
+    names = {i.name for i in sess.get_inputs()}
+    optimised = sess.run(None, {k: np.asarray(v) for k, v in feed.items() if k in names})
+    noise = []
+    for a, b in zip(optimised, plain):
+        a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        scale = float(np.max(np.abs(b))) if b.size else 0.0
+        noise.append(float(np.max(np.abs(a - b))) / scale if b.size and scale > 0 else 0.0)
+    return noise
+
+
 def check_against_runtime(
     forward: Callable[[dict[str, np.ndarray]], Sequence[np.ndarray]],
     graph: Graph,
@@ -101,18 +127,29 @@ def check_against_runtime(
     """Run ``forward`` (a rehydrated model in inference mode, feed -> numpy outputs) against onnxruntime.
 
     The feed is ``sample_inputs`` mapped onto the graph's inputs, or random inputs from its types. Raises
-    EquivalenceError naming the output and the framework beyond ``rtol`` relative to the reference scale.
+    EquivalenceError naming the output and the framework beyond ``rtol`` relative to the reference scale and
+    beyond ``NOISE_FACTOR`` times onnxruntime's own float32 noise (:func:`float32_noise`, measured only then).
     """
     from .samples import as_feed, random_inputs
 
     feed = random_inputs(graph) if sample_inputs is None else as_feed(sample_inputs, graph.input_names)
     expected = run(graph, feed)
     outputs = forward(feed)
-    for name, got, ref in zip(graph.output_names, outputs, expected):
+    noise: list[float] | None = None
+    for index, (name, got, ref) in enumerate(zip(graph.output_names, outputs, expected)):
         try:
             assert_close(got, ref, rtol=rtol, what=f"output {name!r}")
         except EquivalenceError as exc:
+            noise = float32_noise(graph, feed) if noise is None else noise
+            bound = NOISE_FACTOR * noise[index]
+            if bound > rtol:
+                try:
+                    assert_close(got, ref, rtol=bound, what=f"output {name!r}")
+                    continue
+                except EquivalenceError:
+                    pass
             raise EquivalenceError(
-                f"the rehydrated {framework} model differs from onnxruntime: {exc} Please report the model; "
-                "rehydrate(..., check=False) skips this check."
+                f"the rehydrated {framework} model differs from onnxruntime: {exc} onnxruntime's own float32 "
+                f"noise is {noise[index]:.2g} relative. Please report the model; rehydrate(..., check=False) "
+                "skips this check."
             ) from exc

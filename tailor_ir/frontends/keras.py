@@ -27,7 +27,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from ..errors import ExportError, ModelTypeError
+from ..errors import ExportError, ModelTypeError, UnsupportedOpError
 from ..graph import FLOAT_TYPES, Graph
 from ..imports import framework_of, import_keras, import_tensorflow, import_tf2onnx
 from .common import input_kind, name_dynamic_dims
@@ -94,6 +94,8 @@ def export(
                 function, input_signature=signature, opset=OPSET, custom_op_handlers=handlers
             )
         except Exception as exc:  # tf2onnx raises many types; keep its reason
+            if "Cannot unroll a RNN if the time dimension is undefined" in str(exc):
+                raise _unknown_length_rnn(model) from exc
             reason = " ".join(str(exc).strip().splitlines()[:6])[:1500]
             raise ExportError(
                 f"tf2onnx failed to export {type(model).__qualname__}: {type(exc).__name__}: {reason}. Try: pass "
@@ -281,6 +283,23 @@ def _recurrent_variables(model: Any) -> set[int]:
         if isinstance(layer, keras.layers.LSTM):
             found.update(id(v) for v in layer.weights)
     return found
+
+
+def _unknown_length_rnn(model: Any) -> UnsupportedOpError:
+    """The refusal of a GRU/SimpleRNN whose sequence length is unknown. Unrolled (see ``_export_patches``) it
+    needs its time steps; left as a while-loop, tf2onnx writes an ONNX ``Loop`` whose body no backend runs (a
+    Loop converter would have to rebuild a trainable recurrent layer from a subgraph). Refused by name."""
+    keras = import_keras()
+    names = [n for n, layer in _layer_tree(model).items()
+             if isinstance(layer, (keras.layers.GRU, keras.layers.SimpleRNN))]
+    err = UnsupportedOpError("Loop", OPSET, names[0] if names else "rnn", names[0] if names else None, "keras")
+    err.args = (
+        f"The recurrent layer(s) {names} have an unknown sequence length: a Keras GRU/SimpleRNN exports as an "
+        "ONNX Loop then, which the backends do not run. Give the model a fixed sequence length (e.g. "
+        "keras.Input((T,)) with T the longest sequence, shorter ones padded and masked) and pass a sample of "
+        "that length; an LSTM exports at any length.",
+    )
+    return err
 
 
 # --------------------------------------------------------------------------- export-time layer patches

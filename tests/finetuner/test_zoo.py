@@ -43,3 +43,18 @@ def test_the_sweep_checks_a_small_model_and_rejects_a_wrong_reference() -> None:
 
     wrong = sweep.check_model("torch", "mlp", lambda: (model, sample, features + 1e-2))
     assert not wrong["ok"] and not wrong["equivalent"] and wrong["rel_error"] > 1e-4
+
+
+def test_the_keras_sweep_and_its_results_list_every_keras_application() -> None:
+    """100% of ``keras.applications``: every model builder of the pinned keras is in the sweep and has a row in
+    the committed results (names only; ``benchmarks/tailor_zoo.py --framework keras`` runs them)."""
+    import json
+    from pathlib import Path
+
+    keras = pytest.importorskip("keras")
+    builders = {n for n, v in vars(keras.applications).items() if n[:1].isupper() and callable(v)}
+    assert len(builders) >= 40, sorted(builders)
+    assert builders <= set(sweep.entries("keras")), builders - set(sweep.entries("keras"))
+    results = Path(__file__).parents[2] / "benchmarks" / "results" / "tailor_zoo_keras.json"
+    rows = {r["model"] for r in json.loads(results.read_text())["rows"]}
+    assert builders <= rows, builders - rows

@@ -14,6 +14,7 @@ import pytest
 from finetuner.tailor import to_embedding
 from tailor_ir import runtime
 from tailor_ir.backends import keras as keras_backend
+from tailor_ir.errors import UnsupportedOpError
 from tailor_ir.frontends import keras as keras_frontend
 from tailor_ir.imports import import_keras
 
@@ -135,3 +136,12 @@ def test_bidirectional_gru_unrolls_with_trainable_weights() -> None:
     assert {w for w in graph.weights if "gru" in w} == {
         f"bidirectional/{d}_gru/gru_cell/{k}" for d in ("forward", "backward") for k in ("kernel", "recurrent_kernel", "bias")
     }
+
+
+def test_gru_of_unknown_length_is_refused_with_the_fix() -> None:
+    """A GRU whose sequence length is unknown would export as an ONNX Loop: refused by name, saying to fix T."""
+    inputs = keras.Input((None,), dtype="int32")
+    h = keras.layers.GRU(5, return_sequences=True, name="gru_any_length")(keras.layers.Embedding(20, 4)(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.GlobalMaxPooling1D()(h)))
+    with pytest.raises(UnsupportedOpError, match=r"gru_any_length.*unknown sequence length.*fixed sequence length"):
+        to_embedding(model, output_dim=None, sample_input=RNG.integers(0, 20, (3, 6)).astype("int32"))
