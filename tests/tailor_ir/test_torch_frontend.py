@@ -213,7 +213,27 @@ def test_an_unchanged_model_is_exported_once_and_a_changed_one_again(monkeypatch
     next(model.parameters()).requires_grad_(False)
     assert torch_frontend.export(model, sample_input=sample).frozen and len(calls) == 3
     model.forward = lambda x: type(model).forward(model, x) * 2  # patched code
-    assert torch_frontend.export(model, sample_input=sample) is not second and len(calls) == 4
+    third = torch_frontend.export(model, sample_input=sample)
+    assert third is not second and len(calls) == 4
+
+
+def test_a_method_patched_on_the_class_re_exports(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Scaled(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(x)
+
+    model, x = Scaled(), torch.randn(2, 4)
+    first = torch_frontend.export(model, sample_input=x)
+    assert torch_frontend.export(model, sample_input=x) is first
+    monkeypatch.setattr(Scaled, "forward", lambda self, x: self.fc(x) * 2)  # the class's code, edited
+    second = torch_frontend.export(model, sample_input=x)
+    assert second is not first
+    out = runtime.session(second.model).run(None, {second.input_names[0]: x.numpy()})[0]
+    np.testing.assert_allclose(out, (model.fc(x) * 2).detach().numpy(), rtol=1e-5, atol=1e-6)
 
 
 def tailor_layer(graph) -> str:
