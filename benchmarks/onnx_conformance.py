@@ -7,6 +7,8 @@ and, with ``--update-tests``, the lists of passing cases that the test suite hol
 (``tests/tailor_ir/conformance/<backend>.txt``).
 
     python benchmarks/onnx_conformance.py [--backends torch,keras,paddle,onnx2torch] [--update-tests]
+
+A run over some of the backends keeps the other backends' rows and notes of the existing results.
 """
 
 from __future__ import annotations
@@ -62,6 +64,17 @@ def measure_in_subprocess(backend: str) -> dict:
     raise RuntimeError(f"{backend}: the conformance run died (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
 
 
+def _with_others(name: str, run: Sequence[str], rows: list[dict], notes: list[str]) -> tuple[list[dict], list[str]]:
+    """``rows`` and ``notes`` plus the existing results' rows and notes of the backends not in ``run``."""
+    path = RESULTS / f"{name}.json"
+    old = json.loads(path.read_text()) if path.exists() else {"rows": [], "notes": []}
+    kept = [r for r in old["rows"] if r["backend"] not in run]
+    order = {b: i for i, b in enumerate(ALL)}
+    merged = sorted(kept + rows, key=lambda r: order.get(r["backend"], len(order)))  # stable: op order kept
+    kept_notes = [n for n in old.get("notes", []) if n.split(" ", 1)[0] not in run]
+    return merged, sorted(kept_notes + notes, key=lambda n: order.get(n.split(" ", 1)[0], len(order)))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backends", default=",".join(ALL), help="comma-separated, from: " + ", ".join(ALL))
@@ -89,27 +102,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             (PASS_LISTS / f"{backend}.txt").write_text("\n".join(passing) + "\n")
         print(rows[-1], flush=True)
     run = args.backends.split(",")
-    order = {b: i for i, b in enumerate(ALL)}
-    rows = sorted(kept("onnx_conformance", run) + rows, key=lambda r: order.get(r["backend"], len(order)))
-    notes = sorted(kept_notes(run) + notes, key=lambda n: order.get(n.split(" ", 1)[0], len(order)))
+    rows, notes = _with_others("onnx_conformance", run, rows, notes)
+    per_op_rows, _ = _with_others("onnx_conformance_per_op", run, per_op_rows, [])
     write_results("onnx_conformance", rows, ["backend", "cases", *STATUSES, "op types passing", "seconds"], notes)
-    per_op_rows = sorted(kept("onnx_conformance_per_op", run) + per_op_rows, key=lambda r: order.get(r["backend"], 9))
-    write_results("onnx_conformance_per_op", per_op_rows,
-                  ["backend", "op", *STATUSES])
-
-
-def _previous(name: str) -> dict:
-    path = RESULTS / f"{name}.json"
-    return json.loads(path.read_text()) if path.exists() else {"rows": [], "notes": []}
-
-
-def kept(name: str, run: Sequence[str]) -> list[dict]:
-    """The recorded rows of the backends not re-run now (a run of some backends keeps the others' results)."""
-    return [r for r in _previous(name)["rows"] if r["backend"] not in run]
-
-
-def kept_notes(run: Sequence[str]) -> list[str]:
-    return [n for n in _previous("onnx_conformance")["notes"] if n.split(" ", 1)[0] not in run]
+    write_results("onnx_conformance_per_op", per_op_rows, ["backend", "op", *STATUSES])
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ measured in the same run:
   default static export (batch 8 only) and the export with the same dynamic axes as ``to_embedding``'s graph
   (batch; batch and sequence for token inputs): the like-for-like alternative, since an embedding model must take
   any batch;
-- a training step of the rehydrated model / the same step on the native backbone + the same head (target <= 1.05).
+- a training step of the rehydrated model / the same step on the native backbone + the same head (target <= 1.05);
+- a second ``to_embedding`` on the same unchanged model (the export cache serves its export; surgery,
+  rehydration and the equivalence check run again) / the first (target <= 0.10).
 
     python benchmarks/tailor_torch.py [--models resnet18,minilm] [--steps 10]
 """
@@ -100,6 +102,8 @@ def train_step_seconds(model, sample, steps: int) -> float:
 def measure(name: str, steps: int) -> dict:
     import torch
 
+    from finetuner import tailor
+
     torch.set_num_threads(2)
     model, sample, backbone, pooling = build(name)
     kwargs = dict(sample) if isinstance(sample, dict) else None
@@ -112,18 +116,24 @@ def measure(name: str, steps: int) -> dict:
     _, bare_dynamic = timed(lambda: torch.onnx.export(model, args, kwargs=kwargs, dynamo=True, verbose=False,
                                                       dynamic_shapes=dynamic))
     _, emb, tailored, times = tailor_stages("torch", model, sample, OUTPUT_DIM)
+    _, second = timed(lambda: tailor.to_embedding(model, output_dim=OUTPUT_DIM, sample_input=sample))
     in_dim = emb.initializer_array("embedding_head.projection.weight").shape[1]
     native = NativeEmbedding.make(backbone, pooling, in_dim)
     t_native, t_tailored = interleaved_train_steps(lambda m: train_step_seconds(m, sample, steps), native, tailored)
     return stage_row(name, times, bare, t_native, t_tailored, bare_dynamic_export_s=bare_dynamic,
-                     to_embedding_vs_dynamic_export=times["to_embedding_s"] / bare_dynamic)
+                     to_embedding_vs_dynamic_export=times["to_embedding_s"] / bare_dynamic,
+                     second_to_embedding_s=second, second_vs_first=second / times["to_embedding_s"])
 
 
 if __name__ == "__main__":
     run_per_model(
         __file__, __doc__, MODELS, measure, "tailor_torch",
-        ["model", *STAGE_COLUMNS[:7], "bare_dynamic_export_s", "to_embedding_vs_dynamic_export", *STAGE_COLUMNS[7:]],
-        ["Targets: to_embedding_vs_export <= 1.5; train_step_ratio <= 1.05.",
+        ["model", *STAGE_COLUMNS[:7], "bare_dynamic_export_s", "to_embedding_vs_dynamic_export",
+         "second_to_embedding_s", "second_vs_first", *STAGE_COLUMNS[7:]],
+        ["Targets: to_embedding_vs_dynamic_export <= 1.5; train_step_ratio <= 1.05; second_vs_first <= 0.10.",
+         "second_to_embedding_s: tailor.to_embedding on the same unchanged model right after the first (the "
+         "export cache serves the export; surgery, rehydration and the equivalence check run again); "
+         "second_vs_first: that / to_embedding_s.",
          "bare_export_s: torch.onnx.export(model, sample, dynamo=True), static shapes (the graph takes batch 8 "
          "only); bare_dynamic_export_s: the same call with dynamic_shapes on the axes to_embedding makes dynamic "
          "(Dim.AUTO on the batch axis, and the sequence axis of token inputs). Dynamo's symbolic shapes cost "

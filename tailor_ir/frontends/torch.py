@@ -3,7 +3,10 @@
 The model is exported in train mode with ``optimize=False`` so BatchNormalization and Dropout survive as real
 nodes (in eval mode the exporter folds BN into the convolutions and drops Dropout). The exported graph is then
 made inference-exact for onnxruntime: Dropout nodes lose their ``training_mode`` input (identity in
-onnxruntime; the torch backend makes them random again in train mode). The layer map comes from the per-node
+onnxruntime; the torch backend makes them random again in train mode). When torch.export fails on the
+train-mode forward (a train-only branch such as Inception v3's auxiliary head rejects a small input), the model
+is exported once more with its container modules in eval mode and its leaf layers (BatchNorm, Dropout, drop
+path) in train mode, with a warning: the train-only branches are then left out of the tailored model. The layer map comes from the per-node
 metadata ``pkg.torch.onnx.name_scopes``; weights are the model's parameters, which the exporter keeps under
 their ``named_parameters()`` names. The user's model (mode, buffers, parameters, ``requires_grad``, in-place
 flags) is restored exactly afterwards. No constant folding here: onnxscript's folder renames weights. An
@@ -57,6 +60,7 @@ def export(
     names = _input_names(model, args, kwargs)
     dynamic = _dynamic_shapes(args, kwargs)
     start = time.perf_counter()
+    fallback_error: Exception | None = None
     with _preserved(model), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.train()
@@ -64,19 +68,25 @@ def export(
             if isinstance(module, torch.nn.modules.dropout._DropoutNd):
                 module.inplace = False
         try:
-            program = torch.onnx.export(
-                model, args, kwargs=kwargs or None, dynamo=True, optimize=False, verbose=False,
-                dynamic_shapes=dynamic, input_names=names or None, report=False, verify=False,
-            )
+            program = _run_exporter(model, args, kwargs, names, dynamic)
         except Exception as exc:  # the exporter raises many types; keep its reason
-            reason = str(exc).strip().splitlines()
-            reason = " ".join(reason[:6])[:1500]
-            raise ExportError(
-                f"torch.onnx.export (dynamo) failed for {type(model).__qualname__}: {type(exc).__name__}: "
-                f"{reason}. Try: pass a representative sample_input (a tensor, a tuple of tensors, or a dict of "
-                f"keyword inputs); avoid data-dependent Python control flow in forward() (if/while on tensor "
-                f"values); return tensors (not custom objects) from forward()."
-            ) from exc
+            program, fallback_error = None, exc
+            for module in model.modules():  # containers to eval mode: their train-only branches are left out
+                if next(module.children(), None) is not None:
+                    module.training = False
+            with contextlib.suppress(Exception):
+                program = _run_exporter(model, args, kwargs, names, dynamic)
+            if program is None:
+                raise _export_error(model, exc) from exc
+    if fallback_error is not None:
+        warnings.warn(
+            f"torch.export failed on the train-mode forward of {type(model).__qualname__} "
+            f"({_summary(fallback_error)}); it was "
+            "exported with its container modules in eval mode (layers such as BatchNorm, Dropout and drop path "
+            "keep their train-mode behaviour): train-only branches such as auxiliary heads, and functional "
+            "dropout written in a container's forward(), are left out of the tailored model.",
+            stacklevel=2,
+        )
     _LAST_EXPORT_SECONDS.update(seconds=time.perf_counter() - start, cached=0.0)
     proto = program.model_proto
     _clean_dropout(proto)
@@ -91,9 +101,36 @@ def export(
     frozen = frozenset(n for n in weights if not params[n].requires_grad)
     first = next(iter(proto.graph.input))
     extra = {"input_kind": input_kind(first), "source_class": f"{type(model).__module__}.{type(model).__qualname__}"}
+    if fallback_error is not None:
+        extra["export_fallback"] = "containers in eval mode: " + _summary(fallback_error)
     graph = Graph(proto, layer_map=layer_map, framework="torch", weights=weights, frozen=frozen, extra=extra)
     torch_cache.store(model, key, torch_cache.fingerprint(model), graph)  # after the state was restored
     return graph
+
+
+def _run_exporter(model: Any, args: tuple[Any, ...], kwargs: dict[str, Any], names: list[str], dynamic: Any) -> Any:
+    torch = import_torch()
+    return torch.onnx.export(
+        model, args, kwargs=kwargs or None, dynamo=True, optimize=False, verbose=False,
+        dynamic_shapes=dynamic, input_names=names or None, report=False, verify=False,
+    )
+
+
+def _summary(exc: Exception) -> str:
+    """The exporter's one-line cause (its 'Exception summary' line when it has one)."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    cause = next((line for line in lines if line.startswith("<class '")), lines[0] if lines else "")
+    return f"{type(exc).__name__}: {cause[:300]}"
+
+
+def _export_error(model: Any, exc: Exception) -> ExportError:
+    reason = " ".join(str(exc).strip().splitlines()[:6])[:1500]
+    return ExportError(
+        f"torch.onnx.export (dynamo) failed for {type(model).__qualname__}: {type(exc).__name__}: "
+        f"{reason}. Try: pass a representative sample_input (a tensor, a tuple of tensors, or a dict of "
+        f"keyword inputs); avoid data-dependent Python control flow in forward() (if/while on tensor "
+        f"values); return tensors (not custom objects) from forward()."
+    )
 
 
 def last_export_seconds() -> float:

@@ -156,6 +156,43 @@ def test_export_failure_is_an_export_error_with_advice() -> None:
         torch_frontend.export(DataDependent(), torch.randn(2, 4))
 
 
+class _AuxHead(torch.nn.Module):
+    """Inception v3's shape: an auxiliary head, run only in train mode, that a small input is too small for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+        self.bn = torch.nn.BatchNorm2d(4)
+        self.drop = torch.nn.Dropout(0.5)
+        self.aux = torch.nn.Linear(4, 2)
+        self.fc = torch.nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        x = torch.relu(self.bn(self.conv(x)))
+        out = self.fc(self.drop(x.mean((2, 3))))
+        if self.training:  # 3x3 maps: a 5x5 pool has no output
+            return out, self.aux(torch.nn.functional.avg_pool2d(x, 5, 3).flatten(1))
+        return out
+
+
+def test_a_train_only_branch_that_fails_export_falls_back_to_containers_in_eval_mode() -> None:
+    from finetuner import tailor
+
+    model, x = _AuxHead(), torch.randn(4, 3, 5, 5)
+    with pytest.warns(UserWarning, match="auxiliary heads"):
+        graph = torch_frontend.export(model, sample_input=x)
+    assert model.training and graph.extra["export_fallback"].startswith("containers in eval mode")
+    ops = [n.op_type for n in graph.model.graph.node]
+    assert "BatchNormalization" in ops and "Dropout" in ops and "AveragePool" not in ops  # leaves in train mode
+    embedding = tailor.to_embedding(model, output_dim=None, normalize=False, sample_input=x)  # checked
+    model.eval()
+    with torch.no_grad():
+        ref = torch.relu(model.bn(model.conv(x))).mean((2, 3))
+        torch.testing.assert_close(embedding.eval()(x), ref, rtol=1e-5, atol=1e-6)
+    embedding.train()
+    assert embedding(x).shape == (4, 4)  # trains without the auxiliary head
+
+
 def test_an_unchanged_model_is_exported_once_and_a_changed_one_again(monkeypatch: pytest.MonkeyPatch) -> None:
     """Trying several cuts exports once; new weights, a replaced layer, freezing or a patched forward re-export."""
     from finetuner import tailor
@@ -176,7 +213,27 @@ def test_an_unchanged_model_is_exported_once_and_a_changed_one_again(monkeypatch
     next(model.parameters()).requires_grad_(False)
     assert torch_frontend.export(model, sample_input=sample).frozen and len(calls) == 3
     model.forward = lambda x: type(model).forward(model, x) * 2  # patched code
-    assert torch_frontend.export(model, sample_input=sample) is not second and len(calls) == 4
+    third = torch_frontend.export(model, sample_input=sample)
+    assert third is not second and len(calls) == 4
+
+
+def test_a_method_patched_on_the_class_re_exports(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Scaled(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(x)
+
+    model, x = Scaled(), torch.randn(2, 4)
+    first = torch_frontend.export(model, sample_input=x)
+    assert torch_frontend.export(model, sample_input=x) is first
+    monkeypatch.setattr(Scaled, "forward", lambda self, x: self.fc(x) * 2)  # the class's code, edited
+    second = torch_frontend.export(model, sample_input=x)
+    assert second is not first
+    out = runtime.session(second.model).run(None, {second.input_names[0]: x.numpy()})[0]
+    np.testing.assert_allclose(out, (model.fc(x) * 2).detach().numpy(), rtol=1e-5, atol=1e-6)
 
 
 def tailor_layer(graph) -> str:

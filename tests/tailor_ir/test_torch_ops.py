@@ -155,6 +155,48 @@ def test_stochastic_depth_is_random_in_train_mode_and_the_identity_in_eval_mode(
     assert 0 < int(kept.sum()) < 16
 
 
+class _DropPathBlock(torch.nn.Module):
+    """A residual branch behind Hugging Face's drop path (``input.div(keep) * floor(rand + keep)``)."""
+
+    def __init__(self, mask_as_factor: bool = True) -> None:
+        from transformers.models.swin.modeling_swin import SwinDropPath
+
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 3, 1)
+        self.drop = SwinDropPath(0.5)
+        self.mask_as_factor = mask_as_factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mask_as_factor:
+            return x + self.drop(self.conv(x))
+        keep = torch.floor(0.5 + torch.rand(x.shape[0], 1, 1, 1, dtype=x.dtype))
+        return x + self.conv(x) + keep  # the mask is added, not a factor: no eval-mode value
+
+
+def test_hugging_face_drop_path_is_random_in_train_mode_and_the_identity_in_eval_mode() -> None:
+    torch.manual_seed(0)
+    model, x = _DropPathBlock(), torch.randn(16, 3, 2, 2)
+    graph = _export(model, x)
+    assert not any(n.op_type.startswith("Random") for n in graph.model.graph.node)
+    from tailor_ir.inspection import layer_table
+
+    drop_row = next(r for r in layer_table(graph) if r.name == "drop")
+    assert any(op.startswith("RandomDraw(train: random, eval/check") for op in drop_row.op_types)
+    module = torch_backend.rehydrate(graph)  # eval mode, checked against onnxruntime
+    with torch.no_grad():
+        torch.testing.assert_close(module(x), model.eval()(x), rtol=1e-5, atol=1e-6)
+        module.train()
+        kept = (module(x) - x).flatten(1).abs().sum(1) > 0  # rows whose residual branch survived
+    assert 0 < int(kept.sum()) < 16
+
+
+def test_a_floor_draw_that_is_not_a_factor_is_refused() -> None:
+    graph = _export(_DropPathBlock(mask_as_factor=False), torch.randn(4, 3, 2, 2))
+    assert any(n.op_type == "RandomUniformLike" for n in graph.model.graph.node)
+    with pytest.raises(UnsupportedOpError, match="random numbers in eval mode too"):
+        torch_backend.rehydrate(graph, check=False)
+
+
 def test_chunk_and_split_become_tuples_of_tensors() -> None:
     class Gate(torch.nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:

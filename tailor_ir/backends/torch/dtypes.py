@@ -55,7 +55,7 @@ def check_graph(graph: Graph) -> None:
     for init in g.initializer:
         if init.data_type in UNSUPPORTED:
             raise UnsupportedDtypeError(type_name(init.data_type), f"initializer {init.name!r}", BACKEND)
-    types = _value_types(graph.model)
+    types = _value_types(graph)
     for node in g.node:
         where = f"{node.op_type} node {node.name or node.output[0]!r}"
         for a in node.attribute:
@@ -72,17 +72,12 @@ def check_graph(graph: Graph) -> None:
                 raise UnsupportedDtypeError(type_name(elem), f"{where}: torch has no such kernel", BACKEND)
 
 
-def _value_types(model: onnx.ModelProto) -> dict[str, int]:
-    """Element type of every value ONNX shape inference can type (empty where inference fails)."""
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model)
-    except Exception:  # noqa: BLE001 - typing is best effort; converters refuse what they cannot handle
-        inferred = model
-    g = inferred.graph
-    types = {i.name: i.data_type for i in g.initializer}
-    for info in [*g.input, *g.value_info, *g.output]:
+def _value_types(graph: Graph) -> dict[str, int]:
+    """Element type of every value ONNX shape inference can type (the graph's cached, weight-free inference)."""
+    types = {i.name: i.data_type for i in graph.model.graph.initializer}
+    for name, info in graph.value_info.items():
         if info.type.HasField("tensor_type") and info.type.tensor_type.elem_type:
-            types[info.name] = info.type.tensor_type.elem_type
+            types[name] = info.type.tensor_type.elem_type
     return types
 
 
