@@ -43,3 +43,21 @@ def test_the_sweep_checks_a_small_model_and_rejects_a_wrong_reference() -> None:
 
     wrong = sweep.check_model("torch", "mlp", lambda: (model, sample, features + 1e-2))
     assert not wrong["ok"] and not wrong["equivalent"] and wrong["rel_error"] > 1e-4
+
+
+def test_the_torch_sweep_lists_every_torchvision_classification_video_and_segmentation_builder() -> None:
+    torchvision = pytest.importorskip("torchvision")
+    from models import torch_sweep
+
+    names = set(torch_sweep.entries())
+    models = torchvision.models
+    # told apart by the builder's module, not by list_models(module=...), which the sweep itself uses
+    by_module: dict[str, set[str]] = {}
+    for name in models.list_models():
+        by_module.setdefault(models.get_model_builder(name).__module__.split(".")[2], set()).add(name)
+    classification = {n for module, group in by_module.items() for n in group
+                      if module not in ("video", "segmentation", "detection", "optical_flow", "quantization")}
+    assert len(classification) >= 80  # resnet ... vit: the pinned torchvision's classification builders
+    assert classification <= names
+    assert {f"video_{n}" for n in by_module["video"]} <= names
+    assert {f"seg_{n}" for n in by_module["segmentation"]} <= names
