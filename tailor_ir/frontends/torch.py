@@ -57,6 +57,7 @@ def export(
     names = _input_names(model, args, kwargs)
     dynamic = _dynamic_shapes(args, kwargs)
     start = time.perf_counter()
+    layers_only = False
     with _preserved(model), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.train()
@@ -64,10 +65,14 @@ def export(
             if isinstance(module, torch.nn.modules.dropout._DropoutNd):
                 module.inplace = False
         try:
-            program = torch.onnx.export(
-                model, args, kwargs=kwargs or None, dynamo=True, optimize=False, verbose=False,
-                dynamic_shapes=dynamic, input_names=names or None, report=False, verify=False,
-            )
+            try:
+                program = _onnx_program(model, args, kwargs, dynamic, names)
+            except Exception as exc:  # only a data-dependent branch is retried; the rest is re-raised
+                if not _data_dependent(exc):
+                    raise
+                _train_torch_layers_only(model)
+                layers_only = True
+                program = _onnx_program(model, args, kwargs, dynamic, names)
         except Exception as exc:  # the exporter raises many types; keep its reason
             reason = str(exc).strip().splitlines()
             reason = " ".join(reason[:6])[:1500]
@@ -77,9 +82,18 @@ def export(
                 f"keyword inputs); avoid data-dependent Python control flow in forward() (if/while on tensor "
                 f"values); return tensors (not custom objects) from forward()."
             ) from exc
+    if layers_only:
+        warnings.warn(
+            f"{type(model).__qualname__} branches on a random tensor value in train mode (e.g. LayerDrop's "
+            "`if torch.rand([]) < p`), which cannot be exported: it was exported with only torch.nn's own layers "
+            "(Dropout, BatchNorm, ...) in train mode, so the tailored model runs every such branch the eval-mode "
+            "way (no LayerDrop while fine-tuning).",
+            stacklevel=2,
+        )
     _LAST_EXPORT_SECONDS.update(seconds=time.perf_counter() - start, cached=0.0)
     proto = program.model_proto
     _clean_dropout(proto)
+    _drop_zero_bias(proto)
     name_dynamic_dims(proto)
     layer_map = _layer_map(proto)
     for node in proto.graph.node:  # the metadata is large (stack traces); the layer map keeps what matters
@@ -94,6 +108,35 @@ def export(
     graph = Graph(proto, layer_map=layer_map, framework="torch", weights=weights, frozen=frozen, extra=extra)
     torch_cache.store(model, key, torch_cache.fingerprint(model), graph)  # after the state was restored
     return graph
+
+
+def _onnx_program(model: Any, args: tuple[Any, ...], kwargs: dict[str, Any], dynamic: Any, names: Any) -> Any:
+    torch = import_torch()
+    return torch.onnx.export(
+        model, args, kwargs=kwargs or None, dynamo=True, optimize=False, verbose=False,
+        dynamic_shapes=dynamic, input_names=names or None, report=False, verify=False,
+    )
+
+
+def _data_dependent(exc: BaseException) -> bool:
+    """Whether torch.export failed on Python control flow over a tensor's value (``if torch.rand([]) < p``)."""
+    seen: BaseException | None = exc
+    for _ in range(16):  # the exporter wraps the cause a few times
+        if seen is None:
+            return False
+        if type(seen).__name__ == "GuardOnDataDependentSymNode":
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _train_torch_layers_only(model: Any) -> None:
+    """Eval mode for every module but torch.nn's own layers (Dropout, BatchNorm, ...): a model's or library's
+    module that branches on ``self.training`` with a random draw (LayerDrop) then takes its eval-mode path."""
+    model.eval()
+    for module in model.modules():
+        if type(module).__module__.startswith("torch.nn."):
+            module.training = True
 
 
 def last_export_seconds() -> float:
@@ -177,6 +220,58 @@ def _clean_dropout(proto: onnx.ModelProto) -> None:
     for node in proto.graph.node:
         if node.op_type == "Dropout" and node.domain in ("", "ai.onnx") and len(node.input) > 2:
             del node.input[2:]
+
+
+def _drop_zero_bias(proto: onnx.ModelProto) -> None:
+    """Remove a convolution's bias that the exporter builds as zeros expanded to a wrong shape.
+
+    A bias-less ``Conv3d`` exports (train mode, ``optimize=False``) with the bias ``Expand(0, [out_channels, 2])``,
+    which onnxruntime rejects (a bias must be 1-D). A zero bias is no bias: the input is dropped, and the nodes
+    that only built it with it.
+    """
+    producers = {o: n for n in proto.graph.node for o in n.output}
+    dropped = False
+    for node in proto.graph.node:
+        if node.op_type not in ("Conv", "ConvTranspose") or len(node.input) < 3 or not node.input[2]:
+            continue
+        expand = producers.get(node.input[2])
+        if expand is not None and expand.op_type == "Expand" and _zero_constant(producers, expand.input[0]):
+            del node.input[2]
+            dropped = True
+    if dropped:
+        _remove_dead(proto)
+
+
+def _zero_constant(producers: Mapping[str, onnx.NodeProto], name: str) -> bool:
+    """Whether ``name`` is a Constant node's all-zero value (possibly through CastLike)."""
+    node = producers.get(name)
+    if node is not None and node.op_type == "CastLike":
+        node = producers.get(node.input[0])
+    if node is None or node.op_type != "Constant":
+        return False
+    value = next((a for a in node.attribute if a.name == "value"), None)
+    return value is not None and not np.any(onnx.numpy_helper.to_array(value.t))
+
+
+def _remove_dead(proto: onnx.ModelProto) -> None:
+    """Remove the nodes none of whose outputs reach a graph output (values a kept subgraph reads stay)."""
+    live = {o.name for o in proto.graph.output}
+    keep: list[onnx.NodeProto] = []
+    for node in reversed(list(proto.graph.node)):
+        if any(o in live for o in node.output if o):
+            keep.append(node)
+            live.update(_reads(node))
+    del proto.graph.node[:]
+    proto.graph.node.extend(reversed(keep))
+
+
+def _reads(node: onnx.NodeProto) -> Iterator[str]:
+    """The value names ``node`` reads, those its subgraphs (If / Loop bodies) read included."""
+    yield from (i for i in node.input if i)
+    for attr in node.attribute:
+        for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
+            for inner in sub.node:
+                yield from _reads(inner)
 
 
 def _layer_map(proto: onnx.ModelProto) -> dict[str, str]:
