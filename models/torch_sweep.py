@@ -40,7 +40,7 @@ BUILDER_KWARGS = {
 }
 SIDE.update({"vit_b_16": 32, "vit_b_32": 64, "vit_l_16": 32, "vit_l_32": 64, "vit_h_14": 28})
 
-FAST = ("squeezenet1_1", "shufflenet_v2_x0_5", "hf_bert", "text_cnn", "bi_gru")
+FAST = ("squeezenet1_1", "shufflenet_v2_x0_5", "hf_bert", "hf_wav2vec2", "text_cnn", "bi_gru")
 
 Entry = Callable[[], tuple[nn.Module, Any, np.ndarray]]
 
