@@ -19,7 +19,8 @@ import sys
 from _common import RESULTS, ROOT, write_results
 
 COLUMNS = ["model", "ok", "layer_name", "shape", "rel_error", "unit_norm", "trainable_params", "trainable_tensors",
-           "moved_tensors", "export_s", "surgery_s", "rehydrate_s", "check_s", "cut_s", "train_step_s", "error"]
+           "moved_tensors", "export_s", "surgery_s", "rehydrate_s", "check_s", "cut_s", "train_step_s", "commit",
+           "error"]
 
 
 def one(framework: str, name: str) -> dict:
@@ -54,6 +55,7 @@ def main() -> None:
     from models import sweep
 
     names = args.models.split(",") if args.models else list(sweep.entries(args.framework))
+    commit = _commit()
     rows = []
     for name in names:
         cmd = [sys.executable, __file__, "--framework", args.framework, "--one", name]
@@ -64,12 +66,20 @@ def main() -> None:
                 "model": name, "ok": False, "error": f"died (exit {proc.returncode}): {proc.stderr[-300:]}"}
         except subprocess.TimeoutExpired:
             row = {"model": name, "ok": False, "error": f"timed out after {args.timeout:.0f} s"}
+        row["commit"] = commit
         rows.append(row)
         print(f"{name}: {'ok' if row['ok'] else 'FAIL ' + str(row.get('error'))}", flush=True)
     order = list(sweep.entries(args.framework))
     if args.merge:
         rows = merged(args.framework, rows, order)
     print(write_results(f"tailor_zoo_{args.framework}", rows, COLUMNS, summary(rows, order)))
+
+
+def _commit() -> str:
+    """The checked-out commit the rows are measured on (``+`` when tracked files differ from it)."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
+    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "finetuner", "tailor_ir", "models"], cwd=ROOT)
+    return head.stdout.strip() + ("+" if dirty.returncode else "") if head.returncode == 0 else "unknown"
 
 
 def summary(rows: list[dict], order: list[str]) -> list[str]:
@@ -88,6 +98,8 @@ def summary(rows: list[dict], order: list[str]) -> list[str]:
         "Timings are noisy (the sweep shares a 2-core machine with other work, one model per process). cut_s is "
         "the first to_embedding, export included; the stage columns time a second tailoring of the same model, "
         "whose export_s near 0 is the frontend reusing the first export.",
+        "commit: the code each row was measured on (+: with uncommitted changes to finetuner/tailor_ir/models); "
+        "a row without one predates the column.",
         "Reproduce: OMP_NUM_THREADS=1 python benchmarks/tailor_zoo.py --framework <fw> [--models a,b --merge].",
     ]
     return notes
