@@ -20,8 +20,9 @@ import sys
 
 from _common import RESULTS, ROOT, write_results
 
-COLUMNS = ["model", "ok", "shape", "rel_error", "f32_noise", "unit_norm", "trainable_params", "trainable_tensors",
-           "moved_tensors", "export_s", "surgery_s", "rehydrate_s", "check_s", "cut_s", "train_step_s", "error"]
+COLUMNS = ["model", "ok", "layer_name", "shape", "rel_error", "f32_noise", "unit_norm", "trainable_params",
+           "trainable_tensors", "moved_tensors", "export_s", "surgery_s", "rehydrate_s", "check_s", "cut_s",
+           "train_step_s", "commit", "error"]
 
 
 def one(framework: str, name: str) -> dict:
@@ -56,6 +57,7 @@ def main() -> None:
     from models import sweep
 
     names = args.models.split(",") if args.models else list(sweep.entries(args.framework))
+    commit = _commit()
     rows = []
     for name in names:
         cmd = [sys.executable, __file__, "--framework", args.framework, "--one", name]
@@ -66,14 +68,46 @@ def main() -> None:
                 "model": name, "ok": False, "error": f"died (exit {proc.returncode}): {proc.stderr[-300:]}"}
         except subprocess.TimeoutExpired:
             row = {"model": name, "ok": False, "error": f"timed out after {args.timeout:.0f} s"}
+        row["commit"] = commit
         rows.append(row)
         print(f"{name}: {'ok' if row['ok'] else 'FAIL ' + str(row.get('error'))}", flush=True)
+    order = list(sweep.entries(args.framework))
     if args.merge:
-        rows = merged(args.framework, rows, list(sweep.entries(args.framework)))
+        rows = merged(args.framework, rows, order)
+    print(write_results(f"tailor_zoo_{args.framework}", rows, COLUMNS, summary(rows, order, args.framework)))
+
+
+def _commit() -> str:
+    """The checked-out commit the rows are measured on (``+`` when tracked files differ from it)."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
+    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "finetuner", "tailor_ir", "models"], cwd=ROOT)
+    return head.stdout.strip() + ("+" if dirty.returncode else "") if head.returncode == 0 else "unknown"
+
+
+def summary(rows: list[dict], order: list[str], framework: str) -> list[str]:
+    """The notes under the table: how many pass, which of the sweep's entries were not run, how to reproduce."""
     passed = sum(bool(r["ok"]) for r in rows)
-    notes = [f"{passed} of {len(rows)} models pass every check ({100 * passed / max(len(rows), 1):.0f}%).",
-             *sweep.notes(args.framework)]
-    print(write_results(f"tailor_zoo_{args.framework}", rows, COLUMNS, notes))
+    run = {r["model"] for r in rows}
+    missing = [name for name in order if name not in run]
+    notes = [f"{passed} of {len(rows)} models run pass every check ({100 * passed / max(len(rows), 1):.0f}%); "
+             f"{len(missing)} of the sweep's {len(order)} entries not run{': ' + ', '.join(missing) if missing else ''}."]
+    failed = [r["model"] for r in rows if not r["ok"]]
+    if failed:
+        notes.append(f"Failing: {', '.join(failed)}.")
+    from models import sweep
+
+    notes += sweep.notes(framework)
+    notes += [
+        "A row with a layer_name is cut there (a dense-prediction model whose default cut is not an embedding); "
+        "every other row is the default cut.",
+        "Timings are noisy (the sweep shares a 2-core machine with other work, one model per process). cut_s is "
+        "the first to_embedding, export included; the stage columns time a second tailoring of the same model, "
+        "whose export_s near 0 is the frontend reusing the first export.",
+        "commit: the code each row was measured on (+: with uncommitted changes to finetuner/tailor_ir/models); "
+        "a row without one predates the column.",
+        "Reproduce: OMP_NUM_THREADS=1 python benchmarks/tailor_zoo.py --framework <fw> [--models a,b --merge].",
+    ]
+    return notes
 
 
 if __name__ == "__main__":

@@ -6,9 +6,12 @@ Each framework lists its models in ``models/<framework>_sweep.py``::
     FAST: tuple[str, ...]          # the representative subset the test suite runs
 
 where the reference is what the default cut must return: the input of the model's final classifier (or its
-final features) computed natively on ``sample_input`` in eval/inference mode. ``check_model`` then measures:
+final features) computed natively on ``sample_input`` in eval/inference mode. A builder may return a fourth
+item, a layer name: then the cut is ``layer_name=`` that layer and the reference is that layer's output, pooled
+(for models whose default cut is not the embedding one wants). ``check_model`` then measures:
 
-- **equivalence**: ``to_embedding(model, output_dim=None, normalize=False)`` against the reference (1e-4 relative);
+- **equivalence**: ``to_embedding(model, output_dim=None, normalize=False)`` (with the builder's ``layer_name``)
+  against the reference (1e-4 relative);
 - **head**: ``to_embedding(model, output_dim=64)`` gives ``(batch, 64)`` unit-norm rows; its stages are timed;
 - **trainability**: the trainable weight tensors, and how many of them one Adam step moves.
 """
@@ -30,7 +33,7 @@ MOVED_FRACTION = 0.95  # one step must move (nearly) every trainable tensor; a f
 # sample's 2 rows a block with drop probability p is dropped for the whole batch (no gradient) with chance p**2
 STEP_ROWS = 16
 
-Builder = Callable[[], tuple[Any, Any, np.ndarray]]
+Builder = Callable[[], tuple[Any, ...]]  # (model, sample_input, reference[, layer_name])
 
 
 def entries(framework: str) -> dict[str, Builder]:
@@ -61,7 +64,9 @@ def relative_error(got: np.ndarray, ref: np.ndarray) -> float:
     return float(np.max(np.abs(got - ref), initial=0.0) / max(float(np.max(np.abs(ref), initial=0.0)), 1e-6))
 
 
-def tailor_stages(framework: str, model: Any, sample: Any, output_dim: int | None) -> tuple[Any, Any, Any, dict]:
+def tailor_stages(
+    framework: str, model: Any, sample: Any, output_dim: int | None, layer_name: str | None = None
+) -> tuple[Any, Any, Any, dict]:
     """``to_embedding``'s stages timed one by one, as ``finetuner.tailor`` runs them (check on two rows).
 
     Returns ``(exported graph, graph with the embedding head, rehydrated model, {stage: seconds})``.
@@ -72,7 +77,7 @@ def tailor_stages(framework: str, model: Any, sample: Any, output_dim: int | Non
 
     frontend, backend = compiler.frontend(framework), compiler.backend(framework)
     graph, t_export = _timed(lambda: frontend.export(model, sample_input=_native_sample(sample, framework)))
-    emb, t_surgery = _timed(lambda: embedding_head(graph, output_dim=output_dim))
+    emb, t_surgery = _timed(lambda: embedding_head(graph, layer_name=layer_name, output_dim=output_dim))
     tailored, t_rehydrate = _timed(lambda: backend.rehydrate(emb, check=False))
     feed = {k: v[:CHECK_ROWS] for k, v in samples.as_feed(_numpy_sample(sample), emb.input_names).items()}
     check_equivalence = importlib.import_module(backend.rehydrate.__module__).check_equivalence
@@ -95,8 +100,10 @@ def check_model(framework: str, name: str, builder: Builder) -> dict[str, Any]:
     """Every check of the sweep on one model; a row whose ``ok`` says whether all passed."""
     row: dict[str, Any] = {"framework": framework, "model": name}
     try:
-        (model, sample, reference), row["build_s"] = _timed(builder)
-        _check(framework, model, sample, np.asarray(reference), row)
+        (model, sample, reference, *layer), row["build_s"] = _timed(builder)
+        if layer:
+            row["layer_name"] = layer[0]
+        _check(framework, model, sample, np.asarray(reference), row, layer[0] if layer else None)
     except Exception as exc:  # noqa: BLE001 - a row per model, whatever it failed with
         row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
         row["traceback"] = traceback.format_exc(limit=-3)
@@ -104,14 +111,17 @@ def check_model(framework: str, name: str, builder: Builder) -> dict[str, Any]:
     return row
 
 
-def _check(framework: str, model: Any, sample: Any, reference: np.ndarray, row: dict[str, Any]) -> None:
+def _check(
+    framework: str, model: Any, sample: Any, reference: np.ndarray, row: dict[str, Any], layer_name: str | None
+) -> None:
     from finetuner import tailor
     from tailor_ir import runtime
 
     features, row["cut_s"] = _timed(lambda: tailor.to_embedding(model, output_dim=None, normalize=False,
-                                                                sample_input=sample))
+                                                                layer_name=layer_name, sample_input=sample))
     graph = tailor.graph_of(features)
     got = embed(framework, features, graph, sample)
+    del features  # a model of hundreds of millions of weights: one tailored copy at a time
     row["shape"] = list(got.shape)
     row["rel_error"] = relative_error(got, reference)
     row["equivalent"] = bool(row["rel_error"] <= EQUIVALENCE_RTOL)
@@ -119,9 +129,10 @@ def _check(framework: str, model: Any, sample: Any, reference: np.ndarray, row: 
         row["f32_noise"] = float32_noise(graph, sample)
         # deep random-weight nets amplify float32 rounding past 1e-4 in every implementation, native included
         row["equivalent"] = bool(row["rel_error"] <= runtime.NOISE_FACTOR * row["f32_noise"])
+    del graph
     if not row["equivalent"]:
         row["error"] = f"default cut gives {got.shape}, expected {reference.shape} (rel. error {row['rel_error']:.3g})"
-    _, emb_graph, head, stages = tailor_stages(framework, model, sample, HEAD_DIM)
+    _, emb_graph, head, stages = tailor_stages(framework, model, sample, HEAD_DIM, layer_name)
     row.update({k: round(v, 3) for k, v in stages.items()})
     out = embed(framework, head, emb_graph, sample)
     norms = np.linalg.norm(out, axis=1)

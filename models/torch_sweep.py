@@ -1,15 +1,25 @@
-"""The torch zoo sweep (``models/sweep.py``): every torchvision classification builder, the common Hugging Face
-encoder families from small configs, and typical hand-written modules.
+"""The torch zoo sweep (``models/sweep.py``): every torchvision classification builder, torchvision's video
+classifiers and semantic-segmentation models, the common Hugging Face encoder families (text, vision, audio)
+from small configs, and typical hand-written modules.
 
 Each entry builds ``(model, sample_input, reference)``: the reference is what the default cut must return,
-computed natively in eval mode — the input of the final classifier (the last ``nn.Linear`` / 1x1 ``nn.Conv2d``
-to run, caught by a forward hook), or, for encoders without a classifier, the first output pooled the way
-``pooling="auto"`` pools it (mean over space for feature maps, masked mean over tokens when there is an
-attention mask, plain mean otherwise).
+computed natively in eval mode — the input of the final classifier (the last ``nn.Linear`` / pointwise
+``nn.Conv{1,2,3}d`` to run, caught by a forward hook), or, for encoders without a classifier, the first output
+pooled the way ``pooling="auto"`` pools it (mean over space for feature maps, masked mean over tokens when there
+is an attention mask, plain mean otherwise).
+
+**Dense prediction** (segmentation): the default cut is the input of the per-pixel classifier — the final 1x1
+convolution whose class scores are only upsampled to the input size — averaged over space by
+``pooling="auto"``: the same rule as for a classifier (cut off the layer that maps features to classes, keep
+everything before it). FCN and DeepLabV3 have one such classifier. LR-ASPP adds two (a low- and a
+high-resolution one), so no single tensor is "the classifier's input": its entry names the layer, the
+backbone's last block (``layer_name="backbone.16"``, MobileNetV3's 960-channel features), and returns a
+fourth item, that layer name.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -30,7 +40,7 @@ BUILDER_KWARGS = {
 }
 SIDE.update({"vit_b_16": 32, "vit_b_32": 64, "vit_l_16": 32, "vit_l_32": 64, "vit_h_14": 28})
 
-FAST = ("squeezenet1_1", "shufflenet_v2_x0_5", "hf_bert", "text_cnn", "bi_gru")
+FAST = ("squeezenet1_1", "shufflenet_v2_x0_5", "hf_bert", "hf_wav2vec2", "text_cnn", "bi_gru")
 
 Entry = Callable[[], tuple[nn.Module, Any, np.ndarray]]
 
@@ -43,8 +53,8 @@ def classifier_input(model: nn.Module, sample: Any) -> np.ndarray:
     def hook(module: nn.Module, inputs: tuple[Any, ...]) -> None:
         seen.append(inputs[0].detach())
 
-    handles = [m.register_forward_pre_hook(hook) for m in model.modules()
-               if isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1))]
+    handles = [m.register_forward_pre_hook(hook) for m in model.modules() if isinstance(m, nn.Linear)
+               or (isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) and set(m.kernel_size) == {1} and m.groups == 1)]
     model.eval()
     try:
         with torch.no_grad():
@@ -109,6 +119,65 @@ def torchvision_entry(name: str) -> tuple[nn.Module, Any, np.ndarray]:
     return model, sample, classifier_input(model, sample)
 
 
+# --------------------------------------------------------------------------- torchvision video and segmentation
+# (frames, side) of each video clip: 4 x 32 px, or the fixed size that S3D's pooling and MViT's position
+# tables need (the builders fix MViT's size; torchvision's weights list S3D's minimum as 14 x 224)
+VIDEO_CLIP = {"s3d": (14, 224), "mvit_v1_b": (16, 224), "mvit_v2_s": (16, 224)}
+
+
+def video_entry(name: str) -> tuple[nn.Module, Any, np.ndarray]:
+    """A torchvision video classifier on a (batch, 3, frames, side, side) clip; the reference is its fc's input."""
+    import torchvision
+
+    torch.manual_seed(0)
+    model = torchvision.models.get_model(name, weights=None)
+    frames, side = VIDEO_CLIP.get(name, (4, 32))
+    sample = torch.randn(BATCH, 3, frames, side, side, generator=torch.Generator().manual_seed(0))
+    return model, sample, classifier_input(model, sample)
+
+
+# the layer to cut at where the default cut is ambiguous (see the module's docstring)
+SEGMENTATION_LAYER = {"lraspp_mobilenet_v3_large": "backbone.16"}
+
+
+def segmentation_entry(name: str) -> tuple[Any, ...]:
+    """A torchvision segmentation model (64 px); the reference is its per-pixel classifier's input, pooled."""
+    import torchvision
+
+    torch.manual_seed(0)
+    model = torchvision.models.get_model(name, weights=None, weights_backbone=None)
+    sample = _image(64)
+    layer = SEGMENTATION_LAYER.get(name)
+    if layer is None:
+        return model, sample, classifier_input(model, sample)
+    return model, sample, layer_output(model, sample, layer), layer
+
+
+def layer_output(model: nn.Module, sample: Any, layer: str) -> np.ndarray:
+    """The output of the submodule named ``layer`` in ``model(sample)`` (eval mode), pooled."""
+    seen: list[torch.Tensor] = []
+    handle = model.get_submodule(layer).register_forward_hook(lambda _m, _i, out: seen.append(out.detach()))
+    model.eval()
+    try:
+        with torch.no_grad():
+            _call(model, sample)
+    finally:
+        handle.remove()
+    return pooled(seen[-1], None)
+
+
+def vision_extras() -> dict[str, Entry]:
+    """torchvision's video classifiers and segmentation models (not in ``list_models(module=models)``)."""
+    import torchvision
+
+    table: dict[str, Entry] = {}
+    for name in torchvision.models.list_models(module=torchvision.models.video):
+        table[f"video_{name}"] = partial(video_entry, name)
+    for name in torchvision.models.list_models(module=torchvision.models.segmentation):
+        table[f"seg_{name}"] = partial(segmentation_entry, name)
+    return table
+
+
 # --------------------------------------------------------------------------- Hugging Face
 _SMALL = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
 
@@ -136,6 +205,24 @@ def _hf_vision(config_cls: str, model_cls: str, side: int = 32, **config: Any) -
     return model, sample, first_output(model, sample)
 
 
+def _hf_audio(config_cls: str, model_cls: str, sample: dict[str, tuple[int, ...]], **config: Any
+              ) -> tuple[nn.Module, Any, np.ndarray]:
+    """An audio encoder from a small config on random float inputs of the given shapes (batch first)."""
+    import transformers
+
+    torch.manual_seed(0)
+    cfg = getattr(transformers, config_cls)(**config)
+    cfg._attn_implementation = "eager"
+    module, _, cls = model_cls.rpartition(":")
+    model = getattr(importlib.import_module(module) if module else transformers, cls)(cfg)
+    gen = torch.Generator().manual_seed(0)
+    value = {k: torch.randn(BATCH, *shape, generator=gen) for k, shape in sample.items()}
+    return model, value, first_output(model, value)
+
+
+_SMALL_AUDIO = {**_SMALL, "conv_dim": (16, 16), "conv_stride": (5, 2), "conv_kernel": (10, 3),
+                "num_conv_pos_embeddings": 16, "num_conv_pos_embedding_groups": 2}
+
 HF: dict[str, Entry] = {
     "hf_bert": partial(_hf_text, "BertConfig", "BertModel"),
     "hf_roberta": partial(_hf_text, "RobertaConfig", "RobertaModel", pad_token_id=0),
@@ -157,6 +244,14 @@ HF: dict[str, Entry] = {
                            depths=[1, 1], num_stages=2),
     "hf_clip_vision": partial(_hf_vision, "CLIPVisionConfig", "CLIPVisionModel", image_size=32, patch_size=16,
                               **_SMALL),
+    # raw waveform (400 samples -> 39 frames) and a log-mel spectrogram (8 bins x 32 frames)
+    "hf_wav2vec2": partial(_hf_audio, "Wav2Vec2Config", "Wav2Vec2Model", {"input_values": (400,)}, **_SMALL_AUDIO),
+    "hf_hubert": partial(_hf_audio, "HubertConfig", "HubertModel", {"input_values": (400,)}, **_SMALL_AUDIO),
+    "hf_whisper_encoder": partial(
+        _hf_audio, "WhisperConfig", "transformers.models.whisper.modeling_whisper:WhisperEncoder",
+        {"input_features": (8, 32)}, d_model=32, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=64,
+        decoder_layers=1, decoder_attention_heads=2, decoder_ffn_dim=64, num_mel_bins=8, max_source_positions=16,
+    ),
 }
 
 
@@ -294,11 +389,13 @@ HAND: dict[str, Entry] = {
 
 
 def entries() -> dict[str, Entry]:
-    """Every model of the torch sweep: torchvision classification, Hugging Face encoders, hand-written."""
+    """Every model of the torch sweep: torchvision classification, video and segmentation, Hugging Face
+    encoders, hand-written modules."""
     import torchvision
 
     names = torchvision.models.list_models(module=torchvision.models)
     table: dict[str, Entry] = {name: partial(torchvision_entry, name) for name in names}
+    table.update(vision_extras())
     table.update(HF)
     table.update(HAND)
     return table

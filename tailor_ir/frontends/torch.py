@@ -83,13 +83,15 @@ def export(
             f"torch.export failed on the train-mode forward of {type(model).__qualname__} "
             f"({_summary(fallback_error)}); it was "
             "exported with its container modules in eval mode (layers such as BatchNorm, Dropout and drop path "
-            "keep their train-mode behaviour): train-only branches such as auxiliary heads, and functional "
-            "dropout written in a container's forward(), are left out of the tailored model.",
+            "keep their train-mode behaviour): train-only branches such as auxiliary heads or LayerDrop's "
+            "`if torch.rand([]) < p` and functional dropout written in a container's forward() take their "
+            "eval-mode path in the tailored model.",
             stacklevel=2,
         )
     _LAST_EXPORT_SECONDS.update(seconds=time.perf_counter() - start, cached=0.0)
     proto = program.model_proto
     _clean_dropout(proto)
+    _drop_zero_bias(proto)
     name_dynamic_dims(proto)
     layer_map = _layer_map(proto)
     for node in proto.graph.node:  # the metadata is large (stack traces); the layer map keeps what matters
@@ -214,6 +216,58 @@ def _clean_dropout(proto: onnx.ModelProto) -> None:
     for node in proto.graph.node:
         if node.op_type == "Dropout" and node.domain in ("", "ai.onnx") and len(node.input) > 2:
             del node.input[2:]
+
+
+def _drop_zero_bias(proto: onnx.ModelProto) -> None:
+    """Remove a convolution's bias that the exporter builds as zeros expanded to a wrong shape.
+
+    A bias-less ``Conv3d`` exports (train mode, ``optimize=False``) with the bias ``Expand(0, [out_channels, 2])``,
+    which onnxruntime rejects (a bias must be 1-D). A zero bias is no bias: the input is dropped, and the nodes
+    that only built it with it.
+    """
+    producers = {o: n for n in proto.graph.node for o in n.output}
+    dropped = False
+    for node in proto.graph.node:
+        if node.op_type not in ("Conv", "ConvTranspose") or len(node.input) < 3 or not node.input[2]:
+            continue
+        expand = producers.get(node.input[2])
+        if expand is not None and expand.op_type == "Expand" and _zero_constant(producers, expand.input[0]):
+            del node.input[2]
+            dropped = True
+    if dropped:
+        _remove_dead(proto)
+
+
+def _zero_constant(producers: Mapping[str, onnx.NodeProto], name: str) -> bool:
+    """Whether ``name`` is a Constant node's all-zero value (possibly through CastLike)."""
+    node = producers.get(name)
+    if node is not None and node.op_type == "CastLike":
+        node = producers.get(node.input[0])
+    if node is None or node.op_type != "Constant":
+        return False
+    value = next((a for a in node.attribute if a.name == "value"), None)
+    return value is not None and not np.any(onnx.numpy_helper.to_array(value.t))
+
+
+def _remove_dead(proto: onnx.ModelProto) -> None:
+    """Remove the nodes none of whose outputs reach a graph output (values a kept subgraph reads stay)."""
+    live = {o.name for o in proto.graph.output}
+    keep: list[onnx.NodeProto] = []
+    for node in reversed(list(proto.graph.node)):
+        if any(o in live for o in node.output if o):
+            keep.append(node)
+            live.update(_reads(node))
+    del proto.graph.node[:]
+    proto.graph.node.extend(reversed(keep))
+
+
+def _reads(node: onnx.NodeProto) -> Iterator[str]:
+    """The value names ``node`` reads, those its subgraphs (If / Loop bodies) read included."""
+    yield from (i for i in node.input if i)
+    for attr in node.attribute:
+        for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
+            for inner in sub.node:
+                yield from _reads(inner)
 
 
 def _layer_map(proto: onnx.ModelProto) -> dict[str, str]:

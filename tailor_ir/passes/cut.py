@@ -29,7 +29,7 @@ def _dynamic_inputs(graph: Graph, node: onnx.NodeProto) -> list[str]:
 # Ops between a 1x1-convolution classifier and the output (SqueezeNet: conv -> ReLU -> pool -> flatten).
 _POOLING = {"GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax", "AveragePool", "MaxPool"}
 _SPATIAL_TO_VECTOR = _POOLING | {"Flatten", "Reshape", "Squeeze"}
-_DATA_FIRST = {"Reshape", "Squeeze", "ReduceMean", "ReduceMax", "Flatten"}
+_DATA_FIRST = {"Reshape", "Squeeze", "ReduceMean", "ReduceMax", "Flatten", "Resize"}
 _AFTER_CONV = {"Relu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish"}
 
 
@@ -50,12 +50,16 @@ def classifier_input(graph: Graph) -> str | None:
     """The tensor that feeds the final classifier, or None.
 
     The classifier is the last weighted Gemm/MatMul producing the first output, or a final 1x1 convolution
-    whose result is pooled / flattened into the output (SqueezeNet, Keras MobileNetV3). Walks back from the
-    first output through bias adds, reshapes, softmax (and, for a convolution, pooling and its activation);
-    None if the output does not come from such a layer (e.g. ``BertModel``, whose output is a hidden state).
+    whose result is pooled / flattened into the output (SqueezeNet, Keras MobileNetV3), or — in a
+    dense-prediction model (torchvision's FCN, DeepLabV3) — a final 1x1 convolution whose per-pixel class
+    scores are only resized to the output: its input is the per-pixel features, which ``pooling="auto"`` then
+    averages over space. Walks back from the first output through bias adds, reshapes, softmax (and, for a
+    convolution, pooling / resizing and its activation); None if the output does not come from such a layer
+    (e.g. ``BertModel``, whose output is a hidden state).
     """
     value = graph.output_names[0]
     vectorised = False  # a pooling / flatten seen between the output and here
+    resized = False  # a Resize seen between the output and here (per-pixel scores upsampled to the input size)
     for _ in range(len(graph.model.graph.node)):
         node = graph.producers.get(value)
         if node is None:
@@ -65,11 +69,13 @@ def classifier_input(graph: Graph) -> str | None:
             dynamic = [node.input[0]]
         if node.op_type in ("Gemm", "MatMul") and _weighted(graph, node):
             return dynamic[0] if len(dynamic) == 1 else None
-        if vectorised and _pointwise_conv(graph, node):
+        if (vectorised or resized) and _pointwise_conv(graph, node):
             return dynamic[0] if len(dynamic) == 1 else None
         if node.op_type in _SPATIAL_TO_VECTOR:
             vectorised = True
-        elif node.op_type not in _PASSTHROUGH and not (vectorised and node.op_type in _AFTER_CONV):
+        elif node.op_type == "Resize":
+            resized = True
+        elif node.op_type not in _PASSTHROUGH and not ((vectorised or resized) and node.op_type in _AFTER_CONV):
             return None
         if len(dynamic) != 1:
             return None

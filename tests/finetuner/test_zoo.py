@@ -58,3 +58,21 @@ def test_the_keras_sweep_and_its_results_list_every_keras_application() -> None:
     results = Path(__file__).parents[2] / "benchmarks" / "results" / "tailor_zoo_keras.json"
     rows = {r["model"] for r in json.loads(results.read_text())["rows"]}
     assert builders <= rows, builders - rows
+
+
+def test_the_torch_sweep_lists_every_torchvision_classification_video_and_segmentation_builder() -> None:
+    torchvision = pytest.importorskip("torchvision")
+    from models import torch_sweep
+
+    names = set(torch_sweep.entries())
+    models = torchvision.models
+    # told apart by the builder's module, not by list_models(module=...), which the sweep itself uses
+    by_module: dict[str, set[str]] = {}
+    for name in models.list_models():
+        by_module.setdefault(models.get_model_builder(name).__module__.split(".")[2], set()).add(name)
+    classification = {n for module, group in by_module.items() for n in group
+                      if module not in ("video", "segmentation", "detection", "optical_flow", "quantization")}
+    assert len(classification) >= 80  # resnet ... vit: the pinned torchvision's classification builders
+    assert classification <= names
+    assert {f"video_{n}" for n in by_module["video"]} <= names
+    assert {f"seg_{n}" for n in by_module["segmentation"]} <= names

@@ -80,6 +80,46 @@ def test_a_final_spatial_conv_is_not_taken_for_a_classifier():
     assert default_cut(graph) == "scores"
 
 
+def _fcn_style(kernel: int) -> object:
+    """conv(3->6) -> relu -> conv(6->5, kernel) -> Resize to the input size: per-pixel class scores (FCN)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from tailor_ir.graph import Graph
+
+    inits = [
+        numpy_helper.from_array(RNG.standard_normal((6, 3, 3, 3)).astype(np.float32), "backbone.weight"),
+        numpy_helper.from_array(RNG.standard_normal((5, 6, kernel, kernel)).astype(np.float32), "classifier.weight"),
+        numpy_helper.from_array(np.array([1, 1, 2, 2], dtype=np.float32), "scales"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "backbone.weight"], ["f"], name="n_backbone", pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node("Relu", ["f"], ["fr"], name="n_relu"),
+        helper.make_node("Conv", ["fr", "classifier.weight"], ["c"], name="n_classifier", kernel_shape=[kernel, kernel],
+                         pads=[kernel // 2] * 4),
+        helper.make_node("Resize", ["c", "", "scales"], ["out"], name="n_upsample", mode="linear"),
+    ]
+    g = helper.make_graph(nodes, "fcn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 3, 8, 8])],
+                          [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["b", 5, 8, 8])], inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+    onnx.checker.check_model(model)
+    return Graph(model, framework="torch", weights=frozenset(("backbone.weight", "classifier.weight")))
+
+
+def test_a_final_pointwise_conv_upsampled_into_the_output_is_the_per_pixel_classifier():
+    graph = _fcn_style(kernel=1)
+    assert classifier_input(graph) == "fr"
+    emb = embedding_head(graph, output_dim=None, normalize=False)  # cut there, mean over space
+    features = runtime.run(with_outputs(graph, ["fr"]), {"x": X})[1]
+    np.testing.assert_allclose(runtime.run(emb, {"x": X})[0], features.mean(axis=(2, 3)), rtol=1e-5, atol=1e-6)
+
+
+def test_an_upsampled_spatial_conv_is_not_taken_for_a_per_pixel_classifier():
+    graph = _fcn_style(kernel=3)
+    assert classifier_input(graph) is None
+    assert default_cut(graph) == "out"
+
+
 def test_model_without_classifier_is_cut_at_its_final_output():
     graph = token_graph()
     assert classifier_input(graph) is None

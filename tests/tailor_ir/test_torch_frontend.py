@@ -241,3 +241,46 @@ def tailor_layer(graph) -> str:
     from tailor_ir.inspection import layer_table
 
     return next(r.name for r in layer_table(graph) if r.cut_candidate and not r.default_cut)
+
+
+class _LayerDrop(torch.nn.Module):
+    """Two blocks, each skipped at random in train mode (Wav2Vec2 / HuBERT's LayerDrop), with Dropout and BN."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = torch.nn.ModuleList([torch.nn.Linear(6, 6) for _ in range(2)])
+        self.norm = torch.nn.BatchNorm1d(6)
+        self.drop = torch.nn.Dropout(0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            if self.training and torch.rand([]) < 0.5:  # data-dependent: torch.export cannot trace it
+                continue
+            x = x + block(x)
+        return self.drop(self.norm(x))
+
+
+def test_a_random_branch_in_train_mode_exports_with_only_torch_layers_in_train_mode() -> None:
+    model = _LayerDrop()
+    x = torch.randn(4, 6)
+    with pytest.warns(UserWarning, match="LayerDrop"):
+        graph = torch_frontend.export(model, x)
+    ops = [n.op_type for n in graph.model.graph.node]
+    assert ops.count("Dropout") == 1 and ops.count("BatchNormalization") == 1  # still train-mode layers
+    assert ops.count("Gemm") + ops.count("MatMul") == 2  # both blocks, their eval-mode path
+    assert model.training  # the user's model is left as it was
+    with torch.no_grad():
+        expected = model.eval()(x).numpy()
+    np.testing.assert_allclose(runtime.run(graph, {"x": x.numpy()})[0], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_bias_free_conv3d_exports_without_the_exporters_malformed_zero_bias() -> None:
+    model = torch.nn.Sequential(torch.nn.Conv3d(3, 4, (1, 3, 3), bias=False), torch.nn.ReLU()).eval()
+    x = torch.randn(2, 3, 2, 6, 6)
+    graph = torch_frontend.export(model, x)
+    conv = next(n for n in graph.model.graph.node if n.op_type == "Conv")
+    assert list(conv.input) == ["input", "0.weight"]
+    assert "Expand" not in {n.op_type for n in graph.model.graph.node}
+    with torch.no_grad():
+        expected = model(x).numpy()
+    np.testing.assert_allclose(runtime.run(graph, {"input": x.numpy()})[0], expected, rtol=1e-5, atol=1e-6)
