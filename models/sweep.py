@@ -32,6 +32,9 @@ MOVED_FRACTION = 0.95  # one step must move (nearly) every trainable tensor; a f
 # the training step tiles the sample to this many rows: stochastic depth drops a block per row, and with the
 # sample's 2 rows a block with drop probability p is dropped for the whole batch (no gradient) with chance p**2
 STEP_ROWS = 16
+# ... but no more input values than 16 rows of 3 x 224 x 224 (a 16-frame 224 px video clip is 16 images: 16 clips
+# of MViT-v2 in train mode need more memory than the machine has)
+STEP_VALUES = 16 * 3 * 224 * 224
 
 Builder = Callable[[], tuple[Any, ...]]  # (model, sample_input, reference[, layer_name])
 
@@ -157,7 +160,10 @@ def _feed(graph: Any, sample: Any, rows: int | None = None) -> list[np.ndarray]:
 
     feed = samples.as_feed(_numpy_sample(sample), graph.input_names)
     arrays = [np.asarray(feed[n]) for n in graph.input_names]
-    if rows is not None:
+    batched = [a for a in arrays if a.ndim]
+    if rows is not None and batched:
+        per_row = max(max(int(np.prod(a.shape[1:])) for a in batched), 1)
+        rows = max(min(rows, STEP_VALUES // per_row), max(len(a) for a in batched))  # never fewer than given
         arrays = [np.resize(a, (rows, *a.shape[1:])) if a.ndim else a for a in arrays]
     return [np.ascontiguousarray(a) for a in arrays]
 
