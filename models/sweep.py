@@ -22,6 +22,7 @@ import importlib
 import time
 import traceback
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -103,10 +104,10 @@ def check_model(framework: str, name: str, builder: Builder) -> dict[str, Any]:
     """Every check of the sweep on one model; a row whose ``ok`` says whether all passed."""
     row: dict[str, Any] = {"framework": framework, "model": name}
     try:
-        (model, sample, reference, *layer), row["build_s"] = _timed(builder)
-        if layer:
-            row["layer_name"] = layer[0]
-        _check(framework, model, sample, np.asarray(reference), row, layer[0] if layer else None)
+        built, row["build_s"] = _timed(lambda: list(builder()))
+        if len(built) > 3:
+            row["layer_name"] = built[3]
+        _check(framework, built, row, row.get("layer_name"))
     except Exception as exc:  # noqa: BLE001 - a row per model, whatever it failed with
         row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
         row["traceback"] = traceback.format_exc(limit=-3)
@@ -114,14 +115,17 @@ def check_model(framework: str, name: str, builder: Builder) -> dict[str, Any]:
     return row
 
 
-def _check(
-    framework: str, model: Any, sample: Any, reference: np.ndarray, row: dict[str, Any], layer_name: str | None
-) -> None:
+def _check(framework: str, built: list[Any], row: dict[str, Any], layer_name: str | None) -> None:
+    """The checks on ``built`` = ``[model, sample_input, reference, ...]``; the list is emptied, so that the model
+    can be freed before the training step (a model of hundreds of millions of weights: one copy at a time)."""
     from finetuner import tailor
     from tailor_ir import runtime
 
-    features, row["cut_s"] = _timed(lambda: tailor.to_embedding(model, output_dim=None, normalize=False,
-                                                                layer_name=layer_name, sample_input=sample))
+    model, sample, reference = built[0], built[1], np.asarray(built[2])
+    built.clear()
+
+    features, row["cut_s"] = _timed(partial(tailor.to_embedding, model, output_dim=None, normalize=False,
+                                            layer_name=layer_name, sample_input=sample))
     graph = tailor.graph_of(features)
     got = embed(framework, features, graph, sample)
     del features  # a model of hundreds of millions of weights: one tailored copy at a time
@@ -136,11 +140,14 @@ def _check(
     if not row["equivalent"]:
         row["error"] = f"default cut gives {got.shape}, expected {reference.shape} (rel. error {row['rel_error']:.3g})"
     _, emb_graph, head, stages = tailor_stages(framework, model, sample, HEAD_DIM, layer_name)
+    del model  # with it its cached export; the head has its own weights
     row.update({k: round(v, 3) for k, v in stages.items()})
     out = embed(framework, head, emb_graph, sample)
     norms = np.linalg.norm(out, axis=1)
     row["unit_norm"] = bool(out.shape[1:] == (HEAD_DIM,) and np.allclose(norms, 1.0, atol=1e-4))
-    (trainable, moved), row["train_step_s"] = _timed(lambda: _TRAIN_STEPS[framework](head, emb_graph, sample))
+    names = list(emb_graph.input_names)
+    del emb_graph
+    (trainable, moved), row["train_step_s"] = _timed(lambda: _TRAIN_STEPS[framework](head, names, sample))
     row["trainable_tensors"], row["moved_tensors"] = trainable, moved
     row["trainable_params"] = _trainable_params(framework, head)
     row["trains"] = bool(trainable and moved >= MOVED_FRACTION * trainable)
@@ -150,16 +157,17 @@ def float32_noise(graph: Any, sample: Any) -> float:
     """onnxruntime's own float32 noise on the cut graph (``tailor_ir.runtime.float32_noise``, first output)."""
     from tailor_ir import runtime
 
-    return runtime.float32_noise(graph, dict(zip(graph.input_names, _feed(graph, sample))))[0]
+    return runtime.float32_noise(graph, dict(zip(graph.input_names, _feed(graph.input_names, sample))))[0]
 
 
-def _feed(graph: Any, sample: Any, rows: int | None = None) -> list[np.ndarray]:
-    """The graph's inputs from ``sample``; with ``rows``, the sample's rows repeated to that batch size."""
+def _feed(input_names: list[str], sample: Any, rows: int | None = None) -> list[np.ndarray]:
+    """The graph inputs ``input_names`` from ``sample``; with ``rows``, the sample's rows repeated to that batch
+    size."""
     from finetuner.tailor import _numpy_sample
     from tailor_ir import samples
 
-    feed = samples.as_feed(_numpy_sample(sample), graph.input_names)
-    arrays = [np.asarray(feed[n]) for n in graph.input_names]
+    feed = samples.as_feed(_numpy_sample(sample), input_names)
+    arrays = [np.asarray(feed[n]) for n in input_names]
     batched = [a for a in arrays if a.ndim]
     if rows is not None and batched:
         per_row = max(max(int(np.prod(a.shape[1:])) for a in batched), 1)
@@ -173,29 +181,34 @@ def _direction(shape: tuple[int, ...]) -> np.ndarray:
     return np.random.default_rng(0).standard_normal(shape).astype(np.float32)
 
 
-def _torch_step(model: Any, graph: Any, sample: Any) -> tuple[int, int]:
+def _torch_step(model: Any, input_names: list[str], sample: Any) -> tuple[int, int]:
     from tailor_ir.imports import import_torch
 
     torch = import_torch()
     params = [p for p in model.parameters() if p.requires_grad]
-    before = [p.detach().clone() for p in params]
-    optimizer = torch.optim.Adam(params, lr=1e-3)
+
+    def fingerprint(p: Any) -> tuple[float, float]:  # not a copy of every weight: a 600M-weight model is 2.4 GB
+        values = p.detach().double()
+        return values.sum().item(), values.square().sum().item()
+
+    before = [fingerprint(p) for p in params]
+    optimizer = torch.optim.Adam(params, lr=1e-3, foreach=False)
     model.train()
-    out = model(*[torch.from_numpy(a) for a in _feed(graph, sample, STEP_ROWS)])
+    out = model(*[torch.from_numpy(a) for a in _feed(input_names, sample, STEP_ROWS)])
     out = out[0] if isinstance(out, (tuple, list)) else out
     (out * torch.from_numpy(_direction(tuple(out.shape)))).sum().backward()
     optimizer.step()
     model.eval()
-    return len(params), sum(not torch.equal(b, p.detach()) for b, p in zip(before, params))
+    return len(params), sum(b != fingerprint(p) for b, p in zip(before, params))
 
 
-def _keras_step(model: Any, graph: Any, sample: Any) -> tuple[int, int]:
+def _keras_step(model: Any, input_names: list[str], sample: Any) -> tuple[int, int]:
     from tailor_ir.imports import import_keras, import_tensorflow
 
     keras, tf = import_keras(), import_tensorflow()
     variables = list(model.trainable_variables)
     before = [np.array(v.numpy()) for v in variables]
-    inputs = _feed(graph, sample, STEP_ROWS)
+    inputs = _feed(input_names, sample, STEP_ROWS)
     with tf.GradientTape() as tape:
         out = model(inputs if len(inputs) > 1 else inputs[0], training=True)
         out = out[0] if isinstance(out, (tuple, list)) else out
@@ -204,7 +217,7 @@ def _keras_step(model: Any, graph: Any, sample: Any) -> tuple[int, int]:
     return len(variables), sum(not np.array_equal(b, v.numpy()) for b, v in zip(before, variables))
 
 
-def _paddle_step(model: Any, graph: Any, sample: Any) -> tuple[int, int]:
+def _paddle_step(model: Any, input_names: list[str], sample: Any) -> tuple[int, int]:
     from tailor_ir.imports import import_paddle
 
     paddle = import_paddle()
@@ -212,7 +225,7 @@ def _paddle_step(model: Any, graph: Any, sample: Any) -> tuple[int, int]:
     before = [p.numpy().copy() for p in params]
     optimizer = paddle.optimizer.Adam(learning_rate=1e-3, parameters=params)
     model.train()
-    out = model(*[paddle.to_tensor(a) for a in _feed(graph, sample, STEP_ROWS)])
+    out = model(*[paddle.to_tensor(a) for a in _feed(input_names, sample, STEP_ROWS)])
     out = out[0] if isinstance(out, (tuple, list)) else out
     (out * paddle.to_tensor(_direction(tuple(out.shape)))).sum().backward()
     optimizer.step()

@@ -44,19 +44,30 @@ class NoCutError(TailorError, ValueError):
 
 
 class UnsupportedOpError(TailorError, NotImplementedError):
-    """A node uses an ONNX op for which the target framework has no converter."""
+    """A node uses an ONNX op, or a case of one (attributes, dtypes), that the target framework cannot convert.
 
-    def __init__(self, op_type: str, opset: int, node: str, layer: str | None, backend: str) -> None:
+    Without ``reason`` the backend has no converter for the op at that opset; with one, its converter refused
+    this node and ``reason`` says why.
+    """
+
+    def __init__(
+        self, op_type: str, opset: int, node: str, layer: str | None, backend: str, reason: str | None = None
+    ) -> None:
         where = f" in layer {layer!r}" if layer else ""
+        what = f"ONNX op {op_type!r} (opset {opset}) at node {node!r}{where}"
+        if reason is None:
+            head = f"No {backend} converter for {what}."
+        else:
+            head = f"The {backend} converter for {what} cannot convert this node: {reason.rstrip('.')}."
         super().__init__(
-            f"No {backend} converter for ONNX op {op_type!r} (opset {opset}) at node {node!r}{where}. "
-            f"Cut the model before this layer (layer_name=...), or register a converter for {op_type} "
+            f"{head} Cut the model before this layer (layer_name=...), or register a converter for {op_type} "
             f"in tailor_ir.backends.{backend}."
         )
         self.op_type = op_type
         self.opset = opset
         self.node = node
         self.layer = layer
+        self.reason = reason
 
 
 class EquivalenceError(TailorError, AssertionError):

@@ -212,6 +212,19 @@ def test_unsupported_op_names_the_node_before_building() -> None:
     assert "Unique" not in keras_backend.supported_ops(17) and "Conv" in keras_backend.supported_ops(17)
 
 
+def test_a_case_a_converter_refuses_is_not_called_a_missing_converter() -> None:
+    """bfloat16 Attention: the Keras converter exists and refuses this node; the message says so and why."""
+    q = helper.make_tensor_value_info("q", TensorProto.BFLOAT16, [1, 2, 3, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.BFLOAT16, [1, 2, 3, 4])
+    node = helper.make_node("Attention", ["q", "q", "q"], ["y"], name="attn")
+    model = helper.make_model(helper.make_graph([node], "g", [q], [y]), opset_imports=[helper.make_opsetid("", 23)])
+    with pytest.raises(UnsupportedOpError) as info:
+        keras_backend.rehydrate(Graph(model, framework="keras"), check=False)
+    message = str(info.value)
+    assert message.startswith("The keras converter for ONNX op 'Attention' (opset 23) at node 'attn'"), message
+    assert "No keras converter" not in message and "bfloat16" in info.value.reason and "layer_name" in message
+
+
 # --------------------------------------------------------------------------- torch-origin graphs
 @pytest.fixture(scope="module")
 def torch_graphs() -> dict[str, tuple[Graph, np.ndarray]]:

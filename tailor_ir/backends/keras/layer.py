@@ -153,10 +153,14 @@ def _declared_outputs(graph: Graph) -> list[tuple[tuple[int | None, ...], str] |
 
 
 def _unsupported(node: onnx.NodeProto, opset: int, exc: Exception) -> UnsupportedOpError:
-    err = UnsupportedOpError(node.op_type, opset, node.name or node.op_type, None, BACKEND)
-    err.args = (f"{err.args[0]} Reason: {type(exc).__name__}: {exc}",)
+    err = UnsupportedOpError(node.op_type, opset, node.name or node.op_type, None, BACKEND, reason=_reason(exc))
     err._keras_call_info_injected = True  # type: ignore[attr-defined]  # Keras re-raises it unchanged
     return err
+
+
+def _reason(exc: Exception) -> str:
+    """A converter's refusal as the reason of an UnsupportedOpError (its own words for NotImplementedError)."""
+    return str(exc) if isinstance(exc, NotImplementedError) and str(exc) else f"{type(exc).__name__}: {exc}"
 
 
 def _build(
@@ -180,9 +184,8 @@ def _build(
                         consts[name] = np.asarray(value.logical())
                 continue
         except (NotImplementedError, KeyError, ValueError, TypeError) as exc:
-            err = UnsupportedOpError(node.op_type, version, node.name or node.op_type, graph.layer_of(node), BACKEND)
-            err.args = (f"{err.args[0]} Reason: {type(exc).__name__}: {exc}",)
-            raise err from exc
+            raise UnsupportedOpError(node.op_type, version, node.name or node.op_type, graph.layer_of(node), BACKEND,
+                                     reason=_reason(exc)) from exc
         steps.append((run, inputs, list(node.output), node))
     needed = {i for _, ins, _, _ in steps for i in ins} | set(graph.output_names)
     return steps, {n: c for n, c in consts.items() if n in needed}

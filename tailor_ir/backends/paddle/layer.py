@@ -90,9 +90,7 @@ class RehydratedLayer(paddle.nn.Layer):
                 result = fn(*[env[i] if i else None for i in inputs])
             except NotImplementedError as exc:  # a case a converter can only recognise at run time
                 op_type, opset, node, layer = self._step_info.get(outputs[0], ("?", 0, outputs[0], None))
-                err = UnsupportedOpError(op_type, opset, node, layer, BACKEND)
-                err.args = (f"{err.args[0]} Reason: {exc}",)
-                raise err from exc
+                raise UnsupportedOpError(op_type, opset, node, layer, BACKEND, reason=str(exc)) from exc
             except RuntimeError as exc:  # paddle lacks a CPU kernel for this dtype (e.g. float16 conv2d)
                 missing = re.search(r"kernel with key \([^,]*, [^,]*, (\w+)\) of kernel `(\w+)` is not registered",
                                     str(exc))
@@ -200,9 +198,8 @@ def rehydrate(graph: Graph, check: bool = True, sample_inputs: Any = None) -> Re
         try:
             converted: Converted = fn(node, ctx)
         except NotImplementedError as exc:
-            err = UnsupportedOpError(node.op_type, versions.get(domain, 0), node.name, layer_name, BACKEND)
-            err.args = (f"{err.args[0]} Reason: {exc}",)
-            raise err from exc
+            raise UnsupportedOpError(node.op_type, versions.get(domain, 0), node.name, layer_name, BACKEND,
+                                     reason=str(exc)) from exc
         if converted.layer:
             nodes.add_sublayer(_safe(node.name, nodes), converted.fn)
             if node.op_type == "BatchNormalization" and len(node.input) >= 5:

@@ -102,11 +102,8 @@ def _convert(onnx_node: Any, onnx_graph: Any, opsets: dict[str, int], graph: Gra
     opset = opsets.get(domain, 0)
 
     def refuse(reason: str | None = None) -> UnsupportedOpError:
-        err = UnsupportedOpError(onnx_node.operation_type, opset, proto.name or onnx_node.unique_name,
-                                 graph.layer_map.get(proto.name), BACKEND)
-        if reason:
-            err.args = (f"{err.args[0]} Reason: {reason}",)
-        return err
+        return UnsupportedOpError(onnx_node.operation_type, opset, proto.name or onnx_node.unique_name,
+                                  graph.layer_map.get(proto.name), BACKEND, reason=reason or None)
 
     fn = find(onnx_node.operation_type, opset, domain)
     if fn is None:
