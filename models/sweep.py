@@ -33,8 +33,9 @@ MOVED_FRACTION = 0.95  # one step must move (nearly) every trainable tensor; a f
 # the training step tiles the sample to this many rows: stochastic depth drops a block per row, and with the
 # sample's 2 rows a block with drop probability p is dropped for the whole batch (no gradient) with chance p**2
 STEP_ROWS = 16
-# ... but no more input values than 16 rows of 3 x 224 x 224 (a 16-frame 224 px video clip is 16 images: 16 clips
-# of MViT-v2 in train mode need more memory than the machine has)
+# ... but no more input values than 16 rows of 3 x 224 x 224 at once (a 16-frame 224 px video clip is 16 images:
+# 16 clips of MViT-v2 in train mode need more memory than the machine has); the torch step then accumulates the
+# gradients of as many such micro-batches as make STEP_ROWS rows
 STEP_VALUES = 16 * 3 * 224 * 224
 
 Builder = Callable[[], tuple[Any, ...]]  # (model, sample_input, reference[, layer_name])
@@ -194,9 +195,11 @@ def _torch_step(model: Any, input_names: list[str], sample: Any) -> tuple[int, i
     before = [fingerprint(p) for p in params]
     optimizer = torch.optim.Adam(params, lr=1e-3, foreach=False)
     model.train()
-    out = model(*[torch.from_numpy(a) for a in _feed(input_names, sample, STEP_ROWS)])
-    out = out[0] if isinstance(out, (tuple, list)) else out
-    (out * torch.from_numpy(_direction(tuple(out.shape)))).sum().backward()
+    inputs = _feed(input_names, sample, STEP_ROWS)
+    for _ in range(-(-STEP_ROWS // max(len(a) for a in inputs if a.ndim))):  # micro-batches: STEP_ROWS rows in all
+        out = model(*[torch.from_numpy(a) for a in inputs])
+        out = out[0] if isinstance(out, (tuple, list)) else out
+        (out * torch.from_numpy(_direction(tuple(out.shape)))).sum().backward()  # gradients add up
     optimizer.step()
     model.eval()
     return len(params), sum(b != fingerprint(p) for b, p in zip(before, params))
