@@ -33,10 +33,10 @@ MOVED_FRACTION = 0.95  # one step must move (nearly) every trainable tensor; a f
 # the training step tiles the sample to this many rows: stochastic depth drops a block per row, and with the
 # sample's 2 rows a block with drop probability p is dropped for the whole batch (no gradient) with chance p**2
 STEP_ROWS = 16
-# ... but no more input values than 16 rows of 3 x 224 x 224 at once (a 16-frame 224 px video clip is 16 images:
-# 16 clips of MViT-v2 in train mode need more memory than the machine has); the torch step then accumulates the
-# gradients of as many such micro-batches as make STEP_ROWS rows
-STEP_VALUES = 16 * 3 * 224 * 224
+# ... but no more input values than 8 rows of 3 x 224 x 224 at once (a 16-frame 224 px video clip is 16 images:
+# 16 clips of MViT-v2, or 16 331 px images for NASNetLarge, in train mode need more memory than the machine has);
+# the step then accumulates the gradients of as many such micro-batches as make STEP_ROWS rows
+STEP_VALUES = 8 * 3 * 224 * 224
 
 Builder = Callable[[], tuple[Any, ...]]  # (model, sample_input, reference[, layer_name])
 
@@ -177,6 +177,12 @@ def _feed(input_names: list[str], sample: Any, rows: int | None = None) -> list[
     return [np.ascontiguousarray(a) for a in arrays]
 
 
+def _micro_batches(inputs: list[np.ndarray]) -> int:
+    """How many passes over ``inputs`` (a micro-batch) make STEP_ROWS rows in all."""
+    rows = max((len(a) for a in inputs if a.ndim), default=STEP_ROWS)
+    return -(-STEP_ROWS // rows)
+
+
 def _direction(shape: tuple[int, ...]) -> np.ndarray:
     """A fixed random direction: the loss ``<embedding, direction>`` has a non-zero gradient even at unit norm."""
     return np.random.default_rng(0).standard_normal(shape).astype(np.float32)
@@ -196,7 +202,7 @@ def _torch_step(model: Any, input_names: list[str], sample: Any) -> tuple[int, i
     optimizer = torch.optim.Adam(params, lr=1e-3, foreach=False)
     model.train()
     inputs = _feed(input_names, sample, STEP_ROWS)
-    for _ in range(-(-STEP_ROWS // max(len(a) for a in inputs if a.ndim))):  # micro-batches: STEP_ROWS rows in all
+    for _ in range(_micro_batches(inputs)):
         out = model(*[torch.from_numpy(a) for a in inputs])
         out = out[0] if isinstance(out, (tuple, list)) else out
         (out * torch.from_numpy(_direction(tuple(out.shape)))).sum().backward()  # gradients add up
@@ -212,11 +218,15 @@ def _keras_step(model: Any, input_names: list[str], sample: Any) -> tuple[int, i
     variables = list(model.trainable_variables)
     before = [np.array(v.numpy()) for v in variables]
     inputs = _feed(input_names, sample, STEP_ROWS)
-    with tf.GradientTape() as tape:
-        out = model(inputs if len(inputs) > 1 else inputs[0], training=True)
-        out = out[0] if isinstance(out, (tuple, list)) else out
-        loss = tf.reduce_sum(out * _direction(tuple(out.shape)))
-    keras.optimizers.Adam(1e-3).apply_gradients(zip(tape.gradient(loss, variables), variables))
+    total: list[Any] = [None] * len(variables)
+    for _ in range(_micro_batches(inputs)):
+        with tf.GradientTape() as tape:
+            out = model(inputs if len(inputs) > 1 else inputs[0], training=True)
+            out = out[0] if isinstance(out, (tuple, list)) else out
+            loss = tf.reduce_sum(out * _direction(tuple(out.shape)))
+        grads = tape.gradient(loss, variables)
+        total = [g if t is None else (t if g is None else t + g) for t, g in zip(total, grads)]
+    keras.optimizers.Adam(1e-3).apply_gradients((g, v) for g, v in zip(total, variables) if g is not None)
     return len(variables), sum(not np.array_equal(b, v.numpy()) for b, v in zip(before, variables))
 
 
@@ -228,9 +238,11 @@ def _paddle_step(model: Any, input_names: list[str], sample: Any) -> tuple[int, 
     before = [p.numpy().copy() for p in params]
     optimizer = paddle.optimizer.Adam(learning_rate=1e-3, parameters=params)
     model.train()
-    out = model(*[paddle.to_tensor(a) for a in _feed(input_names, sample, STEP_ROWS)])
-    out = out[0] if isinstance(out, (tuple, list)) else out
-    (out * paddle.to_tensor(_direction(tuple(out.shape)))).sum().backward()
+    inputs = _feed(input_names, sample, STEP_ROWS)
+    for _ in range(_micro_batches(inputs)):
+        out = model(*[paddle.to_tensor(a) for a in inputs])
+        out = out[0] if isinstance(out, (tuple, list)) else out
+        (out * paddle.to_tensor(_direction(tuple(out.shape)))).sum().backward()  # gradients add up
     optimizer.step()
     model.eval()
     return len(params), sum(not np.array_equal(b, p.numpy()) for b, p in zip(before, params))
