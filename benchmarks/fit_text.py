@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
+import os
 import pstats
 import re
 import tempfile
@@ -240,6 +241,7 @@ def main() -> None:
     parser.add_argument("--speed", type=int, default=0, metavar="STEPS",
                         help="only time fit(validation='none') and sentence-transformers on STEPS batches")
     args = parser.parse_args()
+    load_at_start = os.getloadavg()[0]
     if args.speed:
         return speed(args.speed, args.seed)
     if args.quick:
@@ -288,8 +290,9 @@ def main() -> None:
         f"synsets' definitions search {len(corpus)} lemma phrases of those synsets (never trained on).",
         f"Every fit: batch {BATCH_SIZE}, AdamW lr {LEARNING_RATE:g}, weight decay {WEIGHT_DECAY}, "
         f"{WARMUP_FRACTION:.0%} linear warm-up then linear decay, {epochs} epoch(s) (fit's default for this data), "
-        "MNRL scale 20, no duplicates in a batch; 2 CPU cores shared with other jobs (timings are noisy; ratios "
-        "within the run are fairer).",
+        f"MNRL scale 20, no duplicates in a batch; {os.cpu_count()} CPU cores, 1-minute load average "
+        f"{load_at_start:.1f} at the start and {os.getloadavg()[0]:.1f} at the end (this run's own work counts about "
+        "2; ratios within the run are fairer than absolute seconds).",
         "fit / sentence-transformers wall time: "
         + (f"{fit_seconds / st_seconds:.2f}" if fit_seconds and st_seconds else "not measured")
         + (" (fit's defaults row: it also evaluates)" if not seconds.get(NAMES["none"]) else "") + ".",
