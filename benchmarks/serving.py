@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import inspect
+import os
 import re
 import tempfile
 import time
@@ -277,7 +278,7 @@ def main() -> None:
     rows: list[dict] = []
     notes: list[str] = [f"threads={args.threads}, concurrency={args.concurrency}, rounds={rounds}, "
                         f"load seconds={seconds}, quick={args.quick}; each ratio is of medians measured "
-                        "interleaved in one run (the machine is shared with other jobs)"]
+                        f"interleaved in one run; 1-minute load average {os.getloadavg()[0]:.1f} at the start"]
     folder = Path(tempfile.mkdtemp(prefix="finetuner-bench-serving-"))
     models = [m for m in args.models if m in ("resnet18", "minilm")]
     if models:
