@@ -141,18 +141,7 @@ def test_stochastic_depth_is_random_in_train_mode_and_the_identity_in_eval_mode(
 
     torch.manual_seed(0)
     model, x = Block(), torch.randn(16, 3, 2, 2)
-    graph = _export(model, x)
-    assert not any(n.op_type.startswith("Random") for n in graph.model.graph.node)
-    from tailor_ir.inspection import layer_table
-
-    drop_row = next(r for r in layer_table(graph) if r.name == "drop")
-    assert any(op.startswith("RandomDraw(train: random, eval/check") for op in drop_row.op_types)
-    module = torch_backend.rehydrate(graph)  # eval mode, checked against onnxruntime
-    with torch.no_grad():
-        torch.testing.assert_close(module(x), model.eval()(x), rtol=1e-5, atol=1e-6)
-        module.train()
-        kept = (module(x) - x).flatten(1).abs().sum(1) > 0  # rows whose residual branch survived
-    assert 0 < int(kept.sum()) < 16
+    _assert_a_random_drop_in_train_mode_and_its_mean_in_eval_mode(model, x)
 
 
 class _DropPathBlock(torch.nn.Module):
@@ -176,18 +165,7 @@ class _DropPathBlock(torch.nn.Module):
 def test_hugging_face_drop_path_is_random_in_train_mode_and_the_identity_in_eval_mode() -> None:
     torch.manual_seed(0)
     model, x = _DropPathBlock(), torch.randn(16, 3, 2, 2)
-    graph = _export(model, x)
-    assert not any(n.op_type.startswith("Random") for n in graph.model.graph.node)
-    from tailor_ir.inspection import layer_table
-
-    drop_row = next(r for r in layer_table(graph) if r.name == "drop")
-    assert any(op.startswith("RandomDraw(train: random, eval/check") for op in drop_row.op_types)
-    module = torch_backend.rehydrate(graph)  # eval mode, checked against onnxruntime
-    with torch.no_grad():
-        torch.testing.assert_close(module(x), model.eval()(x), rtol=1e-5, atol=1e-6)
-        module.train()
-        kept = (module(x) - x).flatten(1).abs().sum(1) > 0  # rows whose residual branch survived
-    assert 0 < int(kept.sum()) < 16
+    _assert_a_random_drop_in_train_mode_and_its_mean_in_eval_mode(model, x)
 
 
 def test_a_floor_draw_that_is_not_a_factor_is_refused() -> None:
@@ -208,3 +186,21 @@ def test_chunk_and_split_become_tuples_of_tensors() -> None:
     module = torch_backend.rehydrate(_export(Gate(), x))
     with torch.no_grad():
         torch.testing.assert_close(module(x), Gate()(x))
+
+
+def _assert_a_random_drop_in_train_mode_and_its_mean_in_eval_mode(model: torch.nn.Module, x: torch.Tensor) -> None:
+    """``model``'s layer ``drop`` (a residual branch behind a per-row random draw, 16 rows) exports without raw
+    random ops, is marked in the layer table, equals the eval-mode model when rehydrated, and drops some rows (not
+    all) in train mode."""
+    graph = _export(model, x)
+    assert not any(n.op_type.startswith("Random") for n in graph.model.graph.node)
+    from tailor_ir.inspection import layer_table
+
+    drop_row = next(r for r in layer_table(graph) if r.name == "drop")
+    assert any(op.startswith("RandomDraw(train: random, eval/check") for op in drop_row.op_types)
+    module = torch_backend.rehydrate(graph)  # eval mode, checked against onnxruntime
+    with torch.no_grad():
+        torch.testing.assert_close(module(x), model.eval()(x), rtol=1e-5, atol=1e-6)
+        module.train()
+        kept = (module(x) - x).flatten(1).abs().sum(1) > 0  # rows whose residual branch survived
+    assert 0 < int(kept.sum()) < 16
