@@ -37,9 +37,9 @@ def gemm(node: onnx.NodeProto, ctx: BuildContext) -> Any:
     trans_a, trans_b = bool(attr(node, "transA", 0)), bool(attr(node, "transB", 0))
 
     def run(state: RunState, a: Value, b: Value, c: Value | None = None) -> Value:
-        x = a.to((1, 0)) if trans_a else a.logical()
-        y = b.to((1, 0)) if trans_b else b.logical()
-        out = tf.matmul(x, y)
+        x, ta = _operand(a, trans_a)
+        y, tb = _operand(b, trans_b)
+        out = tf.matmul(x, y, transpose_a=ta, transpose_b=tb)  # no Transpose op, forward or backward
         if alpha != 1.0:
             out = alpha * out
         if c is not None:
@@ -47,3 +47,9 @@ def gemm(node: onnx.NodeProto, ctx: BuildContext) -> Any:
         return Value(out)
 
     return run
+
+
+def _operand(v: Value, transposed: bool) -> tuple[Any, bool]:
+    """A 2-D Gemm operand as (physical tensor, transpose flag for ``tf.matmul``): a value held transposed (its
+    layout tag) flips the flag instead of being transposed."""
+    return v.t, transposed != (v.perm == (1, 0))
