@@ -459,8 +459,12 @@ def cli_served(model: Path, protocol: str) -> Iterator[tuple[subprocess.Popen, l
         yield proc, seen
     finally:
         if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=60)
+            proc.send_signal(signal.SIGTERM)  # it stops its Flow's processes (SIGKILL would orphan them)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=60)
 
 
 def test_cli_serve_prints_addresses_answers_and_stops_on_sigterm(image_model):
