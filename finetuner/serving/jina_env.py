@@ -1,12 +1,21 @@
-"""Jina's side effects, switched off before any Flow starts: telemetry, the public-IP lookup, 0.0.0.0 binding.
+"""Jina's side effects, switched off before any Flow starts: telemetry, the public-IP lookup, 0.0.0.0 binding,
+uvloop.
 
 Jina 3.34 sends telemetry unless ``JINA_OPTOUT_TELEMETRY`` is set, looks up the public IP at every Flow start
 (no switch: it is patched out here) and binds to 0.0.0.0 unless told otherwise. Executors run in forked
 processes, so patches made here reach them too.
+
+uvloop: whenever Jina gets an event loop (a Client call, a Flow start) it installs uvloop's event-loop policy if
+uvloop is importable, and every Executor forked afterwards runs its gRPC server (grpc.aio) on uvloop. grpc.aio
+supports only asyncio's own loop: such an Executor sometimes listens without ever accepting a connection, and the
+Flow start waits for it forever (seen in the test suite: the Executor's socket backlog growing while its uvloop
+sat in epoll). ``JINA_DISABLE_UVLOOP`` stops Jina from installing the policy, and a policy it already installed
+is put back to asyncio's default.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 LOOPBACK = "127.0.0.1"
@@ -30,6 +39,9 @@ def prepare_jina() -> None:
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
     os.environ["JINA_OPTOUT_TELEMETRY"] = "1"
+    os.environ["JINA_DISABLE_UVLOOP"] = "1"  # Jina checks that it is set, not its value
+    if type(asyncio.get_event_loop_policy()).__module__.split(".")[0] == "uvloop":
+        asyncio.set_event_loop_policy(None)  # asyncio's default policy again
     os.environ.setdefault("JINA_DEFAULT_HOST", LOOPBACK)
     import jina.helper
     import jina.orchestrate.orchestrator
