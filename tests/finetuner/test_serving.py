@@ -348,8 +348,7 @@ def test_websocket_json_clients_get_strict_json_naming_the_document(image_model)
             return reply
 
     tensor = np.full((1, 8, 8), 0.5).tolist()
-    # in its own process, as `finetuner serve` runs: a Flow forked from this process while the module's other
-    # Flow and its gRPC clients are alive may inherit gRPC's threads mid-call and never answer (seen 2 in ~8 runs)
+    # through the command line, as users start a WebSocket server
     with cli_served(image_model[1], "websocket") as (proc, seen):
         address = f"ws://127.0.0.1:{proc.port}"
         tensor[0][0][0] = float("nan")
