@@ -19,7 +19,6 @@ from __future__ import annotations
 import inspect
 import json
 import re
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -219,20 +218,6 @@ def _count(inputs: Any) -> int:
     return len(inputs)
 
 
-def _median_batch_seconds(sessions: Mapping[str, Any], feed: Mapping[str, np.ndarray], rounds: int = 5) -> dict[str, float]:
-    """Median seconds per run of each session on ``feed``: one warm-up each, rounds interleaved so that other
-    load on the machine hits both alike."""
-    times: dict[str, list[float]] = {name: [] for name in sessions}
-    for session in sessions.values():
-        session.run(None, dict(feed))
-    for _ in range(rounds):
-        for name, session in sessions.items():
-            start = time.perf_counter()
-            session.run(None, dict(feed))
-            times[name].append(time.perf_counter() - start)
-    return {name: float(np.median(t)) for name, t in times.items()}
-
-
 def choose_precision(
     fp32: onnx.ModelProto, int8: onnx.ModelProto, calibration_data: Any = None,
     tokenize: Callable[[Sequence[str]], Mapping[str, np.ndarray]] | None = None, threads: int = 0,
@@ -242,6 +227,7 @@ def choose_precision(
     import onnxruntime as ort
 
     from finetuner.optimize import session_options
+    from finetuner.serving.calibrate import median_run_seconds
 
     data = Calibration(fp32, calibration_data, tokenize)
     sessions = {
@@ -250,7 +236,7 @@ def choose_precision(
         for name, graph in (("fp32", fp32), ("int8", int8))
     }
     recall = {name: data.recall(session) for name, session in sessions.items()}
-    seconds = _median_batch_seconds(sessions, max(data.corpus, key=lambda f: next(iter(f.values())).shape[0]))
+    seconds = median_run_seconds(sessions, max(data.corpus, key=lambda f: next(iter(f.values())).shape[0]))
     loss = recall["fp32"] - recall["int8"]
     if loss > MAX_RECALL_LOSS:
         precision, reason = "fp32", f"int8 loses {loss * 100:.1f} points of recall@10 (> {MAX_RECALL_LOSS * 100:g})"

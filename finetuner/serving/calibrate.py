@@ -55,14 +55,20 @@ def calibrate(
         name: ort.InferenceSession(str(path), options_for(name, threads), providers=list(providers) or None)
         for name in SESSION_CHOICES
     }
+    seconds = median_run_seconds(sessions, feed, repeat)
+    best = min(seconds, key=seconds.__getitem__)
+    return sessions[best], best, seconds
+
+
+def median_run_seconds(sessions: Mapping[str, Any], feed: Mapping[str, np.ndarray], rounds: int = 5) -> dict[str, float]:
+    """Median seconds per run of each onnxruntime session on ``feed``: one warm-up each, then ``rounds`` rounds
+    interleaved, so that other load on the machine hits every session alike."""
     times: dict[str, list[float]] = {name: [] for name in sessions}
     for session in sessions.values():
         session.run(None, dict(feed))
-    for _ in range(repeat):
+    for _ in range(rounds):
         for name, session in sessions.items():
             start = time.perf_counter()
             session.run(None, dict(feed))
             times[name].append(time.perf_counter() - start)
-    seconds = {name: float(np.median(t)) for name, t in times.items()}
-    best = min(seconds, key=seconds.__getitem__)
-    return sessions[best], best, seconds
+    return {name: float(np.median(t)) for name, t in times.items()}
