@@ -222,35 +222,23 @@ def load_flow(flow, docs_factory, seconds: float, concurrency: int, min_requests
 
 
 def recall_at_10(path: Path, corpus: list[str], queries: list[str], threads: int) -> float:
+    """recall@10 of each query finding its own source sentence (``finetuner.precision.recall_at_k``)."""
+    from finetuner.precision import recall_at_k
     from finetuner.serving.model import EmbeddingRuntime
 
     runtime = EmbeddingRuntime(path, threads=threads, batch_size=64)
     docs = np.concatenate([runtime.run(runtime.feed_from_texts(corpus[i : i + 64])) for i in range(0, len(corpus), 64)])
     qs = np.concatenate([runtime.run(runtime.feed_from_texts(queries[i : i + 64])) for i in range(0, len(queries), 64)])
-    top = np.argsort(-(qs @ docs.T), axis=1)[:, :10]
-    return float(np.mean([i in row for i, row in enumerate(top)]))
+    return recall_at_k(qs, docs, [{i} for i in range(len(queries))], k=10)
 
 
 def paraphrase_set(n: int, seed: int = 0) -> tuple[list[str], list[str]]:
-    """Sentences from the docstrings of this Python's standard library; queries drop 40% of their words."""
-    import email
-    import json
-    import logging
-    import os
-    import pathlib
-    import subprocess
+    """``quantize='auto'``'s own held-out data: standard-library docstring sentences, queried with 40% of their
+    words dropped (``finetuner.precision``)."""
+    from finetuner.precision import held_out_texts, paraphrases
 
-    text = " ".join(inspect.getdoc(obj) or "" for mod in (os, json, logging, pathlib, subprocess, email, asyncio)
-                    for obj in vars(mod).values() if callable(obj))
-    sentences = sorted({s.strip() for s in re.split(r"(?<=[.!?])\s+", text) if 8 <= len(s.split()) <= 40})
-    rng = np.random.default_rng(seed)
-    corpus = [sentences[i] for i in rng.choice(len(sentences), min(n, len(sentences)), replace=False)]
-    queries = []
-    for sentence in corpus:
-        words = sentence.split()
-        keep = rng.random(len(words)) > 0.4
-        queries.append(" ".join(w for w, k in zip(words, keep) if k) or words[0])
-    return corpus, queries
+    corpus = held_out_texts(n, seed)
+    return corpus, paraphrases(corpus, seed=seed)
 
 
 def main() -> None:
