@@ -139,6 +139,7 @@ def main() -> None:
         import torch
 
         if torch.distributed.is_initialized():
+            torch.distributed.barrier()  # rank 0 writes the file first: no rank tears gloo down under the other
             torch.distributed.destroy_process_group()
 
 
