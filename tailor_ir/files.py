@@ -27,6 +27,7 @@ from typing import Any
 import onnx
 
 from tailor_ir.errors import InvalidGraphError
+from tailor_ir.protos import copy_fields, model_shell
 
 __all__ = [
     "CHECKSUM_KEY",
@@ -220,9 +221,7 @@ def _write_one_file(model: onnx.ModelProto, path: Path, check: Callable[[Path], 
 def _split_weights(model: onnx.ModelProto, data_file: Path) -> tuple[onnx.ModelProto, str]:
     """A copy of ``model`` whose large initializers point into ``data_file`` (written here, one after another),
     and the SHA-256 of that file. The weights are copied one tensor at a time, never the whole model."""
-    light = onnx.ModelProto()
-    _copy_fields(model, light, skip="graph")
-    _copy_fields(model.graph, light.graph, skip="initializer")
+    light = model_shell(model, skip_graph=("initializer",))
     digest = hashlib.sha256()
     offset = 0
     with open(data_file, "wb") as out:
@@ -234,7 +233,7 @@ def _split_weights(model: onnx.ModelProto, data_file: Path) -> tuple[onnx.ModelP
             out.write(raw)
             digest.update(raw)
             stub = light.graph.initializer.add()
-            _copy_fields(tensor, stub, skip="raw_data")
+            copy_fields(tensor, stub, skip=("raw_data",))
             stub.data_location = onnx.TensorProto.EXTERNAL
             for key, value in (
                 ("location", data_file.name),
@@ -244,19 +243,6 @@ def _split_weights(model: onnx.ModelProto, data_file: Path) -> tuple[onnx.ModelP
                 stub.external_data.add(key=key, value=value)
             offset += len(raw)
     return light, digest.hexdigest()
-
-
-def _copy_fields(source: Any, target: Any, skip: str) -> None:
-    """Copy every set field of protobuf message ``source`` into ``target`` except ``skip``."""
-    for field, value in source.ListFields():
-        if field.name == skip:
-            continue
-        if field.label == field.LABEL_REPEATED:
-            getattr(target, field.name).extend(value)
-        elif field.type == field.TYPE_MESSAGE:
-            getattr(target, field.name).CopyFrom(value)
-        else:
-            setattr(target, field.name, value)
 
 
 def _external_locations(model: onnx.ModelProto) -> set[str]:

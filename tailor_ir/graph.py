@@ -6,7 +6,9 @@ A Graph is immutable in spirit: every surgery pass returns a new one. Besides th
 - ``framework``: where the model came from (``torch``, ``keras``, ``paddle`` or ``onnx`` for a bare file);
 - ``weights``: initializer names that are trainable weights of the source model (not buffers such as
   BatchNorm statistics, not exporter constants); backends turn exactly these into trainable parameters;
-- ``frozen``: the subset of ``weights`` to keep fixed during training.
+- ``frozen``: the subset of ``weights`` to keep fixed during training;
+- ``scratch`` (not saved): the model is a private working copy of a running pass pipeline
+  (``passes.Sequential``), which later passes of that run may edit in place instead of copying it.
 These travel inside the ONNX file as ``metadata_props`` so a saved Graph loads back whole.
 """
 
@@ -26,6 +28,7 @@ from onnx import numpy_helper
 
 from .errors import InvalidGraphError
 from .files import verify, write_model
+from .protos import model_shell
 
 META_PREFIX = "tailor_ir."
 FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16}
@@ -41,6 +44,7 @@ class Graph:
     weights: frozenset[str] | None = None
     frozen: frozenset[str] = frozenset()
     extra: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    scratch: bool = dataclasses.field(default=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.weights is None:
@@ -123,6 +127,30 @@ class Graph:
                 seen.setdefault(ancestor, None)
             seen.setdefault(layer, None)
         return list(seen)
+
+    @cached_property
+    def layer_outputs(self) -> dict[str, list[str]]:
+        """Layer -> its outputs: float values produced inside the layer (or its sublayers) and read outside it or
+        returned by the graph, in the order they are produced (constants ignored). Every layer is a key."""
+        result: dict[str, list[str]] = {layer: [] for layer in self.layer_names}
+        graph_outputs = set(self.output_names)
+        for node in self.model.graph.node:
+            owner = self.layer_map.get(node.name)
+            if not owner:
+                continue
+            chain = [*ancestors(owner), owner]
+            for value in node.output:
+                if not value or value not in self.dynamic_values:
+                    continue
+                elem = self.elem_type_of(value)
+                if elem is not None and elem not in FLOAT_TYPES:
+                    continue
+                readers = [self.layer_map.get(c.name) or "" for c in self.consumers.get(value, [])]
+                for layer in chain:
+                    inside = layer + "."
+                    if value in graph_outputs or any(r != layer and not r.startswith(inside) for r in readers):
+                        result[layer].append(value)
+        return result
 
     def nodes_of_layer(self, layer: str) -> list[onnx.NodeProto]:
         """The nodes inside ``layer`` (and inside its sublayers, for dotted paths)."""
@@ -229,18 +257,8 @@ def weight_free(model: onnx.ModelProto) -> tuple[onnx.ModelProto, set[str]]:
     Shape inference and reference runs use it so that the weights are never serialised (on a BERT-base graph
     serialising takes seconds); a run feeds the stand-ins from the initializers.
     """
-    light = onnx.ModelProto()
-    for field in ("ir_version", "producer_name", "producer_version", "domain", "model_version"):
-        setattr(light, field, getattr(model, field))
-    light.opset_import.extend(model.opset_import)
-    light.functions.extend(model.functions)
+    light = model_shell(model, skip_graph=("initializer",))
     source, g = model.graph, light.graph
-    g.name = source.name
-    g.node.extend(source.node)
-    g.input.extend(source.input)
-    g.output.extend(source.output)
-    g.value_info.extend(source.value_info)
-    g.sparse_initializer.extend(source.sparse_initializer)
     inputs = {i.name for i in source.input}
     stand_ins: set[str] = set()
     for init in source.initializer:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..graph import Graph
+from ..reference import CUT, register_cut
 from .base import Pass, PassResult, Sequential
 from .cut import classifier_input, default_cut
 from .freeze import Freeze, layer_weights
@@ -13,6 +14,7 @@ from .truncate import Truncate, extract, layer_output, layer_outputs
 from .weights import set_initializers
 
 __all__ = [
+    "CUT",
     "HEAD",
     "OUTPUT",
     "POOLING_MODES",
@@ -52,19 +54,23 @@ def embedding_head(
     Cut at ``layer_name`` (a layer's output), ``tensor`` (a value name) or, with neither, at the input of the
     final classifier (or the final output when there is none); then pool, project to ``output_dim`` (None keeps
     the cut's width), L2-normalise, and mark ``freeze`` (True = all but the new head, or a list of layers).
+    ``extra['cut']`` of the result names the tensor of ``graph`` it was cut at.
     """
     if output_dim is not None:
         validate_output_dim(output_dim)
     if layer_name is not None:
-        cut: Pass = Truncate(layer=layer_name)
-    else:
-        cut = Truncate(tensor=tensor if tensor is not None else default_cut(graph))
+        tensor = layer_output(graph, layer_name)
+    elif tensor is None:
+        tensor = default_cut(graph)
     steps = Sequential(
-        cut,
+        Truncate(tensor=tensor),
         Pool(pooling),
         Project(output_dim, seed=seed) if output_dim is not None else None,
         Normalize() if normalize else None,
         Rename(OUTPUT),
         Freeze(freeze),
     )
-    return steps.call(graph).graph
+    embedding = steps.call(graph).graph
+    embedding = embedding.replace(extra={**embedding.extra, CUT: tensor})
+    register_cut(graph, embedding)  # its equivalence check may reuse the backbone values of ``graph``
+    return embedding

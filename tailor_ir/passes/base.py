@@ -1,7 +1,10 @@
 """The pass protocol: each surgery step is a small pure object ``call(graph) -> PassResult``.
 
 Modelled on onnx-ir's passes: a pass never mutates its input Graph; it returns a new one and says whether it
-changed anything. ``Sequential`` composes passes.
+changed anything. A pass that changes the model builds it from :func:`writable_model` (or makes a new one); it
+never returns another Graph's model. ``Sequential`` composes passes without copying the model between them:
+the model one of its passes made is marked ``scratch``, and the next pass edits it in place (a BERT-base graph
+would otherwise be copied, weights and all, once per pass).
 """
 
 from __future__ import annotations
@@ -38,10 +41,13 @@ class Sequential(Pass):
 
     def call(self, graph: Graph) -> PassResult:
         modified = False
+        source = graph.model
         for p in self.passes:
             result = p.call(graph)
             graph, modified = result.graph, modified or result.modified
-        return PassResult(graph, modified)
+            if graph.model is not source and not graph.scratch:  # made by this run: later passes may edit it
+                graph = graph.replace(scratch=True)
+        return PassResult(graph.replace(scratch=False) if graph.scratch else graph, modified)
 
 
 def copy_model(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -50,10 +56,20 @@ def copy_model(model: onnx.ModelProto) -> onnx.ModelProto:
     return out
 
 
-def unique_name(graph: onnx.GraphProto, base: str) -> str:
-    """A value/node name not used anywhere in ``graph``."""
+def writable_model(graph: Graph) -> onnx.ModelProto:
+    """The model a pass may change: ``graph``'s own if it is a pipeline's scratch copy, else a copy of it."""
+    return graph.model if graph.scratch else copy_model(graph.model)
+
+
+def names_in(graph: onnx.GraphProto) -> set[str]:
+    """Every value, node, initializer and input name used in ``graph``."""
     taken = {v for n in graph.node for v in (*n.input, *n.output, n.name)}
-    taken |= {i.name for i in graph.initializer} | {i.name for i in graph.input}
+    return taken | {i.name for i in graph.initializer} | {i.name for i in graph.input}
+
+
+def unique_name(graph: onnx.GraphProto, base: str, taken: set[str] | None = None) -> str:
+    """A value/node name not used anywhere in ``graph`` (``taken``: its :func:`names_in`, when already known)."""
+    taken = names_in(graph) if taken is None else taken
     if base not in taken:
         return base
     k = 1

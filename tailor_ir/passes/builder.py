@@ -7,7 +7,7 @@ import onnx
 from onnx import numpy_helper
 
 from ..graph import Graph
-from .base import copy_model, unique_name, value_info
+from .base import names_in, unique_name, value_info, writable_model
 
 
 class HeadBuilder:
@@ -19,8 +19,9 @@ class HeadBuilder:
                 f"the graph has {len(graph.output_names)} outputs {graph.output_names}; truncate it to one first."
             )
         self.source = graph
-        self.model = copy_model(graph.model)
+        self.model = writable_model(graph)
         self.layer = layer
+        self.taken = names_in(self.model.graph)  # kept up to date by name()
         self.opset = graph.opset
         self.layer_map = dict(graph.layer_map)
         self.weights = set(graph.weights or ())
@@ -32,11 +33,14 @@ class HeadBuilder:
         return self.model.graph
 
     def name(self, base: str) -> str:
-        return unique_name(self.g, f"{self.layer}.{base}")
+        """A new name in the graph, reserved for the caller."""
+        name = unique_name(self.g, f"{self.layer}.{base}", self.taken)
+        self.taken.add(name)
+        return name
 
     def const(self, base: str, array: np.ndarray, weight: bool = False) -> str:
         """Add an initializer; ``weight=True`` makes it a trainable weight of the new head."""
-        name = unique_name(self.g, f"{self.layer}.{base}")
+        name = self.name(base)
         self.g.initializer.append(numpy_helper.from_array(np.asarray(array), name))
         if weight:
             self.weights.add(name)

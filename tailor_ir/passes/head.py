@@ -8,7 +8,7 @@ import numpy as np
 
 from ..errors import NoCutError
 from ..graph import Graph
-from .base import Pass, PassResult, copy_model, rename_value, unique_name
+from .base import Pass, PassResult, rename_value, unique_name, writable_model
 from .builder import HeadBuilder
 
 HEAD = "embedding_head"
@@ -231,7 +231,7 @@ def _free_name(graph: Graph, name: str) -> Graph:
         raise ValueError(f"the model has an input named {name!r}, the name reserved for the embedding output.")
     if not any(name in node.output for node in g.node):
         return graph
-    model = copy_model(graph.model)
+    model = writable_model(graph)
     rename_value(model.graph, name, unique_name(model.graph, f"{name}_value"))
     return graph.replace(model=model)
 

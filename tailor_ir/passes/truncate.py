@@ -5,8 +5,9 @@ from __future__ import annotations
 import onnx
 
 from ..errors import NoCutError, UnknownLayerError
-from ..graph import FLOAT_TYPES, Graph, _node_reads
-from .base import Pass, PassResult, copy_model, value_info
+from ..graph import Graph, _node_reads
+from ..protos import model_shell
+from .base import Pass, PassResult, value_info
 
 
 def layer_outputs(graph: Graph, layer: str) -> list[str]:
@@ -14,23 +15,10 @@ def layer_outputs(graph: Graph, layer: str) -> list[str]:
 
     Returned in the order they are produced; raises UnknownLayerError for an unknown name.
     """
-    nodes = graph.nodes_of_layer(layer)
-    if not nodes:
+    outputs = graph.layer_outputs.get(layer)
+    if outputs is None:
         raise UnknownLayerError(layer, graph.layer_names)
-    inside = {id(n) for n in nodes}
-    graph_outputs = set(graph.output_names)
-    result = []
-    for node in nodes:
-        for value in node.output:
-            if not value or value not in graph.dynamic_values:
-                continue
-            elem = graph.elem_type_of(value)
-            if elem is not None and elem not in FLOAT_TYPES:
-                continue
-            read_outside = any(id(c) not in inside for c in graph.consumers.get(value, []))
-            if read_outside or value in graph_outputs:
-                result.append(value)
-    return result
+    return list(outputs)
 
 
 def layer_output(graph: Graph, layer: str) -> str:
@@ -55,21 +43,16 @@ def extract(graph: Graph, output: str) -> Graph:
         if any(o in needed_values for o in node.output):
             keep_ids.add(id(node))
             needed_values.update(_node_reads(node))
-    model = copy_model(graph.model)
-    g = model.graph
-    kept_nodes = [n for n in graph.model.graph.node if id(n) in keep_ids]
-    del g.node[:]
+    model = model_shell(graph.model, skip_graph=("node", "initializer", "value_info", "output"))
+    source, g = graph.model.graph, model.graph
+    kept_nodes = [n for n in source.node if id(n) in keep_ids]
     g.node.extend(kept_nodes)
-    kept_inits = [i for i in graph.model.graph.initializer if i.name in needed_values]
-    del g.initializer[:]
+    kept_inits = [i for i in source.initializer if i.name in needed_values]
     g.initializer.extend(kept_inits)
     elem = graph.elem_type_of(output) or onnx.TensorProto.FLOAT
-    del g.output[:]
     g.output.append(value_info(output, elem, graph.shape_of(output)))
     known_values = needed_values | {output}
-    infos = [v for v in g.value_info if v.name in known_values]
-    del g.value_info[:]
-    g.value_info.extend(infos)
+    g.value_info.extend(v for v in source.value_info if v.name in known_values)
     init_names = {i.name for i in kept_inits}
     node_names = {n.name for n in kept_nodes}
     return graph.replace(

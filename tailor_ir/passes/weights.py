@@ -8,7 +8,7 @@ import numpy as np
 from onnx import helper, numpy_helper
 
 from ..graph import Graph
-from .base import copy_model
+from ..protos import model_shell
 
 
 def set_initializers(graph: Graph, values: Mapping[str, np.ndarray]) -> Graph:
@@ -17,19 +17,18 @@ def set_initializers(graph: Graph, values: Mapping[str, np.ndarray]) -> Graph:
     Raises KeyError naming any value the graph has no initializer for and ValueError on a shape mismatch,
     before anything is changed.
     """
-    model = copy_model(graph.model)
-    by_name = {init.name: init for init in model.graph.initializer}
+    by_name = {init.name: init for init in graph.model.graph.initializer}
     unknown = sorted(set(values) - set(by_name))
     if unknown:
         raise KeyError(f"the graph has no initializer named {', '.join(unknown[:5])}")
-    updates = []
+    updates = {}
     for name, value in values.items():
         init = by_name[name]
         array = np.asarray(value)
         if tuple(array.shape) != tuple(init.dims):
             raise ValueError(f"initializer {name!r} has shape {tuple(init.dims)}, the new value {array.shape}")
         dtype = helper.tensor_dtype_to_np_dtype(init.data_type)
-        updates.append((init, numpy_helper.from_array(array.astype(dtype, copy=False), name)))
-    for init, tensor in updates:
-        init.CopyFrom(tensor)
+        updates[name] = numpy_helper.from_array(array.astype(dtype, copy=False), name)
+    model = model_shell(graph.model, skip_graph=("initializer",))  # the replaced weights are never copied
+    model.graph.initializer.extend(updates.get(init.name, init) for init in graph.model.graph.initializer)
     return graph.replace(model=model)

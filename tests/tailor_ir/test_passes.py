@@ -294,3 +294,37 @@ def test_rename_frees_an_internal_value_already_called_embedding() -> None:
     assert head.output_names == ["embedding"]
     feed = {"x": np.array([[1.0, -2.0, 3.0, -4.0]], np.float32)}
     np.testing.assert_array_equal(runtime.run(head.model, feed)[0], [[-1.0, 0.0, -3.0, 0.0]])
+
+
+def test_a_pipeline_copies_the_model_once_and_never_edits_its_input(monkeypatch) -> None:
+    """Passes after the first edit the model the pipeline made in place; the input and the result stay apart."""
+    from tailor_ir.passes import base
+
+    graph = cnn_graph()
+    before = graph.model.SerializeToString()
+    copies = []
+    real = base.copy_model
+    monkeypatch.setattr(base, "copy_model", lambda model: copies.append(model) or real(model))
+    result = embedding_head(graph, layer_name="block", output_dim=3)
+    assert copies == []  # Truncate builds a new model without copying the whole one; the rest edit it in place
+    assert graph.model.SerializeToString() == before and graph.output_names == ["probs"]
+    assert not result.scratch and result.output_names == ["embedding"]
+    Pool("mean").call(Truncate(layer="block").call(graph).graph)  # a pass run alone copies its input
+    assert len(copies) == 1
+
+
+def test_layer_outputs_of_every_layer_match_a_per_layer_scan() -> None:
+    """``Graph.layer_outputs`` (one pass over the nodes) agrees with scanning each layer's nodes on its own."""
+    from tailor_ir.graph import FLOAT_TYPES
+
+    for graph in (cnn_graph(), token_graph(), embedding_head(cnn_graph(), layer_name="block")):
+        for layer in graph.layer_names:
+            nodes = graph.nodes_of_layer(layer)
+            inside = {id(n) for n in nodes}
+            expected = [
+                value for node in nodes for value in node.output
+                if value and value in graph.dynamic_values
+                and graph.elem_type_of(value) in (None, *FLOAT_TYPES)
+                and (value in graph.output_names or any(id(c) not in inside for c in graph.consumers.get(value, [])))
+            ]
+            assert layer_outputs(graph, layer) == expected, layer

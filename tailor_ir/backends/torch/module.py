@@ -6,11 +6,11 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
-import onnx
 
 from ...errors import UnsupportedOpError
-from ...graph import Graph
+from ...graph import Graph, weight_free
 from ...imports import import_onnx2torch, import_torch
+from ...reference import Reference
 
 torch = import_torch()
 import_onnx2torch()
@@ -120,9 +120,7 @@ def check_supported(graph: Graph) -> None:
     versions = {imp.domain or "": int(imp.version) for imp in graph.model.opset_import}
     nodes = graph.model.graph.node
     if any(find(n.op_type, versions.get("", 0)) is None for n in nodes if n.domain in ("", "ai.onnx")):
-        copy = onnx.ModelProto()
-        copy.CopyFrom(graph.model)
-        nodes = expand_functions(copy).graph.node
+        nodes = expand_functions(weight_free(graph.model)[0]).graph.node
     for node in nodes:
         domain = "" if node.domain == "ai.onnx" else node.domain
         opset = versions.get(domain, 0)
@@ -131,7 +129,9 @@ def check_supported(graph: Graph) -> None:
 
 
 # --------------------------------------------------------------------------- build
-def rehydrate(graph: Graph, check: bool = True, sample_inputs: Any = None) -> RehydratedModule:
+def rehydrate(
+    graph: Graph, check: bool = True, sample_inputs: Any = None, reference: Reference | None = None
+) -> RehydratedModule:
     """Build a trainable torch module computing ``graph`` (see the package docstring); eval mode on return."""
     check_supported(graph)
     check_graph(graph)
@@ -144,7 +144,7 @@ def rehydrate(graph: Graph, check: bool = True, sample_inputs: Any = None) -> Re
     model = RehydratedModule(gm, tree, params, graph.input_names, graph.output_names)
     model.eval()
     if check:
-        check_equivalence(model, graph, sample_inputs)
+        check_equivalence(model, graph, sample_inputs, reference=reference)
     return model
 
 
@@ -230,8 +230,11 @@ def numpy_forward(model: RehydratedModule, graph: Graph) -> Callable[[dict[str, 
     return forward
 
 
-def check_equivalence(model: RehydratedModule, graph: Graph, sample_inputs: Any = None, rtol: float = 1e-4) -> None:
+def check_equivalence(
+    model: RehydratedModule, graph: Graph, sample_inputs: Any = None, rtol: float = 1e-4, reference: Reference | None = None
+) -> None:
     """Compare the module (eval mode) with onnxruntime; raise EquivalenceError beyond ``rtol`` relative."""
     from ... import runtime
 
-    runtime.check_against_runtime(numpy_forward(model, graph), graph, sample_inputs, rtol, framework="torch")
+    runtime.check_against_runtime(numpy_forward(model, graph), graph, sample_inputs, rtol, framework="torch",
+                                  reference=reference)

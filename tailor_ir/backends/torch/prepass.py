@@ -17,6 +17,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from ...graph import Graph
+from ...protos import model_shell
 from .expand import expand_functions
 
 NONDETERMINISTIC = {"RandomUniform", "RandomUniformLike", "RandomNormal", "RandomNormalLike", "Multinomial", "Bernoulli"}
@@ -25,9 +26,11 @@ LINEAR_DOMAIN = "tailor_ir_torch"
 
 
 def prepare(graph: Graph, weights: list[str]) -> onnx.ModelProto:
-    """A copy of ``graph.model`` ready for onnx2torch (see the module docstring)."""
-    model = onnx.ModelProto()
-    model.CopyFrom(graph.model)
+    """A copy of ``graph.model`` ready for onnx2torch (see the module docstring); the weights are not copied."""
+    model = model_shell(graph.model, skip_graph=("initializer",))
+    skipped = set(weights)
+    model.graph.initializer.extend(i for i in graph.model.graph.initializer if i.name not in skipped)
+    _weights_to_inputs(model, weights, graph.initializers)
     model = expand_functions(model)
     g = model.graph
     constants = {i.name for i in g.initializer} | {o for n in g.node if n.op_type == "Constant" for o in n.output}
@@ -38,7 +41,6 @@ def prepare(graph: Graph, weights: list[str]) -> onnx.ModelProto:
     _train_random_nodes(model)
     _fold_constants(model, graph, set(weights))
     _fuse_linear(model, set(weights))
-    _weights_to_inputs(model, weights)
     _single_output_producers(model)
     _prune_initializers(model)
     return model
@@ -209,15 +211,11 @@ def _evaluate(
     return list(sess.run(outputs, {}))
 
 
-def _weights_to_inputs(model: onnx.ModelProto, weights: list[str]) -> None:
-    g = model.graph
-    by_name = {i.name: i for i in g.initializer}
+def _weights_to_inputs(model: onnx.ModelProto, weights: list[str], initializers: dict[str, onnx.TensorProto]) -> None:
+    """Each weight (left out of ``model``'s initializers) becomes a typed graph input after the real inputs."""
     for name in weights:
-        init = by_name[name]
-        g.input.append(helper.make_tensor_value_info(name, init.data_type, list(init.dims)))
-    keep = [i for i in g.initializer if i.name not in set(weights)]
-    del g.initializer[:]
-    g.initializer.extend(keep)
+        init = initializers[name]
+        model.graph.input.append(helper.make_tensor_value_info(name, init.data_type, list(init.dims)))
 
 
 def _single_output_producers(model: onnx.ModelProto) -> None:

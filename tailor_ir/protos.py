@@ -1,0 +1,33 @@
+"""Protobuf helpers: copying ONNX messages without the parts that are about to be replaced (the weights)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+import onnx
+
+
+def copy_fields(source: Any, target: Any, skip: Collection[str] = ()) -> None:
+    """Copy every set field of protobuf message ``source`` into ``target`` except those named in ``skip``."""
+    for field, value in source.ListFields():
+        if field.name in skip:
+            continue
+        if field.label == field.LABEL_REPEATED:
+            getattr(target, field.name).extend(value)
+        elif field.type == field.TYPE_MESSAGE:
+            getattr(target, field.name).CopyFrom(value)
+        else:
+            setattr(target, field.name, value)
+
+
+def model_shell(model: onnx.ModelProto, skip_graph: Collection[str]) -> onnx.ModelProto:
+    """A copy of ``model`` whose graph lacks the fields named in ``skip_graph`` (e.g. ``node``, ``initializer``).
+
+    Building a changed model from a shell copies only what is kept: a whole-model ``CopyFrom`` would copy
+    every weight first (hundreds of MB for a BERT-base graph).
+    """
+    shell = onnx.ModelProto()
+    copy_fields(model, shell, skip=("graph",))
+    copy_fields(model.graph, shell.graph, skip=skip_graph)
+    return shell
