@@ -25,7 +25,7 @@ from .graph import Graph, _node_reads
 from .protos import model_shell
 
 CUT = "cut"  # Graph.extra key of an embedding graph: the tensor of the export it was cut at
-MEMORY_BUDGET = 256 << 20  # bytes of cut values kept per export
+MEMORY_BUDGET = 64 << 20  # bytes of cut values kept per export (shallow layers first)
 
 Reference = Callable[[Mapping[str, np.ndarray]], list[np.ndarray]]
 
