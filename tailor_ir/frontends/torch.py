@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -30,8 +29,6 @@ from ..graph import Graph
 from ..imports import framework_of, import_torch
 from . import torch_cache, train_random
 from .common import input_kind, name_dynamic_dims
-
-_LAST_EXPORT_SECONDS: dict[str, float] = {}
 
 
 def export(
@@ -55,11 +52,9 @@ def export(
     key = torch_cache.signature(args, kwargs)
     cached = torch_cache.lookup(model, key)
     if cached is not None:
-        _LAST_EXPORT_SECONDS["cached"] = 1.0
         return cached
     names = _input_names(model, args, kwargs)
     dynamic = _dynamic_shapes(args, kwargs)
-    start = time.perf_counter()
     fallback_error: Exception | None = None
     with _preserved(model), warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -88,7 +83,6 @@ def export(
             "eval-mode path in the tailored model.",
             stacklevel=2,
         )
-    _LAST_EXPORT_SECONDS.update(seconds=time.perf_counter() - start, cached=0.0)
     proto = program.model_proto
     _clean_dropout(proto)
     _drop_zero_bias(proto)
@@ -133,11 +127,6 @@ def _export_error(model: Any, exc: Exception) -> ExportError:
         f"keyword inputs); avoid data-dependent Python control flow in forward() (if/while on tensor "
         f"values); return tensors (not custom objects) from forward()."
     )
-
-
-def last_export_seconds() -> float:
-    """Seconds the last ``torch.onnx.export`` call took (for benchmarks)."""
-    return _LAST_EXPORT_SECONDS.get("seconds", float("nan"))
 
 
 # --------------------------------------------------------------------------- samples
