@@ -275,6 +275,9 @@ def text_efficiency(
         "test_synsets": test_synsets, "learning_rate": learning_rate, "epochs": epochs,
         "labels_axis": counts,
         "map_at_r": {s: [round(float(v), 4) for v in c] for s, c in mean.items()},
+        "map_at_r_sd": {s: [round(float(v), 4) for v in np.std(c, axis=0, ddof=1 if len(c) > 1 else 0)]
+                        for s, c in curves.items()},
+        "map_at_r_per_seed": {s: [[round(float(v), 4) for v in run] for run in c] for s, c in curves.items()},
         "zero_shot_map_at_r": round(float(mean["random"][0]), 4),
         "random_budget": budget,
         "target_map_at_r": round(target, 4),
@@ -284,6 +287,12 @@ def text_efficiency(
         hits = [c for c, v in zip(counts, mean[strategy]) if v >= target]
         result[f"{strategy}_labels_needed"] = hits[0] if hits else None
         result[f"{strategy}_fraction_of_random"] = round(hits[0] / budget, 3) if hits else None
+        # per seed, against that seed's own random run (same test set, same training): the spread of the verdict
+        per_seed = []
+        for own, rand in zip(curves[strategy], curves["random"]):
+            reached = [c for c, v in zip(counts, own) if v >= rand[-1]]
+            per_seed.append(reached[0] if reached else None)
+        result[f"{strategy}_labels_needed_per_seed"] = per_seed
     return result
 
 
@@ -320,8 +329,16 @@ def _curve_rows(eff: dict) -> list[str]:
         for strategy in ("uncertainty", "diversity")
     ]
     rows += ["", "| labels | " + " | ".join(eff["map_at_r"]) + " |", "|---" * (1 + len(eff["map_at_r"])) + "|"]
+    sd = eff.get("map_at_r_sd")
     for i, count in enumerate(eff["labels_axis"]):
-        rows.append(f"| {count} | " + " | ".join(str(c[i]) for c in eff["map_at_r"].values()) + " |")
+        cells = [f"{c[i]} ± {sd[s][i]}" if sd else str(c[i]) for s, c in eff["map_at_r"].items()]
+        rows.append(f"| {count} | " + " | ".join(cells) + " |")
+    if sd:
+        rows += ["", "(mean ± sd across seeds)"]
+    for strategy in ("uncertainty", "diversity"):
+        if f"{strategy}_labels_needed_per_seed" in eff:
+            rows.append(f"\n{strategy}, labels to reach the same seed's random at its last round, per seed: "
+                        f"{eff[f'{strategy}_labels_needed_per_seed']}")
     return rows
 
 
