@@ -218,6 +218,37 @@ def minilm_embedding(output_dim: int | None = None):
     return embedding, ModelInputs.for_model(embedding, collate_fn=tokenizer_collate(minilm_tokenizer()))
 
 
+def text_split(pool_synsets: int, test_synsets: int) -> tuple[dict, dict]:
+    """``(texts, classes)``, each ``{"pool": array, "test": array}``: disjoint synsets, shuffled with seed 0."""
+    synsets = wordnet_synsets(pool_synsets + test_synsets)
+    order = np.random.default_rng(0).permutation(len(synsets))
+    split = {"pool": order[:pool_synsets], "test": order[pool_synsets:]}
+    texts = {k: np.asarray([t for i in idx for t in synsets[i]]) for k, idx in split.items()}
+    classes = {k: np.asarray([i for i in idx for _ in synsets[i]]) for k, idx in split.items()}
+    return texts, classes
+
+
+def text_summary_from_log(path: str, pool_synsets: int, test_synsets: int, labels_per_round: int, epochs: int,
+                          learning_rate: float | None) -> dict:
+    """:func:`text_summary` of the per-seed curves a text run printed (``<strategy> seed <n>: [...] (<t> s)``), for
+    a run stopped before it wrote its results: only the seeds every strategy finished count."""
+    import ast
+    import re
+
+    curves: dict[str, list[list[float]]] = {}
+    for line in Path(path).read_text().splitlines():
+        found = re.match(r"^(random|uncertainty|diversity) seed (\d+): (\[.*\]) \(", line)
+        if found:
+            curves.setdefault(found.group(1), []).append(ast.literal_eval(found.group(3)))
+    texts, _ = text_split(pool_synsets, test_synsets)
+    counts = [i * labels_per_round for i in range(len(curves["random"][0]))]
+    meta = {
+        "pool_items": len(texts["pool"]), "test_items": len(texts["test"]), "pool_synsets": pool_synsets,
+        "test_synsets": test_synsets, "learning_rate": learning_rate, "epochs": epochs,
+    }
+    return text_summary(curves, counts, meta)
+
+
 def text_efficiency(
     pool_synsets: int, test_synsets: int, seeds: int, rounds: int, questions: int, top_k: int, epochs: int,
     learning_rate: float | None,
@@ -235,12 +266,7 @@ def text_efficiency(
     )
 
     torch.set_num_threads(max(1, (os.cpu_count() or 1)))
-    synsets = wordnet_synsets(pool_synsets + test_synsets)
-    rng = np.random.default_rng(0)
-    order = rng.permutation(len(synsets))
-    split = {"pool": order[:pool_synsets], "test": order[pool_synsets:]}
-    texts = {k: np.asarray([t for i in idx for t in synsets[i]]) for k, idx in split.items()}
-    classes = {k: np.asarray([i for i in idx for _ in synsets[i]]) for k, idx in split.items()}
+    texts, classes = text_split(pool_synsets, test_synsets)
     embedding, inputs = minilm_embedding()
     initial = get_weights(embedding)
 
@@ -268,22 +294,40 @@ def text_efficiency(
             curves.setdefault(strategy, []).append(run.map_at_r)
             counts = run.labels
             select_ms += run.select_ms
+    meta = {
+        "pool_items": len(texts["pool"]), "test_items": len(texts["test"]), "pool_synsets": pool_synsets,
+        "test_synsets": test_synsets, "learning_rate": learning_rate, "epochs": epochs,
+    }
+    return text_summary(curves, counts, meta)
+
+
+def text_summary(curves: dict[str, list[list[float]]], counts: list[int], meta: dict) -> dict:
+    """Mean and spread of the per-seed curves, and the labels each strategy needs to reach random's last round."""
+    curves = {s: c[: min(len(v) for v in curves.values())] for s, c in curves.items()}  # complete seeds only
     mean = {s: np.mean(c, axis=0) for s, c in curves.items()}
     budget, target = counts[-1], float(mean["random"][-1])
     result = {
-        "pool_items": len(texts["pool"]), "test_items": len(texts["test"]), "pool_synsets": pool_synsets,
-        "test_synsets": test_synsets, "learning_rate": learning_rate, "epochs": epochs,
+        **meta,
         "labels_axis": counts,
         "map_at_r": {s: [round(float(v), 4) for v in c] for s, c in mean.items()},
+        "map_at_r_sd": {s: [round(float(v), 4) for v in np.std(c, axis=0, ddof=1 if len(c) > 1 else 0)]
+                        for s, c in curves.items()},
+        "map_at_r_per_seed": {s: [[round(float(v), 4) for v in run] for run in c] for s, c in curves.items()},
         "zero_shot_map_at_r": round(float(mean["random"][0]), 4),
         "random_budget": budget,
         "target_map_at_r": round(target, 4),
-        "seeds": seeds,
+        "seeds": len(curves["random"]),
     }
     for strategy in ("uncertainty", "diversity"):
         hits = [c for c, v in zip(counts, mean[strategy]) if v >= target]
         result[f"{strategy}_labels_needed"] = hits[0] if hits else None
         result[f"{strategy}_fraction_of_random"] = round(hits[0] / budget, 3) if hits else None
+        # per seed, against that seed's own random run (same test set, same training): the spread of the verdict
+        per_seed = []
+        for own, rand in zip(curves[strategy], curves["random"]):
+            reached = [c for c, v in zip(counts, own) if v >= rand[-1]]
+            per_seed.append(reached[0] if reached else None)
+        result[f"{strategy}_labels_needed_per_seed"] = per_seed
     return result
 
 
@@ -320,8 +364,16 @@ def _curve_rows(eff: dict) -> list[str]:
         for strategy in ("uncertainty", "diversity")
     ]
     rows += ["", "| labels | " + " | ".join(eff["map_at_r"]) + " |", "|---" * (1 + len(eff["map_at_r"])) + "|"]
+    sd = eff.get("map_at_r_sd")
     for i, count in enumerate(eff["labels_axis"]):
-        rows.append(f"| {count} | " + " | ".join(str(c[i]) for c in eff["map_at_r"].values()) + " |")
+        cells = [f"{c[i]} ± {sd[s][i]}" if sd else str(c[i]) for s, c in eff["map_at_r"].items()]
+        rows.append(f"| {count} | " + " | ".join(cells) + " |")
+    if sd:
+        rows += ["", "(mean ± sd across seeds)"]
+    for strategy in ("uncertainty", "diversity"):
+        if f"{strategy}_labels_needed_per_seed" in eff:
+            rows.append(f"\n{strategy}, labels to reach the same seed's random at its last round, per seed: "
+                        f"{eff[f'{strategy}_labels_needed_per_seed']}")
     return rows
 
 
@@ -406,6 +458,8 @@ def main() -> None:
                         help="text run: the train_fn's learning rate (default: the Labeler's, AdamW 5e-5 here)")
     parser.add_argument("--text-rounds", type=int, default=8)
     parser.add_argument("--no-latency", action="store_true", help="text run: skip the 10,000-text Flow")
+    parser.add_argument("--from-log", default=None,
+                        help="text run: write the results from the per-seed curves a stopped run printed to this log")
     parser.add_argument("--latency-only", action="store_true",
                         help="text run: only the 10,000-text Flow (timing: run it under the heavy lock), written to "
                              "labeler_text_latency.json/.md")
@@ -425,8 +479,10 @@ def main() -> None:
         results = {
             "machine": machine,
             "command": "python benchmarks/labeler.py " + " ".join(sys.argv[1:]),
-            "labels": text_efficiency(args.pool_synsets, args.test_synsets, args.seeds, args.text_rounds,
-                                      questions=5, top_k=10, epochs=2, learning_rate=args.learning_rate),
+            "labels": text_summary_from_log(args.from_log, args.pool_synsets, args.test_synsets, 5 * 10, epochs=2,
+                                            learning_rate=args.learning_rate) if args.from_log else
+            text_efficiency(args.pool_synsets, args.test_synsets, args.seeds, args.text_rounds,
+                            questions=5, top_k=10, epochs=2, learning_rate=args.learning_rate),
         }
         if not args.no_latency:
             results["latency"] = text_latency(args.pool, rounds=10, questions=3, top_k=8)
