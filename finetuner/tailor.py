@@ -19,7 +19,6 @@ from tailor_ir import compiler, samples
 from tailor_ir.graph import Graph
 from tailor_ir.inspection import LayerRow, format_shape, layer_table
 from tailor_ir.passes import POOLING_MODES, embedding_head, validate_output_dim
-from tailor_ir.reference import embedding_reference
 
 _GRAPHS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 CHECK_ROWS = 2
@@ -65,9 +64,7 @@ def to_embedding(
     if sample is not None:  # the equivalence check needs a couple of rows, not the caller's whole batch
         feed = {k: v[:CHECK_ROWS] if v.ndim else v
                 for k, v in samples.as_feed(_numpy_sample(sample), embedding.input_names).items()}
-    native = compiler.backend(framework).rehydrate(
-        embedding, check=True, sample_inputs=feed, reference=embedding_reference(embedding)
-    )
+    native = compiler.backend(framework).rehydrate(embedding, check=True, sample_inputs=feed)
     _GRAPHS[native] = embedding
     return native
 

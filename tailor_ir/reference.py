@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import onnx
@@ -26,8 +26,6 @@ from .protos import model_shell
 
 CUT = "cut"  # Graph.extra key of an embedding graph: the tensor of the export it was cut at
 MEMORY_BUDGET = 64 << 20  # bytes of cut values kept per export (shallow layers first)
-
-Reference = Callable[[Mapping[str, np.ndarray]], list[np.ndarray]]
 
 _LOCK = threading.Lock()
 _VALUES: weakref.WeakKeyDictionary[Graph, tuple[str, dict[str, np.ndarray]]] = weakref.WeakKeyDictionary()
@@ -44,26 +42,22 @@ def register_cut(source: Graph, embedding: Graph) -> None:
         _ORIGINS[embedding] = weakref.ref(source)
 
 
-def embedding_reference(embedding: Graph) -> Reference:
-    """``feed -> onnxruntime's outputs of embedding``, reusing the backbone values of the export it was cut from.
+def reference_outputs(graph: Graph, feed: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+    """onnxruntime's outputs of ``graph`` on ``feed``, reusing the backbone values of the export it was cut from.
 
-    For a graph made by ``passes.embedding_head`` (registered with :func:`register_cut`) the backbone runs once
-    per export and feed; for any other graph the reference is a plain run of ``embedding``.
+    For the graph ``passes.embedding_head`` returned (registered with :func:`register_cut`) the backbone runs
+    once per export and feed; for any other graph this is a plain run of ``graph``.
     """
-
-    def reference(feed: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-        with _LOCK:
-            origin = _ORIGINS.get(embedding)
-        source = origin() if origin is not None else None
-        cut = embedding.extra.get(CUT)
-        if source is None or cut is None or not _same_cut(source, embedding, cut):
-            return runtime.run(embedding, feed)
-        value = _cut_value(source, cut, feed)
-        if value is None:
-            return runtime.run(embedding, feed)
-        return runtime.run(head_graph(embedding, cut, value), {**feed, cut: value})
-
-    return reference
+    with _LOCK:
+        origin = _ORIGINS.get(graph)
+    source = origin() if origin is not None else None
+    cut = graph.extra.get(CUT)
+    if source is None or cut is None or not _same_cut(source, graph, cut):
+        return runtime.run(graph, feed)
+    value = _cut_value(source, cut, feed)
+    if value is None:
+        return runtime.run(graph, feed)
+    return runtime.run(head_graph(graph, cut, value), {**feed, cut: value})
 
 
 def _same_cut(source: Graph, embedding: Graph, cut: str) -> bool:

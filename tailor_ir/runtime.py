@@ -123,20 +123,20 @@ def check_against_runtime(
     sample_inputs: object = None,
     rtol: float = 1e-4,
     framework: str = "rehydrated",
-    reference: Callable[[Mapping[str, np.ndarray]], Sequence[np.ndarray]] | None = None,
 ) -> None:
     """Run ``forward`` (a rehydrated model in inference mode, feed -> numpy outputs) against onnxruntime.
 
     The feed is ``sample_inputs`` mapped onto the graph's inputs, or random inputs from its types. onnxruntime's
-    outputs come from ``reference(feed)`` when given (``tailor_ir.reference``: a cut's head run on a backbone
-    value shared by the cuts of one export), else from a run of ``graph``. Raises
+    outputs come from :func:`tailor_ir.reference.reference_outputs` (a run of ``graph``; for a graph cut by
+    ``embedding_head``, its head run on a backbone value shared by the cuts of one export). Raises
     EquivalenceError naming the output and the framework beyond ``rtol`` relative to the reference scale and
     beyond ``NOISE_FACTOR`` times onnxruntime's own float32 noise (:func:`float32_noise`, measured only then).
     """
+    from .reference import reference_outputs
     from .samples import as_feed, random_inputs
 
     feed = random_inputs(graph) if sample_inputs is None else as_feed(sample_inputs, graph.input_names)
-    expected = run(graph, feed) if reference is None else reference(feed)
+    expected = reference_outputs(graph, feed)
     outputs = forward(feed)
     noise: list[float] | None = None
     for index, (name, got, ref) in enumerate(zip(graph.output_names, outputs, expected)):

@@ -15,7 +15,7 @@ from tailor_ir import reference as reference_module
 from tailor_ir import runtime
 from tailor_ir.errors import EquivalenceError
 from tailor_ir.passes import CUT, embedding_head, set_initializers
-from tailor_ir.reference import cut_points, embedding_reference
+from tailor_ir.reference import cut_points, reference_outputs
 
 RNG = np.random.default_rng(0)
 X = RNG.standard_normal((2, 3, 8, 8)).astype(np.float32)
@@ -50,7 +50,7 @@ def test_a_cuts_reference_equals_a_whole_graph_run(cut: dict) -> None:
     source = cnn_graph()
     embedding = embedding_head(source, **cut)
     expected = runtime.run(embedding, {"x": X})
-    got = embedding_reference(embedding)({"x": X})
+    got = reference_outputs(embedding, {"x": X})
     assert len(got) == len(expected) == 1
     np.testing.assert_allclose(got[0], expected[0], rtol=1e-6, atol=1e-7)
 
@@ -59,46 +59,48 @@ def test_masked_mean_reads_the_mask_input_beside_the_cached_cut() -> None:
     source = token_graph()
     embedding = embedding_head(source, output_dim=3)
     expected = runtime.run(embedding, TOKENS)[0]
-    np.testing.assert_allclose(embedding_reference(embedding)(TOKENS)[0], expected, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(reference_outputs(embedding, TOKENS)[0], expected, rtol=1e-6, atol=1e-7)
 
 
 def test_the_backbone_runs_once_per_export_and_feed(monkeypatch: pytest.MonkeyPatch) -> None:
     source = cnn_graph()
     runs = RunCounter(monkeypatch, source.model)
     for cut in CNN_CUTS:
-        embedding_reference(embedding_head(source, **cut))({"x": X})
+        reference_outputs(embedding_head(source, **cut), {"x": X})
     assert runs.count == 1
-    embedding_reference(embedding_head(source))({"x": X + 1.0})  # another feed: computed again
+    reference_outputs(embedding_head(source), {"x": X + 1.0})  # another feed: computed again
     assert runs.count == 2
 
 
 def test_only_the_graph_embedding_head_returned_is_served_from_the_cache(monkeypatch: pytest.MonkeyPatch) -> None:
     source = cnn_graph()
     embedding = embedding_head(source, layer_name="block.conv2", output_dim=4)
-    embedding_reference(embedding)({"x": X})  # caches the backbone values of ``source``
+    reference_outputs(embedding, {"x": X})  # caches the backbone values of ``source``
     runs = RunCounter(monkeypatch, source.model)
     retrained = set_initializers(embedding, {"conv.weight": np.zeros((4, 3, 3, 3), np.float32)})
     assert retrained.extra[CUT] == "c2"
-    np.testing.assert_allclose(embedding_reference(retrained)({"x": X})[0], runtime.run(retrained, {"x": X})[0],
+    np.testing.assert_allclose(reference_outputs(retrained, {"x": X})[0], runtime.run(retrained, {"x": X})[0],
                                rtol=1e-6)
     lookalike = embedding_head(cnn_graph(seed=1), layer_name="block.conv2", output_dim=4)  # same names and nodes
-    np.testing.assert_allclose(embedding_reference(lookalike)({"x": X})[0], runtime.run(lookalike, {"x": X})[0],
+    np.testing.assert_allclose(reference_outputs(lookalike, {"x": X})[0], runtime.run(lookalike, {"x": X})[0],
                                rtol=1e-6)
     assert runs.count == 0
 
 
-def test_a_wrong_model_is_still_caught_with_the_shared_reference() -> None:
+def test_a_wrong_model_is_still_caught_with_the_shared_reference(monkeypatch: pytest.MonkeyPatch) -> None:
     source = cnn_graph()
+    reference_outputs(embedding_head(source), {"x": X})  # another cut, checked first: caches the backbone values
     embedding = embedding_head(source, layer_name="block.conv2", output_dim=4)
     right = runtime.run(embedding, {"x": X})
+    runs = RunCounter(monkeypatch, source.model)
 
     def wrong(feed):
         return [right[0] * 1.01]
 
-    runtime.check_against_runtime(lambda feed: right, embedding, {"x": X},
-                                  reference=embedding_reference(embedding))
+    runtime.check_against_runtime(lambda feed: right, embedding, {"x": X})
     with pytest.raises(EquivalenceError, match="differs from onnxruntime"):
-        runtime.check_against_runtime(wrong, embedding, {"x": X}, reference=embedding_reference(embedding))
+        runtime.check_against_runtime(wrong, embedding, {"x": X})
+    assert runs.count == 0  # both checks used the cached backbone value
 
 
 def test_cut_points_fit_the_budget_shallow_layers_first() -> None:

@@ -14,7 +14,6 @@ from onnx import numpy_helper
 from ...errors import UnknownLayerError, UnsupportedOpError
 from ...graph import FLOAT_TYPES, Graph
 from ...imports import import_keras, import_tensorflow
-from ...reference import Reference
 from .context import BuildContext, RunState
 from .dtypes import check_dtypes
 from .precision import in_float32
@@ -224,9 +223,7 @@ def _keras_name(name: str, index: int) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", name) or f"input_{index}"
 
 
-def rehydrate(
-    graph: Graph, check: bool = True, sample_inputs: Any = None, reference: Reference | None = None
-) -> Any:
+def rehydrate(graph: Graph, check: bool = True, sample_inputs: Any = None) -> Any:
     """Build a trainable ``keras.Model`` computing ``graph`` (see the package docstring)."""
     check_supported(graph)
     check_dtypes(graph)
@@ -248,7 +245,7 @@ def rehydrate(
     outputs = layer(*inputs)
     model = keras.Model(inputs if len(inputs) > 1 else inputs[0], outputs, name="rehydrated")
     if check:
-        check_equivalence(model, graph, sample_inputs, reference=reference)
+        check_equivalence(model, graph, sample_inputs)
     return model
 
 
@@ -269,11 +266,8 @@ def numpy_forward(model: Any, graph: Graph) -> Callable[[dict[str, np.ndarray]],
     return forward
 
 
-def check_equivalence(
-    model: Any, graph: Graph, sample_inputs: Any = None, rtol: float = 1e-4, reference: Reference | None = None
-) -> None:
+def check_equivalence(model: Any, graph: Graph, sample_inputs: Any = None, rtol: float = 1e-4) -> None:
     """Compare the model (inference mode) with onnxruntime; raise EquivalenceError beyond ``rtol`` relative."""
     from ... import runtime
 
-    runtime.check_against_runtime(numpy_forward(model, graph), graph, sample_inputs, rtol, framework="Keras",
-                                  reference=reference)
+    runtime.check_against_runtime(numpy_forward(model, graph), graph, sample_inputs, rtol, framework="Keras")

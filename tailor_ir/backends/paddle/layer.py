@@ -12,7 +12,6 @@ import onnx
 from ...errors import UnknownLayerError, UnsupportedDtypeError, UnsupportedOpError
 from ...graph import Graph
 from ...imports import import_paddle
-from ...reference import Reference
 from . import dtypes
 from .context import BuildContext, Converted, value_info
 from .prepass import prepare
@@ -174,9 +173,7 @@ def check_supported(graph: Graph) -> None:
 
 
 # --------------------------------------------------------------------------- build
-def rehydrate(
-    graph: Graph, check: bool = True, sample_inputs: Any = None, reference: Reference | None = None
-) -> RehydratedLayer:
+def rehydrate(graph: Graph, check: bool = True, sample_inputs: Any = None) -> RehydratedLayer:
     """Build a trainable paddle Layer computing ``graph`` (see the package docstring); eval mode on return."""
     check_supported(graph)
     shapes, types = value_info(graph)
@@ -221,7 +218,7 @@ def rehydrate(
     layer._step_info = step_info
     layer.eval()
     if check:
-        check_equivalence(layer, graph, sample_inputs, reference=reference)
+        check_equivalence(layer, graph, sample_inputs)
     return layer
 
 
@@ -303,11 +300,8 @@ def numpy_forward(model: RehydratedLayer, graph: Graph) -> Callable[[dict[str, n
     return forward
 
 
-def check_equivalence(
-    model: RehydratedLayer, graph: Graph, sample_inputs: Any = None, rtol: float = 1e-4, reference: Reference | None = None
-) -> None:
+def check_equivalence(model: RehydratedLayer, graph: Graph, sample_inputs: Any = None, rtol: float = 1e-4) -> None:
     """Compare the layer (eval mode) with onnxruntime; raise EquivalenceError beyond ``rtol`` relative."""
     from ... import runtime
 
-    runtime.check_against_runtime(numpy_forward(model, graph), graph, sample_inputs, rtol, framework="paddle",
-                                  reference=reference)
+    runtime.check_against_runtime(numpy_forward(model, graph), graph, sample_inputs, rtol, framework="paddle")

@@ -10,7 +10,6 @@ import numpy as np
 from ...errors import UnsupportedOpError
 from ...graph import Graph, weight_free
 from ...imports import import_onnx2torch, import_torch
-from ...reference import Reference
 
 torch = import_torch()
 import_onnx2torch()
@@ -129,9 +128,7 @@ def check_supported(graph: Graph) -> None:
 
 
 # --------------------------------------------------------------------------- build
-def rehydrate(
-    graph: Graph, check: bool = True, sample_inputs: Any = None, reference: Reference | None = None
-) -> RehydratedModule:
+def rehydrate(graph: Graph, check: bool = True, sample_inputs: Any = None) -> RehydratedModule:
     """Build a trainable torch module computing ``graph`` (see the package docstring); eval mode on return."""
     check_supported(graph)
     check_graph(graph)
@@ -144,7 +141,7 @@ def rehydrate(
     model = RehydratedModule(gm, tree, params, graph.input_names, graph.output_names)
     model.eval()
     if check:
-        check_equivalence(model, graph, sample_inputs, reference=reference)
+        check_equivalence(model, graph, sample_inputs)
     return model
 
 
@@ -230,11 +227,8 @@ def numpy_forward(model: RehydratedModule, graph: Graph) -> Callable[[dict[str, 
     return forward
 
 
-def check_equivalence(
-    model: RehydratedModule, graph: Graph, sample_inputs: Any = None, rtol: float = 1e-4, reference: Reference | None = None
-) -> None:
+def check_equivalence(model: RehydratedModule, graph: Graph, sample_inputs: Any = None, rtol: float = 1e-4) -> None:
     """Compare the module (eval mode) with onnxruntime; raise EquivalenceError beyond ``rtol`` relative."""
     from ... import runtime
 
-    runtime.check_against_runtime(numpy_forward(model, graph), graph, sample_inputs, rtol, framework="torch",
-                                  reference=reference)
+    runtime.check_against_runtime(numpy_forward(model, graph), graph, sample_inputs, rtol, framework="torch")
