@@ -42,15 +42,20 @@ def register_cut(source: Graph, embedding: Graph) -> None:
         _ORIGINS[embedding] = weakref.ref(source)
 
 
+def origin_of(graph: Graph) -> Graph | None:
+    """The export ``graph`` was cut from, when ``graph`` is the very object ``embedding_head`` returned."""
+    with _LOCK:
+        origin = _ORIGINS.get(graph)
+    return origin() if origin is not None else None
+
+
 def reference_outputs(graph: Graph, feed: Mapping[str, np.ndarray]) -> list[np.ndarray]:
     """onnxruntime's outputs of ``graph`` on ``feed``, reusing the backbone values of the export it was cut from.
 
     For the graph ``passes.embedding_head`` returned (registered with :func:`register_cut`) the backbone runs
     once per export and feed; for any other graph this is a plain run of ``graph``.
     """
-    with _LOCK:
-        origin = _ORIGINS.get(graph)
-    source = origin() if origin is not None else None
+    source = origin_of(graph)
     cut = graph.extra.get(CUT)
     if source is None or cut is None or not _same_cut(source, graph, cut):
         return runtime.run(graph, feed)

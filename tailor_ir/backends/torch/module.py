@@ -10,6 +10,7 @@ import numpy as np
 from ...errors import UnsupportedOpError
 from ...graph import Graph, weight_free
 from ...imports import import_onnx2torch, import_torch
+from ...shared_weights import writable_weights
 
 torch = import_torch()
 import_onnx2torch()
@@ -157,8 +158,7 @@ def _batch_norm_statistics(graph: Graph) -> set[str]:
 def _weight_tree(graph: Graph, weights: list[str]) -> tuple[WeightTree, dict[str, nn.Parameter]]:
     tree = WeightTree()
     params: dict[str, nn.Parameter] = {}
-    for name in weights:
-        array = np.array(graph.initializer_array(name))  # a writable copy
+    for name, array in writable_weights(graph, weights).items():
         param = nn.Parameter(torch.from_numpy(array), requires_grad=name not in graph.frozen)
         params[name] = param
         _place(tree, name, param)
