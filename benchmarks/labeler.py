@@ -328,6 +328,12 @@ def text_summary(curves: dict[str, list[list[float]]], counts: list[int], meta: 
             reached = [c for c, v in zip(counts, own) if v >= rand[-1]]
             per_seed.append(reached[0] if reached else None)
         result[f"{strategy}_labels_needed_per_seed"] = per_seed
+        # the whole curve, paired by seed: mean mAP@R over the rounds after zero-shot, minus random's
+        diffs = [float(np.mean(np.subtract(own[1:], rand[1:]))) for own, rand in zip(curves[strategy], curves["random"])]
+        result[f"{strategy}_area_over_random"] = round(float(np.mean(diffs)), 4)
+        result[f"{strategy}_area_over_random_se"] = round(
+            float(np.std(diffs, ddof=1) / np.sqrt(len(diffs))) if len(diffs) > 1 else float("nan"), 4)
+    result["random_area_over_zero_shot"] = round(float(np.mean(mean["random"][1:]) - mean["random"][0]), 4)
     return result
 
 
@@ -370,6 +376,12 @@ def _curve_rows(eff: dict) -> list[str]:
         rows.append(f"| {count} | " + " | ".join(cells) + " |")
     if sd:
         rows += ["", "(mean ± sd across seeds)"]
+    if "random_area_over_zero_shot" in eff:
+        rows += ["", "Whole curves, paired by seed (mean mAP@R over the rounds after zero-shot, minus the same seed's "
+                 f"random; mean ± standard error over {eff['seeds']} seeds; random's own gain over zero-shot on that "
+                 f"measure is {eff['random_area_over_zero_shot']}): "
+                 + ", ".join(f"{s} {eff[f'{s}_area_over_random']:+} ± {eff[f'{s}_area_over_random_se']}"
+                             for s in ("uncertainty", "diversity")) + "."]
     for strategy in ("uncertainty", "diversity"):
         if f"{strategy}_labels_needed_per_seed" in eff:
             rows.append(f"\n{strategy}, labels to reach the same seed's random at its last round, per seed: "
