@@ -1,10 +1,12 @@
-"""Protobuf helpers: copying ONNX messages without the parts that are about to be replaced (the weights)."""
+"""Protobuf helpers: copying ONNX messages without the parts that are about to be replaced (the weights), and the
+size of a tensor from its ONNX type."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any
 
+import numpy as np
 import onnx
 
 
@@ -31,3 +33,8 @@ def model_shell(model: onnx.ModelProto, skip_graph: Collection[str]) -> onnx.Mod
     copy_fields(model, shell, skip=("graph",))
     copy_fields(model.graph, shell.graph, skip=skip_graph)
     return shell
+
+
+def tensor_nbytes(dims: Sequence[int], elem_type: int) -> int:
+    """Bytes of a tensor of shape ``dims`` and ONNX element type ``elem_type``."""
+    return int(np.prod(dims, dtype=np.int64)) * onnx.helper.tensor_dtype_to_np_dtype(elem_type).itemsize

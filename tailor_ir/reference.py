@@ -22,7 +22,7 @@ import onnx
 
 from . import runtime
 from .graph import Graph, _node_reads
-from .protos import model_shell
+from .protos import model_shell, tensor_nbytes
 
 CUT = "cut"  # Graph.extra key of an embedding graph: the tensor of the export it was cut at
 MEMORY_BUDGET = 64 << 20  # bytes of cut values kept per export (shallow layers first)
@@ -134,7 +134,7 @@ def _nbytes(graph: Graph, value: str, sizes: dict[str, int]) -> int | None:
     dims = [d if isinstance(d, int) else sizes.get(d) for d in shape]
     if any(d is None or d < 0 for d in dims):
         return None
-    return int(np.prod(dims, dtype=np.int64)) * onnx.helper.tensor_dtype_to_np_dtype(elem).itemsize
+    return tensor_nbytes(dims, elem)
 
 
 def head_graph(embedding: Graph, cut: str, value: np.ndarray) -> onnx.ModelProto:

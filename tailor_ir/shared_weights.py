@@ -25,6 +25,7 @@ import numpy as np
 import onnx
 
 from .graph import Graph
+from .protos import tensor_nbytes
 from .reference import origin_of
 
 MIN_SHARED_BYTES = 1 << 16  # smaller weights are copied: a mapping per tiny bias would cost more than it saves
@@ -92,8 +93,7 @@ def _store(source: Graph) -> _Store | None:
 
 
 def _large(tensor: onnx.TensorProto) -> bool:
-    elem = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)
-    return int(np.prod(tensor.dims, dtype=np.int64)) * elem.itemsize >= MIN_SHARED_BYTES
+    return tensor_nbytes(tensor.dims, tensor.data_type) >= MIN_SHARED_BYTES
 
 
 def _same_tensor(ours: onnx.TensorProto, theirs: onnx.TensorProto) -> bool:
