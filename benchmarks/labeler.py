@@ -228,6 +228,14 @@ def text_split(pool_synsets: int, test_synsets: int) -> tuple[dict, dict]:
     return texts, classes
 
 
+def _text_meta(texts: dict, pool_synsets: int, test_synsets: int, epochs: int, learning_rate: float | None) -> dict:
+    """The sizes and training settings a text run's results record beside its curves."""
+    return {
+        "pool_items": len(texts["pool"]), "test_items": len(texts["test"]), "pool_synsets": pool_synsets,
+        "test_synsets": test_synsets, "learning_rate": learning_rate, "epochs": epochs,
+    }
+
+
 def text_summary_from_log(path: str, pool_synsets: int, test_synsets: int, labels_per_round: int, epochs: int,
                           learning_rate: float | None) -> dict:
     """:func:`text_summary` of the per-seed curves a text run printed (``<strategy> seed <n>: [...] (<t> s)``), for
@@ -242,11 +250,7 @@ def text_summary_from_log(path: str, pool_synsets: int, test_synsets: int, label
             curves.setdefault(found.group(1), []).append(ast.literal_eval(found.group(3)))
     texts, _ = text_split(pool_synsets, test_synsets)
     counts = [i * labels_per_round for i in range(len(curves["random"][0]))]
-    meta = {
-        "pool_items": len(texts["pool"]), "test_items": len(texts["test"]), "pool_synsets": pool_synsets,
-        "test_synsets": test_synsets, "learning_rate": learning_rate, "epochs": epochs,
-    }
-    return text_summary(curves, counts, meta)
+    return text_summary(curves, counts, _text_meta(texts, pool_synsets, test_synsets, epochs, learning_rate))
 
 
 def text_efficiency(
@@ -294,11 +298,7 @@ def text_efficiency(
             curves.setdefault(strategy, []).append(run.map_at_r)
             counts = run.labels
             select_ms += run.select_ms
-    meta = {
-        "pool_items": len(texts["pool"]), "test_items": len(texts["test"]), "pool_synsets": pool_synsets,
-        "test_synsets": test_synsets, "learning_rate": learning_rate, "epochs": epochs,
-    }
-    return text_summary(curves, counts, meta)
+    return text_summary(curves, counts, _text_meta(texts, pool_synsets, test_synsets, epochs, learning_rate))
 
 
 def text_summary(curves: dict[str, list[list[float]]], counts: list[int], meta: dict) -> dict:
