@@ -238,19 +238,21 @@ def _text_meta(texts: dict, pool_synsets: int, test_synsets: int, epochs: int, l
 
 def text_summary_from_log(path: str, pool_synsets: int, test_synsets: int, labels_per_round: int, epochs: int,
                           learning_rate: float | None) -> dict:
-    """:func:`text_summary` of the per-seed curves a text run printed (``<strategy> seed <n>: [...] (<t> s)``), for
-    a run stopped before it wrote its results: only the seeds every strategy finished count."""
+    """:func:`text_summaries` of the per-seed curves a text run printed (``<strategy> seed <n>: [...] pool [...]
+    (<t> s)``), for a run stopped before it wrote its results: only the seeds every strategy finished count."""
     import ast
     import re
 
-    curves: dict[str, list[list[float]]] = {}
+    curves: dict[str, dict[str, list[list[float]]]] = {"held_out": {}, "pool": {}}
     for line in Path(path).read_text().splitlines():
-        found = re.match(r"^(random|uncertainty|diversity) seed (\d+): (\[.*\]) \(", line)
+        found = re.match(r"^(random|uncertainty|diversity) seed (\d+): (\[.*?\])(?: pool (\[.*?\]))? \(", line)
         if found:
-            curves.setdefault(found.group(1), []).append(ast.literal_eval(found.group(3)))
+            curves["held_out"].setdefault(found.group(1), []).append(ast.literal_eval(found.group(3)))
+            if found.group(4):
+                curves["pool"].setdefault(found.group(1), []).append(ast.literal_eval(found.group(4)))
     texts, _ = text_split(pool_synsets, test_synsets)
-    counts = [i * labels_per_round for i in range(len(curves["random"][0]))]
-    return text_summary(curves, counts, _text_meta(texts, pool_synsets, test_synsets, epochs, learning_rate))
+    counts = [i * labels_per_round for i in range(len(curves["held_out"]["random"][0]))]
+    return text_summaries(curves, counts, _text_meta(texts, pool_synsets, test_synsets, epochs, learning_rate))
 
 
 def text_efficiency(
@@ -283,9 +285,8 @@ def text_efficiency(
         return model
 
     train_fn = make_train_fn(inputs=inputs, **({} if learning_rate is None else {"learning_rate": learning_rate}))
-    curves: dict[str, list[list[float]]] = {}
+    curves: dict[str, dict[str, list[list[float]]]] = {"held_out": {}, "pool": {}}
     counts: list[int] = []
-    select_ms: list[float] = []
     for seed in range(seeds):  # seed by seed: a run cut short still has every strategy's curves for its seeds
         for strategy in ("random", "uncertainty", "diversity"):
             started = time.perf_counter()
@@ -294,11 +295,21 @@ def text_efficiency(
                 embed_fn=embed_fn, train_fn=train_fn, rounds=rounds, questions=questions, top_k=top_k,
                 epochs=epochs, seed=seed,
             )
-            print(f"{strategy} seed {seed}: {run.map_at_r} ({time.perf_counter() - started:.0f} s)", flush=True)
-            curves.setdefault(strategy, []).append(run.map_at_r)
+            held_out, pool = ([round(v, 4) for v in c] for c in (run.map_at_r, run.pool_map_at_r))
+            print(f"{strategy} seed {seed}: {held_out} pool {pool} ({time.perf_counter() - started:.0f} s)", flush=True)
+            curves["held_out"].setdefault(strategy, []).append(held_out)
+            curves["pool"].setdefault(strategy, []).append(pool)
             counts = run.labels
-            select_ms += run.select_ms
-    return text_summary(curves, counts, _text_meta(texts, pool_synsets, test_synsets, epochs, learning_rate))
+    return text_summaries(curves, counts, _text_meta(texts, pool_synsets, test_synsets, epochs, learning_rate))
+
+
+def text_summaries(curves: dict[str, dict[str, list[list[float]]]], counts: list[int], meta: dict) -> dict:
+    """:func:`text_summary` of the held-out curves (``labels``) and, where recorded, of the pool's own search
+    (``pool_labels``)."""
+    summaries = {"labels": text_summary(curves["held_out"], counts, meta)}
+    if curves.get("pool"):
+        summaries["pool_labels"] = text_summary(curves["pool"], counts, meta)
+    return summaries
 
 
 def text_summary(curves: dict[str, list[list[float]]], counts: list[int], meta: dict) -> dict:
@@ -401,6 +412,8 @@ def text_markdown(results: dict) -> str:
         f"membership; after each round the Labeler's train_fn fits {eff['epochs']} epoch(s) (TripletLoss, "
         f"lr {eff['learning_rate'] or 'default'}); mean of {eff['seeds']} seed(s).",
         "",
+        "## Other synsets, held out (does the tuning generalise?)",
+        "",
         f"Zero-shot mAP@R {eff['zero_shot_map_at_r']}; random's at {eff['random_budget']} labels "
         f"{eff['target_map_at_r']}.",
         "",
@@ -408,6 +421,20 @@ def text_markdown(results: dict) -> str:
         "|---|---|---|",
     ]
     lines += _curve_rows(eff)
+    pool = results.get("pool_labels")
+    if pool:
+        lines += [
+            "",
+            "## Search over the pool itself (the user's own collection)",
+            "",
+            "The same runs, measured on what a Labeler user labels for: each pool text searches the rest of the pool "
+            "(the labelled ones included). Zero-shot mAP@R "
+            f"{pool['zero_shot_map_at_r']}; random's at {pool['random_budget']} labels {pool['target_map_at_r']}.",
+            "",
+            "| strategy | labels to reach random's last mAP@R | fraction of random's |",
+            "|---|---|---|",
+            *_curve_rows(pool),
+        ]
     if lat:
         lines += ["", *_latency_rows(lat, "text")]
     return "\n".join(lines) + "\n"
@@ -491,10 +518,10 @@ def main() -> None:
         results = {
             "machine": machine,
             "command": "python benchmarks/labeler.py " + " ".join(sys.argv[1:]),
-            "labels": text_summary_from_log(args.from_log, args.pool_synsets, args.test_synsets, 5 * 10, epochs=2,
-                                            learning_rate=args.learning_rate) if args.from_log else
-            text_efficiency(args.pool_synsets, args.test_synsets, args.seeds, args.text_rounds,
-                            questions=5, top_k=10, epochs=2, learning_rate=args.learning_rate),
+            **(text_summary_from_log(args.from_log, args.pool_synsets, args.test_synsets, 5 * 10, epochs=2,
+                                     learning_rate=args.learning_rate) if args.from_log else
+               text_efficiency(args.pool_synsets, args.test_synsets, args.seeds, args.text_rounds,
+                               questions=5, top_k=10, epochs=2, learning_rate=args.learning_rate)),
         }
         if not args.no_latency:
             results["latency"] = text_latency(args.pool, rounds=10, questions=3, top_k=8)

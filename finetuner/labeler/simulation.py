@@ -2,8 +2,9 @@
 
 No Flow and no browser: the strategy functions pick queries, the top-k neighbours under the current model are
 "labelled" relevant iff they share the query's class, the model is fine-tuned with the same ``train_fn`` the
-Labeler uses, and mAP@R on a held-out set is recorded after every round. Used by the tests and
-``benchmarks/labeler.py``.
+Labeler uses, and after every round two mAP@R are recorded: on a held-out set of other classes (does the tuning
+generalise?) and on the pool itself (is the user's own collection searched better? what a Labeler user labels
+for). Used by the tests and ``benchmarks/labeler.py``.
 """
 
 from __future__ import annotations
@@ -28,11 +29,12 @@ def map_at_r(embeddings: np.ndarray, labels: np.ndarray) -> float:
 
 @dataclass
 class SimulationResult:
-    """One strategy's learning curve: labels given so far and held-out mAP@R after each round."""
+    """One strategy's learning curves: labels given so far, and held-out and pool mAP@R after each round."""
 
     strategy: str
     labels: list[int] = field(default_factory=list)
     map_at_r: list[float] = field(default_factory=list)
+    pool_map_at_r: list[float] = field(default_factory=list)
     select_ms: list[float] = field(default_factory=list)
 
     def labels_to_reach(self, target: float) -> int | None:
@@ -100,6 +102,7 @@ def simulate(
     answers: list[list[int]] = []
     for _ in range(rounds):
         emb = l2_normalize(embed_fn(model, pool_x))
+        result.pool_map_at_r.append(map_at_r(emb, pool_y))
         flat_q = np.repeat(queries, [len(m) for m in matches]) if queries else np.empty(0, np.int64)
         flat_m = np.concatenate(matches) if matches else np.empty(0, np.int64)
         flat_l = np.concatenate(answers) if answers else np.empty(0, np.int64)
@@ -119,4 +122,5 @@ def simulate(
         train_fn(model, session_docs_from_indices(pool_x, queries, matches, answers), epochs)
         result.labels.append(int(sum(len(m) for m in matches)))
         result.map_at_r.append(map_at_r(embed_fn(model, test_x), test_y))
+    result.pool_map_at_r.append(map_at_r(embed_fn(model, pool_x), pool_y))
     return result
