@@ -400,6 +400,20 @@ def _curve_rows(eff: dict) -> list[str]:
     return rows
 
 
+def _text_section(eff: dict, title: str, intro: str = "") -> list[str]:
+    """One measure's part of the text results: zero-shot and random's last value, labels needed, the curves."""
+    return [
+        f"## {title}",
+        "",
+        f"{intro}Zero-shot mAP@R {eff['zero_shot_map_at_r']}; random's at {eff['random_budget']} labels "
+        f"{eff['target_map_at_r']}.",
+        "",
+        "| strategy | labels to reach random's last mAP@R | fraction of random's |",
+        "|---|---|---|",
+        *_curve_rows(eff),
+    ]
+
+
 def text_markdown(results: dict) -> str:
     eff, lat = results["labels"], results.get("latency")
     lines = [
@@ -412,29 +426,15 @@ def text_markdown(results: dict) -> str:
         f"membership; after each round the Labeler's train_fn fits {eff['epochs']} epoch(s) (TripletLoss, "
         f"lr {eff['learning_rate'] or 'default'}); mean of {eff['seeds']} seed(s).",
         "",
-        "## Other synsets, held out (does the tuning generalise?)",
-        "",
-        f"Zero-shot mAP@R {eff['zero_shot_map_at_r']}; random's at {eff['random_budget']} labels "
-        f"{eff['target_map_at_r']}.",
-        "",
-        "| strategy | labels to reach random's last mAP@R | fraction of random's |",
-        "|---|---|---|",
     ]
-    lines += _curve_rows(eff)
+    lines += _text_section(eff, "Other synsets, held out (does the tuning generalise?)")
     pool = results.get("pool_labels")
     if pool:
-        lines += [
-            "",
-            "## Search over the pool itself (the user's own collection)",
-            "",
+        lines += ["", *_text_section(
+            pool, "Search over the pool itself (the user's own collection)",
             "The same runs, measured on what a Labeler user labels for: each pool text searches the rest of the pool "
-            "(the labelled ones included). Zero-shot mAP@R "
-            f"{pool['zero_shot_map_at_r']}; random's at {pool['random_budget']} labels {pool['target_map_at_r']}.",
-            "",
-            "| strategy | labels to reach random's last mAP@R | fraction of random's |",
-            "|---|---|---|",
-            *_curve_rows(pool),
-        ]
+            "(the labelled ones included). ",
+        )]
     if lat:
         lines += ["", *_latency_rows(lat, "text")]
     return "\n".join(lines) + "\n"
