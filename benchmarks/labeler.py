@@ -400,6 +400,22 @@ def _curve_rows(eff: dict) -> list[str]:
     return rows
 
 
+TARGET_FRACTION = 0.6
+"""The issue's target: an active strategy reaches random's last-round quality with at most this share of its labels."""
+
+
+def _resolution_line(eff: dict) -> str:
+    """How far random's own mean curve still climbs between the target's label count and its last round: what
+    the labels-needed verdict resolves (a strategy level with random at that count meets the target)."""
+    counts, curve = eff["labels_axis"], eff["map_at_r"]["random"]
+    within = max(i for i, c in enumerate(counts) if c <= TARGET_FRACTION * eff["random_budget"])
+    sd = eff.get("map_at_r_sd", {}).get("random")
+    spread = f" (sd across seeds {sd[within]})" if sd else ""
+    return (f"Random's own mean at {counts[within]} labels (the last round within {TARGET_FRACTION:.0%} of its budget): "
+            f"{curve[within]}{spread}; it gains {curve[-1] - curve[within]:+.4f} more by its last round, so meeting "
+            f"the target means being that much above random's mean at {counts[within]} labels.")
+
+
 def _text_section(eff: dict, title: str, intro: str = "") -> list[str]:
     """One measure's part of the text results: zero-shot and random's last value, labels needed, the curves."""
     return [
@@ -407,6 +423,8 @@ def _text_section(eff: dict, title: str, intro: str = "") -> list[str]:
         "",
         f"{intro}Zero-shot mAP@R {eff['zero_shot_map_at_r']}; random's at {eff['random_budget']} labels "
         f"{eff['target_map_at_r']}.",
+        "",
+        _resolution_line(eff),
         "",
         "| strategy | labels to reach random's last mAP@R | fraction of random's |",
         "|---|---|---|",
