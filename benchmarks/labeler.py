@@ -137,7 +137,7 @@ def label_efficiency(seeds: int, rounds: int, questions: int, top_k: int, epochs
     import torch
     from sklearn.datasets import load_digits
 
-    from finetuner.labeler.simulation import simulate
+    from finetuner.labeler.simulation import labels_to_reach, simulate
     from finetuner.labeler.training import default_embed_fn, default_train_fn
 
     torch.set_num_threads(1)
@@ -166,10 +166,6 @@ def label_efficiency(seeds: int, rounds: int, questions: int, top_k: int, epochs
     budget = counts[-1]
     target = float(mean["random"][-1])
 
-    def needed(curve: np.ndarray) -> int | None:
-        hits = [c for c, v in zip(counts, curve) if v >= target]
-        return hits[0] if hits else None
-
     result = {
         "labels_axis": counts,
         "map_at_r": {s: [round(float(v), 4) for v in c] for s, c in mean.items()},
@@ -179,7 +175,7 @@ def label_efficiency(seeds: int, rounds: int, questions: int, top_k: int, epochs
         "select_ms_p50_pool_1200": round(float(np.median(select_ms)), 2),
     }
     for strategy in ("uncertainty", "diversity"):
-        n = needed(mean[strategy])
+        n = labels_to_reach(counts, mean[strategy], target)
         result[f"{strategy}_labels_needed"] = n
         result[f"{strategy}_fraction_of_random"] = None if n is None else round(n / budget, 3)
     return result
@@ -314,6 +310,8 @@ def text_summaries(curves: dict[str, dict[str, list[list[float]]]], counts: list
 
 def text_summary(curves: dict[str, list[list[float]]], counts: list[int], meta: dict) -> dict:
     """Mean and spread of the per-seed curves, and the labels each strategy needs to reach random's last round."""
+    from finetuner.labeler.simulation import labels_to_reach
+
     curves = {s: c[: min(len(v) for v in curves.values())] for s, c in curves.items()}  # complete seeds only
     mean = {s: np.mean(c, axis=0) for s, c in curves.items()}
     budget, target = counts[-1], float(mean["random"][-1])
@@ -330,15 +328,13 @@ def text_summary(curves: dict[str, list[list[float]]], counts: list[int], meta: 
         "seeds": len(curves["random"]),
     }
     for strategy in ("uncertainty", "diversity"):
-        hits = [c for c, v in zip(counts, mean[strategy]) if v >= target]
-        result[f"{strategy}_labels_needed"] = hits[0] if hits else None
-        result[f"{strategy}_fraction_of_random"] = round(hits[0] / budget, 3) if hits else None
+        n = labels_to_reach(counts, mean[strategy], target)
+        result[f"{strategy}_labels_needed"] = n
+        result[f"{strategy}_fraction_of_random"] = None if n is None else round(n / budget, 3)
         # per seed, against that seed's own random run (same test set, same training): the spread of the verdict
-        per_seed = []
-        for own, rand in zip(curves[strategy], curves["random"]):
-            reached = [c for c, v in zip(counts, own) if v >= rand[-1]]
-            per_seed.append(reached[0] if reached else None)
-        result[f"{strategy}_labels_needed_per_seed"] = per_seed
+        result[f"{strategy}_labels_needed_per_seed"] = [
+            labels_to_reach(counts, own, rand[-1]) for own, rand in zip(curves[strategy], curves["random"])
+        ]
         # the whole curve, paired by seed: mean mAP@R over the rounds after zero-shot, minus random's
         diffs = [float(np.mean(np.subtract(own[1:], rand[1:]))) for own, rand in zip(curves[strategy], curves["random"])]
         result[f"{strategy}_area_over_random"] = round(float(np.mean(diffs)), 4)

@@ -10,7 +10,7 @@ for). Used by the tests and ``benchmarks/labeler.py``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,14 @@ def map_at_r(embeddings: np.ndarray, labels: np.ndarray) -> float:
     return evaluate_embeddings(embeddings, labels, metrics=["mAP@R"])["mAP@R"]
 
 
+def labels_to_reach(labels: Sequence[int], curve: Sequence[float], target: float) -> int | None:
+    """The first of ``labels`` whose value on ``curve`` (the same rounds) is at least ``target``; None if none is."""
+    for count, value in zip(labels, curve):
+        if value >= target:
+            return int(count)
+    return None
+
+
 @dataclass
 class SimulationResult:
     """One strategy's learning curves: labels given so far, and held-out and pool mAP@R after each round."""
@@ -39,10 +47,7 @@ class SimulationResult:
 
     def labels_to_reach(self, target: float) -> int | None:
         """The fewest labels after which mAP@R reached ``target`` (None if it never did)."""
-        for count, value in zip(self.labels, self.map_at_r):
-            if value >= target:
-                return count
-        return None
+        return labels_to_reach(self.labels, self.map_at_r, target)
 
     def value_at(self, labels: int) -> float:
         """mAP@R after the last round that used at most ``labels`` labels."""
