@@ -51,15 +51,15 @@ def _keras_strategy(tf):
     return tf.distribute.get_strategy()
 
 
-def build(framework: str, loss: str, width: int = 64) -> tuple:
-    """(tuner class, model, loss) of ``framework``, the model from the same seeded start on every worker."""
+def build(framework: str, loss: str, width: int = 64, seed: int = 0) -> tuple:
+    """(tuner class, model, loss) of ``framework``, the model from the same ``seed``-ed start on every worker."""
     if framework == "torch":
         import torch
 
         from finetuner.tuner.pytorch import PytorchTuner as tuner
         from finetuner.tuner.pytorch import losses
 
-        torch.manual_seed(0)
+        torch.manual_seed(seed)
         model = torch.nn.Sequential(torch.nn.Linear(64, width), torch.nn.ReLU(), torch.nn.Linear(width, 32))
     elif framework == "keras":
         from finetuner.tuner.keras import KerasTuner as tuner
@@ -69,7 +69,7 @@ def build(framework: str, loss: str, width: int = 64) -> tuple:
         keras, tf = import_keras(), import_tensorflow()
         strategy = _keras_strategy(tf)
         with strategy.scope():
-            keras.utils.set_random_seed(0)
+            keras.utils.set_random_seed(seed)
             model = keras.Sequential(
                 [keras.Input((64,)), keras.layers.Dense(width, activation="relu"), keras.layers.Dense(32)]
             )
@@ -79,7 +79,7 @@ def build(framework: str, loss: str, width: int = 64) -> tuple:
         from tailor_ir.imports import import_paddle
 
         paddle = import_paddle()
-        paddle.seed(0)
+        paddle.seed(seed)
         model = paddle.nn.Sequential(paddle.nn.Linear(64, width), paddle.nn.ReLU(), paddle.nn.Linear(width, 32))
     if loss == "TripletLoss":
         return tuner, model, losses.TripletLoss(miner=TripletMiner("all", "semihard", margin=0.2))
@@ -88,8 +88,9 @@ def build(framework: str, loss: str, width: int = 64) -> tuple:
 
 def fit_once(args: argparse.Namespace, loss: str, x: np.ndarray, y: np.ndarray, train: np.ndarray) -> dict:
     """One fit from the same start; on rank 0 its step losses, final weights and (full epochs) test mAP@R."""
-    tuner_class, model, loss_object = build(args.framework, loss, getattr(args, "width", 64))
-    tuner = tuner_class(model, loss=loss_object, learning_rate=1e-2, device="cpu", seed=7)
+    seed = getattr(args, "seed", 0)
+    tuner_class, model, loss_object = build(args.framework, loss, getattr(args, "width", 64), seed)
+    tuner = tuner_class(model, loss=loss_object, learning_rate=1e-2, device="cpu", seed=7 + seed)
     recorder = StepLosses(args.steps)
     callbacks = [recorder] + ([TrainingCheckpoint(args.ckpt, every_n_batches=1)] if args.ckpt else [])
     start = time.perf_counter()
@@ -122,6 +123,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--per-class", type=int, default=4, help="items per class in a global batch")
     parser.add_argument("--width", type=int, default=64, help="hidden units of the MLP")
+    parser.add_argument("--seed", type=int, default=0, help="the model's initial weights and the tuner's data order")
     parser.add_argument("--ckpt", help="write a TrainingCheckpoint here after every step")
     parser.add_argument("--resume", action="store_true", help="resume from --ckpt")
     args = parser.parse_args()

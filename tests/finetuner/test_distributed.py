@@ -149,8 +149,14 @@ def test_two_launchers_on_loopback_train_digits_like_one_process(tmp_path: Path)
         assert node.returncode == 0, err[-3000:]
     one, two = np.load(tmp_path / "one.npz"), np.load(tmp_path / "two.npz")
     assert int(two["world"]) == 2
-    assert float(one["TripletLoss.map_at_r"]) > 0.5
-    assert abs(float(two["TripletLoss.map_at_r"]) - float(one["TripletLoss.map_at_r"])) <= 0.01
+    # One run: each step's loss is the global batch's, as in one process, until float rounding in the all-reduce
+    # tips a semihard-mining choice (after 33-69 of the 114 steps on seeds 0-3); from there the two are different
+    # draws of the same training.
+    np.testing.assert_allclose(two["TripletLoss.losses"][:10], one["TripletLoss.losses"][:10], rtol=0, atol=1e-5)
+    # So the end quality is compared within the seed noise: one process over --seed 0-7 gives mAP@R 0.83-0.88
+    # (sd 0.019); two launchers over seeds 0-3 gave 0.84-0.86.
+    assert min(float(one["TripletLoss.map_at_r"]), float(two["TripletLoss.map_at_r"])) > 0.5
+    assert abs(float(two["TripletLoss.map_at_r"]) - float(one["TripletLoss.map_at_r"])) <= 3 * 0.019
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="process groups and SIGKILL as on Linux")
