@@ -44,8 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--questions", type=int, default=None, help="queries per round")
     parser.add_argument("--epochs", type=int, default=None, help="epochs per fit")
     parser.add_argument("--strategy", choices=("uncertainty", "diversity", "random"), default=None,
-                        help="how the next queries are chosen (default: uncertainty; on a text pool where an item "
-                             "has few relevant matches, diversity did better: benchmarks/results/labeler_text.md)")
+                        help="how the next queries are chosen (default: diversity for a pool of texts, uncertainty "
+                             "otherwise: benchmarks/results/labeler_text.md and labeler.md)")
     parser.add_argument("--save", default=None,
                         help="also write the tuned model here at the end (finetuner.save: an .onnx file that "
                              "finetuner.load reads back; a text model's tokenizer goes beside it)")

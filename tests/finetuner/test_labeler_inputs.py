@@ -113,6 +113,7 @@ def test_fit_interactive_labels_text_with_the_same_collate_fn_and_returns_the_tu
     wait_until_up(port, thread)
     first = call(port, "GET", "/api/questions?client=t")
     assert first["model_version"] == 0 and len(first["questions"]) == 3
+    assert first["strategy"] == "diversity"  # a text pool's default (no strategy was given)
     assert {card["kind"] for card in first["cards"].values()} == {"text"}
     assert label_by_topic(port, first) == 12
     progress = fit_to_version(port, 1)
@@ -165,6 +166,29 @@ def test_the_tokenizer_option_makes_the_collate_fn_and_travels_with_the_tuned_mo
     assert labeler.tuned_model() is model and finetuner.api.tokenizer_of(model) is tokenizer
 
 
+def test_a_text_pool_starts_with_diversity_unless_a_strategy_was_given_or_chosen_before(tmp_path):
+    """Text pools default to diversity (benchmarks/results/labeler_text.md), other pools to uncertainty; a strategy
+    given now, or saved by an earlier run or the page, is never replaced by the default."""
+    from docarray import Document, DocumentArray
+
+    from finetuner.labeler import Labeler
+    from finetuner.labeler.app import default_strategy
+
+    tensors = DocumentArray(Document(tensor=np.full(4, i, np.float32)) for i in range(3))
+    assert default_strategy(text_pool()) == "diversity"
+    assert default_strategy(tensors) == "uncertainty"
+    assert default_strategy(DocumentArray([*text_pool()[:2], *tensors[:1]])) == "uncertainty"  # mixed
+    model = torch.nn.Sequential(torch.nn.Embedding(3, 4), torch.nn.Flatten(), torch.nn.LazyLinear(2))
+    labeler = Labeler(model, text_pool(), workdir=tmp_path / "t", collate_fn=lambda texts: np.zeros((len(texts), 1)))
+    assert labeler.settings_to_save({}) == {"strategy": "diversity"}
+    assert labeler.settings_to_save({"strategy": "random", "top_k": 4}) == {}
+    given = Labeler(model, text_pool(), workdir=tmp_path / "g", strategy="uncertainty", top_k=5,
+                    collate_fn=lambda texts: np.zeros((len(texts), 1)))
+    assert given.settings_to_save({"strategy": "random"}) == {"strategy": "uncertainty", "top_k": 5}
+    assert Labeler(torch.nn.Linear(4, 2), tensors, workdir=tmp_path / "a").settings_to_save({}) == {
+        "strategy": "uncertainty"}
+
+
 def test_an_image_folder_is_embedded_and_trained_through_the_preprocess_fn(tmp_path):
     """Images read from disk, resized by ImagePreprocess, both for the index and the training batches."""
     from jina.helper import random_port
@@ -190,6 +214,7 @@ def test_an_image_folder_is_embedded_and_trained_through_the_preprocess_fn(tmp_p
                  top_k=3, questions=2, epochs=2):
         first = call(port, "GET", "/api/questions?client=i")
         assert {card["kind"] for card in first["cards"].values()} == {"image"}
+        assert first["strategy"] == "uncertainty"
         assert all(card["src"].startswith("data:image/") for card in first["cards"].values())
         labels = [
             {"query_id": q["query_id"], "match_id": m["id"],
