@@ -24,11 +24,6 @@ from finetuner.labeler.pool import Workdir
 from finetuner.labeler.training import EmbedFn, TrainFn, default_embed_fn, make_train_fn
 
 DEFAULT_WORKDIR = "finetuner-labeler"
-TEXT_POOL_STRATEGY = "diversity"
-"""The strategy a pool of texts starts with when the user chose none. On WordNet with the pretrained MiniLM
-(benchmarks/results/labeler_text.md) diversity is above uncertainty on both measures, and over 600 labels it is the one
-that beats random on the search over the pool itself; uncertainty stays the default for arrays and images, where it
-beats the others (benchmarks/results/labeler.md)."""
 
 
 def _as_document_array(docs: Any) -> Any:
@@ -44,16 +39,6 @@ def _as_document_array(docs: Any) -> Any:
         f"unlabeled_docs must be a DocumentArray (or a list of Documents), got {type(docs).__name__}; "
         "wrap arrays with DocumentArray(Document(tensor=x) for x in X)"
     )
-
-
-def default_strategy(docs: Any) -> str:
-    """The strategy a pool starts with: :data:`TEXT_POOL_STRATEGY` when every document is text, else the Labeler's
-    default (``uncertainty``)."""
-    from finetuner.labeler.executors import DEFAULT_SETTINGS
-
-    if len(docs) and all(doc.content_type == "text" for doc in docs):
-        return TEXT_POOL_STRATEGY
-    return DEFAULT_SETTINGS["strategy"]
 
 
 def _check_pool(docs: Any) -> None:
@@ -132,13 +117,6 @@ class Labeler:
                     )
         self.workdir.save_pool(docs)
 
-    def settings_to_save(self, saved: dict[str, Any]) -> dict[str, Any]:
-        """What :meth:`start` stores over the workdir's ``saved`` settings: the ones given, and the pool's
-        :func:`default_strategy` unless a strategy was given now or chosen earlier (in the page or a past run)."""
-        if "strategy" in self.settings or "strategy" in saved:
-            return dict(self.settings)
-        return {**self.settings, "strategy": default_strategy(self.workdir.load_pool())}
-
     @property
     def url(self) -> str:
         """The page's address with this run's token (opening it sets the cookie the page then uses)."""
@@ -164,9 +142,10 @@ class Labeler:
         from finetuner.serving.jina_env import prepare_jina
 
         prepare_jina()
-        store = LabelStore(self.workdir.labels)
-        store.save_settings(self.settings_to_save(store.settings()))
-        store.close()
+        if self.settings:
+            store = LabelStore(self.workdir.labels)
+            store.save_settings(self.settings)
+            store.close()
         self.workdir.stop_request.unlink(missing_ok=True)
         self.port = int(self.port or random_port())
         check_port_free(self.host, self.port)

@@ -172,21 +172,30 @@ def test_a_text_pool_starts_with_diversity_unless_a_strategy_was_given_or_chosen
     from docarray import Document, DocumentArray
 
     from finetuner.labeler import Labeler
-    from finetuner.labeler.app import default_strategy
+    from finetuner.labeler.executors import PoolExecutor, default_strategy
+    from finetuner.labeler.store import LabelStore
 
     tensors = DocumentArray(Document(tensor=np.full(4, i, np.float32)) for i in range(3))
     assert default_strategy(text_pool()) == "diversity"
     assert default_strategy(tensors) == "uncertainty"
     assert default_strategy(DocumentArray([*text_pool()[:2], *tensors[:1]])) == "uncertainty"  # mixed
+
+    def settings(workdir, model, docs, **given):
+        labeler = Labeler(model, docs, workdir=workdir, collate_fn=lambda texts: np.zeros((len(texts), 1)), **given)
+        if labeler.settings:  # what Labeler.start stores before the Flow starts
+            store = LabelStore(labeler.workdir.labels)
+            store.save_settings(labeler.settings)
+            store.close()
+        return PoolExecutor(workdir=str(workdir)).settings(parameters={})["settings"]
+
     model = torch.nn.Sequential(torch.nn.Embedding(3, 4), torch.nn.Flatten(), torch.nn.LazyLinear(2))
-    labeler = Labeler(model, text_pool(), workdir=tmp_path / "t", collate_fn=lambda texts: np.zeros((len(texts), 1)))
-    assert labeler.settings_to_save({}) == {"strategy": "diversity"}
-    assert labeler.settings_to_save({"strategy": "random", "top_k": 4}) == {}
-    given = Labeler(model, text_pool(), workdir=tmp_path / "g", strategy="uncertainty", top_k=5,
-                    collate_fn=lambda texts: np.zeros((len(texts), 1)))
-    assert given.settings_to_save({"strategy": "random"}) == {"strategy": "uncertainty", "top_k": 5}
-    assert Labeler(torch.nn.Linear(4, 2), tensors, workdir=tmp_path / "a").settings_to_save({}) == {
-        "strategy": "uncertainty"}
+    assert settings(tmp_path / "t", model, text_pool())["strategy"] == "diversity"
+    chosen = PoolExecutor(workdir=str(tmp_path / "t"))
+    chosen.settings(parameters={"update": {"strategy": "random", "top_k": 4}})  # the page's choice
+    assert settings(tmp_path / "t", model, text_pool()) == {**chosen.defaults, "strategy": "random", "top_k": 4}
+    given = settings(tmp_path / "g", model, text_pool(), strategy="uncertainty", top_k=5)
+    assert (given["strategy"], given["top_k"]) == ("uncertainty", 5)
+    assert settings(tmp_path / "a", torch.nn.Linear(4, 2), tensors)["strategy"] == "uncertainty"
 
 
 def test_an_image_folder_is_embedded_and_trained_through_the_preprocess_fn(tmp_path):
