@@ -466,8 +466,9 @@ def latency_markdown(results: dict) -> str:
     return "\n".join([
         "# Labeler benchmark: next questions on a 10,000-text pool (WordNet, pretrained all-MiniLM-L6-v2)",
         "",
-        f"Machine: {results['machine']}. Command: `{results['command']}` (under the heavy lock). Load average "
-        f"(1/5/15 min) before/after: {load}: the machine was shared, so absolute times are noisy.",
+        f"Machine: {results['machine']}. Command: `{results['command']}`. Load average (1/5/15 min) before/after: "
+        f"{load} (the 'after' figures include this run's own Flow and fits; other work on the machine shows in the "
+        "'before' ones and makes the times noisy).",
         "",
         *_latency_rows(lat, "text"),
         "",
@@ -522,7 +523,7 @@ def main() -> None:
     parser.add_argument("--from-log", default=None,
                         help="text run: write the results from the per-seed curves a stopped run printed to this log")
     parser.add_argument("--latency-only", action="store_true",
-                        help="text run: only the 10,000-text Flow (timing: run it under the heavy lock), written to "
+                        help="text run: only the 10,000-text Flow (timing: run it on an otherwise idle machine), written to "
                              "labeler_text_latency.json/.md")
     args = parser.parse_args()
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
