@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -335,6 +336,10 @@ def text_summary(curves: dict[str, list[list[float]]], counts: list[int], meta: 
         result[f"{strategy}_labels_needed_per_seed"] = [
             labels_to_reach(counts, own, rand[-1]) for own, rand in zip(curves[strategy], curves["random"])
         ]
+        # label efficiency: random's labels to match each round of the strategy's mean curve
+        result[f"{strategy}_random_labels_to_match"] = [
+            random_labels_to_match(counts, mean["random"], value) for value in mean[strategy][1:]
+        ]
         # the whole curve, paired by seed: mean mAP@R over the rounds after zero-shot, minus random's
         diffs = [float(np.mean(np.subtract(own[1:], rand[1:]))) for own, rand in zip(curves[strategy], curves["random"])]
         result[f"{strategy}_area_over_random"] = round(float(np.mean(diffs)), 4)
@@ -342,6 +347,19 @@ def text_summary(curves: dict[str, list[list[float]]], counts: list[int], meta: 
             float(np.std(diffs, ddof=1) / np.sqrt(len(diffs))) if len(diffs) > 1 else float("nan"), 4)
     result["random_area_over_zero_shot"] = round(float(np.mean(mean["random"][1:]) - mean["random"][0]), 4)
     return result
+
+
+def random_labels_to_match(counts: list[int], random_curve: Sequence[float], value: float) -> int | None:
+    """The labels random's curve needs to reach ``value``: linear between its rounds, on its running maximum (a
+    round below an earlier one does not undo it); 0 at or below zero-shot, None beyond its last round."""
+    best = np.maximum.accumulate(np.asarray(random_curve, dtype=float))
+    if value <= best[0]:
+        return 0
+    if value > best[-1]:
+        return None
+    i = int(np.argmax(best >= value))
+    share = (value - best[i - 1]) / (best[i] - best[i - 1])
+    return round(counts[i - 1] + share * (counts[i] - counts[i - 1]))
 
 
 def text_latency(pool_size: int, rounds: int, questions: int, top_k: int) -> dict:
@@ -389,6 +407,14 @@ def _curve_rows(eff: dict) -> list[str]:
                  f"measure is {eff['random_area_over_zero_shot']}): "
                  + ", ".join(f"{s} {eff[f'{s}_area_over_random']:+} ± {eff[f'{s}_area_over_random_se']}"
                              for s in ("uncertainty", "diversity")) + "."]
+    if "diversity_random_labels_to_match" in eff:
+        rows += ["", f"Label efficiency (mean curves): random's labels to match each round, linear between its rounds "
+                 f"('>{eff['random_budget']}': beyond its budget):", "",
+                 "| labels | " + " | ".join(("uncertainty", "diversity")) + " |", "|---|---|---|"]
+        for i, count in enumerate(eff["labels_axis"][1:]):
+            cells = [eff[f"{s}_random_labels_to_match"][i] for s in ("uncertainty", "diversity")]
+            rows.append(f"| {count} | " + " | ".join(f">{eff['random_budget']}" if c is None else str(c)
+                                                      for c in cells) + " |")
     for strategy in ("uncertainty", "diversity"):
         if f"{strategy}_labels_needed_per_seed" in eff:
             rows.append(f"\n{strategy}, labels to reach the same seed's random at its last round, per seed: "
