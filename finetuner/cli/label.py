@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--open-browser", action="store_true", help="open the page in the default browser")
     parser.add_argument("--top-k", type=int, default=None, help="matches shown per query")
     parser.add_argument("--questions", type=int, default=None, help="queries per round")
-    parser.add_argument("--epochs", type=int, default=None, help="epochs per fit")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per fit (default: 2 for a pool of texts, 5 otherwise)")
     parser.add_argument("--strategy", choices=("uncertainty", "diversity", "random"), default=None,
                         help="how the next queries are chosen (default: diversity for a pool of texts, uncertainty "
                              "otherwise: benchmarks/results/labeler_text.md and labeler.md)")

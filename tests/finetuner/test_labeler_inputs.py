@@ -166,19 +166,19 @@ def test_the_tokenizer_option_makes_the_collate_fn_and_travels_with_the_tuned_mo
     assert labeler.tuned_model() is model and finetuner.api.tokenizer_of(model) is tokenizer
 
 
-def test_a_text_pool_starts_with_diversity_unless_a_strategy_was_given_or_chosen_before(tmp_path):
-    """Text pools default to diversity (benchmarks/results/labeler_text.md), other pools to uncertainty; a strategy
-    given now, or saved by an earlier run or the page, is never replaced by the default."""
+def test_a_text_pool_starts_with_diversity_and_2_epochs_unless_given_or_chosen_before(tmp_path):
+    """Text pools default to diversity and 2 epochs per fit (benchmarks/results/labeler_text.md), other pools to
+    uncertainty and 5; a setting given now, or saved by an earlier run or the page, is never replaced by a default."""
     from docarray import Document, DocumentArray
 
     from finetuner.labeler import Labeler
-    from finetuner.labeler.executors import PoolExecutor, default_strategy
+    from finetuner.labeler.executors import DEFAULT_SETTINGS, PoolExecutor, pool_defaults
     from finetuner.labeler.store import LabelStore
 
     tensors = DocumentArray(Document(tensor=np.full(4, i, np.float32)) for i in range(3))
-    assert default_strategy(text_pool()) == "diversity"
-    assert default_strategy(tensors) == "uncertainty"
-    assert default_strategy(DocumentArray([*text_pool()[:2], *tensors[:1]])) == "uncertainty"  # mixed
+    assert pool_defaults(text_pool()) == {**DEFAULT_SETTINGS, "strategy": "diversity", "epochs": 2}
+    assert pool_defaults(tensors) == DEFAULT_SETTINGS == {**DEFAULT_SETTINGS, "strategy": "uncertainty", "epochs": 5}
+    assert pool_defaults(DocumentArray([*text_pool()[:2], *tensors[:1]])) == DEFAULT_SETTINGS  # mixed
 
     def settings(workdir, model, docs, **given):
         labeler = Labeler(model, docs, workdir=workdir, collate_fn=lambda texts: np.zeros((len(texts), 1)), **given)
@@ -189,13 +189,15 @@ def test_a_text_pool_starts_with_diversity_unless_a_strategy_was_given_or_chosen
         return PoolExecutor(workdir=str(workdir)).settings(parameters={})["settings"]
 
     model = torch.nn.Sequential(torch.nn.Embedding(3, 4), torch.nn.Flatten(), torch.nn.LazyLinear(2))
-    assert settings(tmp_path / "t", model, text_pool())["strategy"] == "diversity"
+    started = settings(tmp_path / "t", model, text_pool())
+    assert (started["strategy"], started["epochs"]) == ("diversity", 2)
     chosen = PoolExecutor(workdir=str(tmp_path / "t"))
     chosen.settings(parameters={"update": {"strategy": "random", "top_k": 4}})  # the page's choice
     assert settings(tmp_path / "t", model, text_pool()) == {**chosen.defaults, "strategy": "random", "top_k": 4}
-    given = settings(tmp_path / "g", model, text_pool(), strategy="uncertainty", top_k=5)
-    assert (given["strategy"], given["top_k"]) == ("uncertainty", 5)
-    assert settings(tmp_path / "a", torch.nn.Linear(4, 2), tensors)["strategy"] == "uncertainty"
+    given = settings(tmp_path / "g", model, text_pool(), strategy="uncertainty", top_k=5, epochs=7)
+    assert (given["strategy"], given["top_k"], given["epochs"]) == ("uncertainty", 5, 7)
+    arrays = settings(tmp_path / "a", torch.nn.Linear(4, 2), tensors)
+    assert (arrays["strategy"], arrays["epochs"]) == ("uncertainty", 5)
 
 
 def test_an_image_folder_is_embedded_and_trained_through_the_preprocess_fn(tmp_path):
