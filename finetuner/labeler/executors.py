@@ -62,6 +62,12 @@ def pool_defaults(docs: Any) -> dict[str, Any]:
     return dict(DEFAULT_SETTINGS)
 
 
+def settings_in_force(defaults: dict[str, Any], store: LabelStore) -> dict[str, Any]:
+    """The settings every Executor uses where a caller leaves one out: the saved ones over the pool's
+    :func:`pool_defaults` (what the page shows)."""
+    return {**defaults, **store.settings()}
+
+
 LIMITS = {"top_k": (1, 50), "questions": (1, 20), "epochs": (1, 100)}
 RESERVATION_SECONDS = 300.0
 
@@ -173,7 +179,7 @@ class PoolExecutor(Executor):
             if not isinstance(update, dict):
                 raise LabelError("settings must be an object")
             self.store.save_settings(check_settings(update))
-        return {"settings": {**self.defaults, **self.store.settings()}}
+        return {"settings": settings_in_force(self.defaults, self.store)}
 
     def session_docs(self) -> DocumentArray:
         """The labels as session data: one query Document per labelled query, its labelled matches in .matches."""
@@ -232,6 +238,7 @@ class IndexExecutor(Executor):
         self.index_of = {doc_id: i for i, doc_id in enumerate(self.ids)}
         self.docs = docs  # made into model input chunk by chunk (images are read, texts tokenised, as needed)
         self.store = LabelStore(self.workdir.labels)
+        self.defaults = pool_defaults(docs)
         record = self.workdir.load_checkpoint_into(self.model)
         self.version = record["version"] if record else 0
         self.embeddings = l2_normalize(self._embed_all(self.model))
@@ -304,9 +311,10 @@ class IndexExecutor(Executor):
         with its next unlabelled matches.
         """
         self.refresh()
-        n = int(parameters.get("n", DEFAULT_SETTINGS["questions"]))
-        k = int(parameters.get("k", DEFAULT_SETTINGS["top_k"]))
-        strategy = parameters.get("strategy") or DEFAULT_SETTINGS["strategy"]
+        settings = settings_in_force(self.defaults, self.store)
+        n = int(parameters.get("n", settings["questions"]))
+        k = int(parameters.get("k", settings["top_k"]))
+        strategy = parameters.get("strategy") or settings["strategy"]
         check_settings({"questions": n, "top_k": k, "strategy": strategy})
         client = str(parameters.get("client") or "")
         pin = parameters.get("pin")
@@ -402,6 +410,13 @@ class TunerExecutor(Executor):
         self._untrained: dict | None = None  # version 0's weights, kept while the first fit runs
         self._spare: Any = None  # a clone that a save during a fit loads the newest finished weights into
         self._sample: Any = None
+        self.store = LabelStore(self.workdir.labels)
+        self._defaults: dict[str, Any] | None = None  # the pool's, read when a caller first leaves a setting out
+
+    def _pool_defaults(self) -> dict[str, Any]:
+        if self._defaults is None:
+            self._defaults = pool_defaults(self.workdir.load_pool())
+        return self._defaults
 
     def _fit(self, sessions: DocumentArray, epochs: int) -> None:
         with self._model_lock:
@@ -420,7 +435,10 @@ class TunerExecutor(Executor):
     @requests(on="/fit")
     async def fit(self, docs: DocumentArray, parameters: dict, **kwargs: Any) -> dict:
         """Start a fit on ``docs`` (session data) in the background; refuses while one runs."""
-        epochs = check_settings({"epochs": parameters.get("epochs", DEFAULT_SETTINGS["epochs"])})["epochs"]
+        epochs = parameters.get("epochs")
+        if epochs is None:
+            epochs = settings_in_force(self._pool_defaults(), self.store)["epochs"]
+        epochs = check_settings({"epochs": epochs})["epochs"]
         if not any(len(d.matches) for d in docs):
             raise LabelError("nothing to fit on yet: label some matches first")
         with self._guard:

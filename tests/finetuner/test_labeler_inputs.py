@@ -200,6 +200,47 @@ def test_a_text_pool_starts_with_diversity_and_2_epochs_unless_given_or_chosen_b
     assert (arrays["strategy"], arrays["epochs"]) == ("uncertainty", 5)
 
 
+def test_executors_called_without_settings_use_the_pools_settings(tmp_path):
+    """/questions without a strategy and /fit without epochs take the pool's settings in force (a text pool's
+    defaults, then what was saved), as the page shows them, not the defaults for arrays."""
+    import asyncio
+
+    from finetuner.labeler import Labeler
+    from finetuner.labeler.executors import (
+        SESSIONS,
+        IndexExecutor,
+        LabelerObjects,
+        PoolExecutor,
+        TunerExecutor,
+    )
+
+    model = torch.nn.Sequential(torch.nn.Embedding(3, 4), torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    labeler = Labeler(model, text_pool(), workdir=tmp_path / "wd",
+                      collate_fn=lambda texts: torch.tensor([[len(t) % 3] for t in texts]))
+    SESSIONS["defaults-test"] = LabelerObjects(labeler.model, labeler.embed_fn, labeler.train_fn, inputs=labeler.inputs)
+    try:
+        root = str(labeler.workdir.root)
+        pool = PoolExecutor(workdir=root)
+        index = IndexExecutor(workdir=root, session="defaults-test")
+        asked = index.questions(parameters={})
+        assert asked["strategy"] == "diversity" and len(asked["questions"]) == 3
+        query = asked["questions"][0]
+        pool.submit(parameters={"labels": [
+            {"query_id": query["query_id"], "match_id": match["id"], "label": 1} for match in query["matches"]
+        ]})
+        tuner = TunerExecutor(workdir=root, session="defaults-test")
+        assert asyncio.run(tuner.fit(docs=pool.session_docs(), parameters={}))["started"]
+        while asyncio.run(tuner.fit_status())["running"]:
+            time.sleep(0.05)
+        state = asyncio.run(tuner.fit_status())
+        assert state["error"] is None and state["metrics"]["epochs"] == 2
+        pool.settings(parameters={"update": {"strategy": "random", "questions": 2}})  # the page's choice
+        assert (index.questions(parameters={})["strategy"], len(index.questions(parameters={})["questions"])) == (
+            "random", 2)
+    finally:
+        SESSIONS.pop("defaults-test", None)
+
+
 def test_an_image_folder_is_embedded_and_trained_through_the_preprocess_fn(tmp_path):
     """Images read from disk, resized by ImagePreprocess, both for the index and the training batches."""
     from jina.helper import random_port
