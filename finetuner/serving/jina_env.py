@@ -1,5 +1,5 @@
 """Jina's side effects, switched off before any Flow starts: telemetry, the public-IP lookup, 0.0.0.0 binding,
-uvloop.
+uvloop; and a watch that restarts an Executor stuck at start-up (:mod:`finetuner.serving.start_watch`).
 
 Jina 3.34 sends telemetry unless ``JINA_OPTOUT_TELEMETRY`` is set, looks up the public IP at every Flow start
 (no switch: it is patched out here) and binds to 0.0.0.0 unless told otherwise. Executors run in forked
@@ -10,7 +10,8 @@ uvloop is importable, and every Executor forked afterwards runs its gRPC server 
 supports only asyncio's own loop: such an Executor sometimes listens without ever accepting a connection, and the
 Flow start waits for it forever (seen in the test suite: the Executor's socket backlog growing while its uvloop
 sat in epoll). ``JINA_DISABLE_UVLOOP`` stops Jina from installing the policy, and a policy it already installed
-is put back to asyncio's default.
+is put back to asyncio's default. That was not the whole cause: the same stall was seen once more without uvloop,
+and :mod:`finetuner.serving.start_watch` now restarts such an Executor instead of waiting on it.
 """
 
 from __future__ import annotations
@@ -48,3 +49,6 @@ def prepare_jina() -> None:
 
     jina.helper.get_public_ip = _no_public_ip
     jina.orchestrate.orchestrator.get_public_ip = _no_public_ip
+    from finetuner.serving import start_watch
+
+    start_watch.install()
