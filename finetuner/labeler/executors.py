@@ -39,6 +39,7 @@ from finetuner.labeler.training import (
     clone_model,
     export_model,
     get_weights,
+    refits_from_start,
     save_model,
     set_weights,
     stack_contents,
@@ -381,6 +382,10 @@ class TunerExecutor(Executor):
     "save" writes ``finetuner.save``'s ONNX Graph file (``exports/model.onnx``, read back by ``finetuner.load``),
     plus on request ``finetuner.export``'s serving model (``exports/embedding.onnx``); a text model's tokenizer
     goes beside both, as ``finetuner.export`` writes it.
+
+    Every fit trains on all the labels so far. A pretrained encoder starts each fit from the weights it was handed
+    (not from its previous fit, where it would see its first labels again every round and drift); a small network
+    trained from scratch keeps training on top of its previous fit (:func:`~finetuner.labeler.training.refits_from_start`).
     """
 
     def __init__(self, workdir: str, session: str, labeler_pid: int = 0, **kwargs: Any) -> None:
@@ -393,6 +398,8 @@ class TunerExecutor(Executor):
         self.model = objects.model
         self.train_fn = objects.train_fn
         self.inputs = objects.inputs
+        start = get_weights(self.model)  # as passed in, before any checkpoint of this workdir
+        self._start = start if refits_from_start(start) else None  # a pretrained encoder refits from these
         record = self.workdir.load_checkpoint_into(self.model)
         self._state: dict[str, Any] = {
             "running": False,
@@ -421,6 +428,8 @@ class TunerExecutor(Executor):
     def _fit(self, sessions: DocumentArray, epochs: int) -> None:
         with self._model_lock:
             try:
+                if self._start is not None:
+                    set_weights(self.model, self._start)
                 metrics = dict(self.train_fn(self.model, sessions, epochs) or {})
                 metrics.update(epochs=epochs, queries=len(sessions), labels=sum(len(d.matches) for d in sessions))
                 record = self.workdir.write_checkpoint(get_weights(self.model), metrics)

@@ -17,7 +17,14 @@ from typing import Any
 import numpy as np
 
 from finetuner.labeler.strategies import knn, l2_normalize, pair_similarities, select_queries
-from finetuner.labeler.training import LABEL_TAG, EmbedFn, TrainFn
+from finetuner.labeler.training import (
+    LABEL_TAG,
+    EmbedFn,
+    TrainFn,
+    get_weights,
+    refits_from_start,
+    set_weights,
+)
 
 
 def map_at_r(embeddings: np.ndarray, labels: np.ndarray) -> float:
@@ -94,10 +101,18 @@ def simulate(
     top_k: int = 10,
     epochs: int = 3,
     seed: int = 0,
+    refit: bool | None = None,
 ) -> SimulationResult:
-    """Label ``rounds`` rounds of ``questions`` queries x ``top_k`` matches, training after each round."""
+    """Label ``rounds`` rounds of ``questions`` queries x ``top_k`` matches, training after each round.
+
+    ``refit``: each fit starts from the model's starting weights (on all the labels so far) instead of from the
+    previous fit; None decides as the Labeler does (:func:`~finetuner.labeler.training.refits_from_start`).
+    """
     rng = np.random.default_rng(seed)
     model = model_factory()
+    start_weights = get_weights(model)
+    if refit is None:
+        refit = refits_from_start(start_weights)
     result = SimulationResult(strategy)
     result.labels.append(0)
     result.map_at_r.append(map_at_r(embed_fn(model, test_x), test_y))
@@ -124,6 +139,8 @@ def simulate(
             queries.append(int(q))
             matches.append(ms)
             answers.append(np.where(pool_y[ms] == pool_y[q], 1, -1))
+        if refit:
+            set_weights(model, start_weights)
         train_fn(model, session_docs_from_indices(pool_x, queries, matches, answers), epochs)
         result.labels.append(int(sum(len(m) for m in matches)))
         result.map_at_r.append(map_at_r(embed_fn(model, test_x), test_y))
