@@ -469,7 +469,8 @@ def text_markdown(results: dict) -> str:
         "",
         f"Pool: {eff['pool_items']} texts of {eff['pool_synsets']} synsets (definition + lemmas, one class each); "
         f"held out: {eff['test_items']} texts of {eff['test_synsets']} other synsets. Answers simulated from synset "
-        f"membership; after each round the Labeler's train_fn fits {eff['epochs']} epoch(s) (TripletLoss, "
+        f"membership; after each round the Labeler's train_fn fits {eff['epochs']} epoch(s) on all the labels so "
+        f"far, from the pretrained weights as the Labeler refits a pretrained encoder (TripletLoss, "
         f"lr {eff['learning_rate'] or 'default'}); mean of {eff['seeds']} seed(s).",
         "",
     ]
