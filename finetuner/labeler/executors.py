@@ -398,8 +398,8 @@ class TunerExecutor(Executor):
         self.model = objects.model
         self.train_fn = objects.train_fn
         self.inputs = objects.inputs
-        start = get_weights(self.model)  # as passed in, before any checkpoint of this workdir
-        self._start = start if refits_from_start(start) else None  # a pretrained encoder refits from these
+        # a pretrained encoder refits from the weights it was handed, read before any checkpoint of this workdir
+        self._start = get_weights(self.model) if refits_from_start(self.model) else None
         record = self.workdir.load_checkpoint_into(self.model)
         self._state: dict[str, Any] = {
             "running": False,
@@ -455,7 +455,7 @@ class TunerExecutor(Executor):
                 return {"started": False, "reason": "a fit is already running", **self._state}
             if self._state["version"] == 0 and self._untrained is None and self._model_lock.acquire(blocking=False):
                 try:  # no checkpoint to fall back on while the first fit runs: keep the untrained weights
-                    self._untrained = get_weights(self.model)
+                    self._untrained = self._start if self._start is not None else get_weights(self.model)
                 finally:
                     self._model_lock.release()
             self._state.update(running=True, started=time.time(), error=None)

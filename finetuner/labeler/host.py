@@ -97,6 +97,8 @@ class ModelHost:
             return training.get_weights(model)
         if op == "set_weights":
             return training.set_weights(model, args[0])
+        if op == "is_pretrained":
+            return training.is_pretrained(model)
         if op == "save":
             return str(training.save_model(model, *args))
         if op == "export":

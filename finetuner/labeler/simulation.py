@@ -112,7 +112,7 @@ def simulate(
     model = model_factory()
     start_weights = get_weights(model)
     if refit is None:
-        refit = refits_from_start(start_weights)
+        refit = refits_from_start(model)
     result = SimulationResult(strategy)
     result.labels.append(0)
     result.map_at_r.append(map_at_r(embed_fn(model, test_x), test_y))

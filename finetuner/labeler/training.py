@@ -23,7 +23,7 @@ import numpy as np
 
 from finetuner.data.content import LABEL_TAG
 from finetuner.labeler.remote import RemoteModel
-from finetuner.tuner.defaults import PRETRAINED, PRETRAINED_MIN_PARAMETERS
+from finetuner.tuner.defaults import PRETRAINED
 
 PRETRAINED_OPTIONS = {"optimizer": PRETRAINED.optimizer, "learning_rate": PRETRAINED.learning_rate}
 """The Tuner options for pretrained encoders (``fit``'s pretrained recipe, :mod:`finetuner.tuner.defaults`): at the
@@ -43,6 +43,7 @@ __all__ = [
     "default_train_fn",
     "export_model",
     "get_weights",
+    "is_pretrained",
     "make_train_fn",
     "refits_from_start",
     "save_model",
@@ -199,30 +200,37 @@ def make_train_fn(
 
     def train_fn(model: Any, session_docs: Any, epochs: int) -> dict:
         data = symmetric_sessions(session_docs) if symmetric else session_docs
-        tuner = _tuner(model, loss=loss, **tuner_options)
-        if not {"learning_rate", "optimizer"} & set(tuner_options) and _is_pretrained(tuner):
-            tuner = _tuner(model, loss=loss, **PRETRAINED_OPTIONS, **tuner_options)
-        state = tuner.fit(data, epochs=epochs, batch_size=batch_size, **loader_options)
+        options = dict(tuner_options)
+        if not {"learning_rate", "optimizer"} & set(options) and is_pretrained(model):
+            options = {**PRETRAINED_OPTIONS, **options}
+        state = _tuner(model, loss=loss, **options).fit(data, epochs=epochs, batch_size=batch_size, **loader_options)
         losses = state.history.get("loss") or []
         return {"loss": float(losses[-1])} if losses else {}
 
     return train_fn
 
 
-def _is_pretrained(tuner: Any) -> bool:
-    return refits_from_start(tuner.get_weights())
+def is_pretrained(model: Any) -> bool:
+    """Whether ``model`` (or the model a :class:`RemoteModel` handle points at) is a pretrained encoder by
+    ``fit``'s rule, :func:`finetuner.tuner.defaults.is_pretrained`: at least ``PRETRAINED_MIN_PARAMETERS``
+    trainable parameters."""
+    if _is_remote(model):
+        return bool(model.call("is_pretrained"))
+    from finetuner.tuner.defaults import is_pretrained as counts_as_pretrained
+
+    return counts_as_pretrained(model)
 
 
-def refits_from_start(weights: dict[str, np.ndarray]) -> bool:
-    """Whether the Labeler fits a model with these weights afresh from its starting weights on all the labels at
-    every fit, rather than on top of its previous fit: a pretrained encoder (at least
-    ``PRETRAINED_MIN_PARAMETERS`` weights) does, a small network trained from scratch does not.
+def refits_from_start(model: Any) -> bool:
+    """Whether the Labeler fits ``model`` afresh from its starting weights on all the labels at every fit, rather
+    than on top of its previous fit: a pretrained encoder (:func:`is_pretrained`, the rule that gives it ``fit``'s
+    pretrained recipe) does, a small network trained from scratch (or a small head on a frozen backbone) does not.
 
     A pretrained encoder fitted on top of its previous fits sees its first labels again at every round and drifts:
     on WordNet with the pretrained MiniLM (benchmarks/results/labeler_text.md) its held-out mAP@R peaks after 250 of
     600 labels and falls back, while refitted from the pretrained weights it keeps its gain. A small network from
     random weights needs the passes to add up (digits, benchmarks/results/labeler.md)."""
-    return sum(int(np.size(w)) for w in weights.values()) >= PRETRAINED_MIN_PARAMETERS
+    return is_pretrained(model)
 
 
 default_train_fn: TrainFn = make_train_fn()

@@ -24,7 +24,15 @@ import numpy as np
 
 PRETRAINED_MIN_PARAMETERS = 1_000_000
 
-__all__ = ["PRETRAINED", "PRETRAINED_MIN_PARAMETERS", "SCRATCH", "Recipe", "count_parameters", "resolve"]
+__all__ = [
+    "PRETRAINED",
+    "PRETRAINED_MIN_PARAMETERS",
+    "SCRATCH",
+    "Recipe",
+    "count_parameters",
+    "is_pretrained",
+    "resolve",
+]
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,12 @@ def count_parameters(model: Any) -> int:
     return total
 
 
+def is_pretrained(model: Any) -> bool:
+    """Whether ``model`` counts as a pretrained encoder (at least :data:`PRETRAINED_MIN_PARAMETERS` trainable
+    parameters; frozen ones do not count): the one rule behind ``fit``'s recipe and the Labeler's fits."""
+    return count_parameters(model) >= PRETRAINED_MIN_PARAMETERS
+
+
 def resolve(
     model: Any,
     steps_per_epoch: int,
@@ -80,7 +94,7 @@ def resolve(
     epochs: int | None,
 ) -> Recipe:
     """The recipe for ``model`` with the user's values (non-None) kept and the rest from the default recipe."""
-    base = PRETRAINED if count_parameters(model) >= PRETRAINED_MIN_PARAMETERS else SCRATCH
+    base = PRETRAINED if is_pretrained(model) else SCRATCH
     epochs = base.epochs_for(steps_per_epoch) if epochs is None else int(epochs)
     total = epochs * steps_per_epoch
     return replace(

@@ -1,6 +1,7 @@
 """A pretrained encoder is refitted from the weights it was handed at every Labeler fit (on all the labels so far);
-a small network from scratch keeps training on top of its previous fit. Both the TunerExecutor (the product) and
-``simulate`` (the benchmark) follow the same rule, ``refits_from_start``.
+a small network from scratch, or a small head on a frozen backbone, keeps training on top of its previous fit. Both
+the TunerExecutor (the product) and ``simulate`` (the benchmark) follow the same rule, ``refits_from_start``, which
+is ``fit``'s rule for the pretrained recipe (trainable parameters counted).
 
 The train_fn here is a user's own (a public option): it records the weights each fit starts from and moves them
 by +1, so which weights a fit started from is read exactly.
@@ -16,7 +17,8 @@ import numpy as np
 import pytest
 import torch
 
-from finetuner.labeler.training import PRETRAINED_MIN_PARAMETERS, get_weights, refits_from_start
+from finetuner.labeler.training import get_weights, refits_from_start
+from finetuner.tuner.defaults import PRETRAINED_MIN_PARAMETERS, is_pretrained
 from tests.finetuner.test_labeler_inputs import text_pool
 
 
@@ -31,9 +33,12 @@ def _recording_train_fn(seen: list[dict[str, np.ndarray]]):
     return train_fn
 
 
-def _text_model(pretrained: bool) -> torch.nn.Module:
-    vocab = PRETRAINED_MIN_PARAMETERS // 4 if pretrained else 3  # 4-wide rows: a million weights or twelve
-    return torch.nn.Sequential(torch.nn.Embedding(vocab, 4), torch.nn.Flatten(), torch.nn.Linear(4, 2))
+def _text_model(kind: str) -> torch.nn.Module:
+    vocab = 3 if kind == "scratch" else PRETRAINED_MIN_PARAMETERS // 4  # 4-wide rows: twelve weights or a million
+    model = torch.nn.Sequential(torch.nn.Embedding(vocab, 4), torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    if kind == "frozen backbone":  # a million frozen weights under a small trainable head: not pretrained for fit
+        model[0].weight.requires_grad_(False)
+    return model
 
 
 def _fit_once(tuner, pool) -> None:
@@ -43,15 +48,16 @@ def _fit_once(tuner, pool) -> None:
     assert asyncio.run(tuner.fit_status())["error"] is None
 
 
-@pytest.mark.parametrize("pretrained", [True, False], ids=["pretrained", "scratch"])
-def test_the_tuner_refits_a_pretrained_model_from_its_starting_weights(tmp_path, pretrained: bool) -> None:
+@pytest.mark.parametrize("kind", ["pretrained", "scratch", "frozen backbone"])
+def test_the_tuner_refits_a_pretrained_model_from_its_starting_weights(tmp_path, kind: str) -> None:
     from finetuner.labeler import Labeler
     from finetuner.labeler.executors import SESSIONS, LabelerObjects, PoolExecutor, TunerExecutor
 
-    model = _text_model(pretrained)
+    model = _text_model(kind)
     handed = copy.deepcopy(model)
     start = get_weights(model)
-    assert refits_from_start(start) is pretrained
+    pretrained = kind == "pretrained"
+    assert refits_from_start(model) is is_pretrained(model) is pretrained
     seen: list[dict[str, np.ndarray]] = []
     labeler = Labeler(model, text_pool(), workdir=tmp_path / "wd", train_fn=_recording_train_fn(seen),
                       collate_fn=lambda texts: torch.tensor([[len(t) % 3] for t in texts]))
@@ -88,7 +94,7 @@ def test_the_simulation_refits_as_the_labeler_does(pretrained: bool) -> None:
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, width), torch.nn.Linear(width, width), torch.nn.Linear(width, 8))
     start = get_weights(model)
-    assert refits_from_start(start) is pretrained
+    assert refits_from_start(model) is pretrained
     seen: list[dict[str, np.ndarray]] = []
     simulate(lambda: model, x[:16], y[:16], x[16:], y[16:], strategy="random", embed_fn=default_embed_fn,
              train_fn=_recording_train_fn(seen), rounds=3, questions=2, top_k=3, epochs=1)
