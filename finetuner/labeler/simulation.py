@@ -102,11 +102,14 @@ def simulate(
     epochs: int = 3,
     seed: int = 0,
     refit: bool | None = None,
+    select: Callable[..., np.ndarray] = select_queries,
 ) -> SimulationResult:
     """Label ``rounds`` rounds of ``questions`` queries x ``top_k`` matches, training after each round.
 
     ``refit``: each fit starts from the model's starting weights (on all the labels so far) instead of from the
     previous fit; None decides as the Labeler does (:func:`~finetuner.labeler.training.refits_from_start`).
+    ``select``: what picks the queries, called as :func:`~finetuner.labeler.strategies.select_queries` is (the
+    Labeler's strategies by default; a benchmark passes a bound, e.g. an oracle that knows the classes).
     """
     rng = np.random.default_rng(seed)
     model = model_factory()
@@ -128,7 +131,7 @@ def simulate(
         flat_l = np.concatenate(answers) if answers else np.empty(0, np.int64)
         pos, neg = pair_similarities(emb, flat_q, flat_m, flat_l)
         start = time.perf_counter()
-        picked = select_queries(
+        picked = select(
             emb, questions, strategy, k=top_k, exclude=asked, seeds=np.asarray(queries, np.int64),
             pos_sims=pos, neg_sims=neg, rng=rng,
         )

@@ -166,6 +166,31 @@ def test_active_learning_reaches_the_random_baseline_with_fewer_labels_on_digits
         assert run.pool_map_at_r[-1] > run.pool_map_at_r[0] + 0.03, (run.strategy, run.pool_map_at_r)
 
 
+def test_the_simulation_asks_the_queries_a_given_select_picks():
+    """``simulate(select=...)``: a benchmark's own selection (e.g. an oracle bound) picks the queries instead of the
+    Labeler's strategies, called as ``select_queries`` is; each round's queries are excluded from the next."""
+    torch = pytest.importorskip("torch")
+    from finetuner.labeler.simulation import simulate
+    from finetuner.labeler.training import default_embed_fn
+
+    x, y = blobs(n_per=6, centers=4)
+    calls, trained_on = [], []
+
+    def lowest_unasked(embeddings, n, strategy, *, k, exclude, **_):
+        calls.append((strategy, k, int(exclude.sum())))
+        return np.flatnonzero(~exclude)[:n]
+
+    def train_fn(model, sessions, epochs):
+        trained_on.append(sorted(int(d.id[1:]) for d in sessions))
+        return {}
+
+    torch.manual_seed(0)
+    simulate(lambda: torch.nn.Linear(8, 4), x, y, x[:8], y[:8], strategy="lowest", embed_fn=default_embed_fn,
+             train_fn=train_fn, rounds=2, questions=3, top_k=2, epochs=1, select=lowest_unasked)
+    assert calls == [("lowest", 2, 0), ("lowest", 2, 3)]
+    assert trained_on == [[0, 1, 2], [0, 1, 2, 3, 4, 5]]
+
+
 def session_fixture(rng: np.random.Generator):
     from docarray import Document, DocumentArray
 
