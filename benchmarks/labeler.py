@@ -252,23 +252,11 @@ def text_summary_from_log(path: str, pool_synsets: int, test_synsets: int, label
     return text_summaries(curves, counts, _text_meta(texts, pool_synsets, test_synsets, epochs, learning_rate))
 
 
-def text_efficiency(
-    pool_synsets: int, test_synsets: int, seeds: int, rounds: int, questions: int, top_k: int, epochs: int,
-    learning_rate: float | None,
-) -> dict:
-    """WordNet learning curves per strategy with the pretrained MiniLM (mean over seeds), against zero-shot."""
-    import torch
+def text_setup(pool_synsets: int, test_synsets: int):
+    """What a text simulation runs on: ``(texts, classes, model_factory, embed_fn, inputs)``, the :func:`text_split`
+    and a factory of fresh copies of the tailored pretrained MiniLM with its tokenising ``embed_fn``."""
+    from finetuner.labeler.training import clone_model, default_embed_fn, get_weights, set_weights
 
-    from finetuner.labeler.simulation import simulate
-    from finetuner.labeler.training import (
-        clone_model,
-        default_embed_fn,
-        get_weights,
-        make_train_fn,
-        set_weights,
-    )
-
-    torch.set_num_threads(max(1, (os.cpu_count() or 1)))
     texts, classes = text_split(pool_synsets, test_synsets)
     embedding, inputs = minilm_embedding()
     initial = get_weights(embedding)
@@ -281,6 +269,21 @@ def text_efficiency(
         set_weights(model, initial)
         return model
 
+    return texts, classes, model_factory, embed_fn, inputs
+
+
+def text_efficiency(
+    pool_synsets: int, test_synsets: int, seeds: int, rounds: int, questions: int, top_k: int, epochs: int,
+    learning_rate: float | None,
+) -> dict:
+    """WordNet learning curves per strategy with the pretrained MiniLM (mean over seeds), against zero-shot."""
+    import torch
+
+    from finetuner.labeler.simulation import simulate
+    from finetuner.labeler.training import make_train_fn
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1)))
+    texts, classes, model_factory, embed_fn, inputs = text_setup(pool_synsets, test_synsets)
     train_fn = make_train_fn(inputs=inputs, **({} if learning_rate is None else {"learning_rate": learning_rate}))
     curves: dict[str, dict[str, list[list[float]]]] = {"held_out": {}, "pool": {}}
     counts: list[int] = []

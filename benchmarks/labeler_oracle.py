@@ -33,7 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from labeler import RESULTS, TARGET_FRACTION, minilm_embedding, text_split, write_results  # noqa: E402
+from labeler import RESULTS, TARGET_FRACTION, text_setup, write_results  # noqa: E402
 
 MEASURES = {"labels": "held out (other synsets)", "pool_labels": "search over the pool itself"}
 
@@ -83,27 +83,10 @@ def oracle_curves(seeds: int, rounds: int, pool_synsets: int, test_synsets: int)
     import torch
 
     from finetuner.labeler.simulation import simulate
-    from finetuner.labeler.training import (
-        clone_model,
-        default_embed_fn,
-        get_weights,
-        make_train_fn,
-        set_weights,
-    )
+    from finetuner.labeler.training import make_train_fn
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    texts, classes = text_split(pool_synsets, test_synsets)
-    embedding, inputs = minilm_embedding()
-    initial = get_weights(embedding)
-
-    def embed_fn(model, contents):
-        return default_embed_fn(model, inputs.collate([str(t) for t in contents]))
-
-    def model_factory():
-        model = clone_model(embedding)
-        set_weights(model, initial)
-        return model
-
+    texts, classes, model_factory, embed_fn, inputs = text_setup(pool_synsets, test_synsets)
     curves: dict[str, list[list[float]]] = {"labels": [], "pool_labels": []}
     counts: list[int] = []
     for seed in range(seeds):
