@@ -1,13 +1,14 @@
-"""An upper bound for active learning on the text Labeler benchmark: questions picked by an oracle that knows every
-answer, against ``random`` on the same seeds.
+"""A reference point for active learning on the text Labeler benchmark: questions picked by an oracle that knows
+every answer, against ``random`` on the same seeds.
 
 ``benchmarks/labeler.py --text`` asks how many labels ``uncertainty`` and ``diversity`` need to reach ``random``'s
-quality at its last round (target: at most 60% of random's). This script measures what query selection can do at
-best on the same data, model, training and label budget: each round the oracle asks the questions with the most
-to teach, by the true synsets: the most relevant matches shown (a question without one gives the triplet loss
-nothing) that the model ranks below irrelevant ones (value = relevant matches in the top-k x (1 - the query's
-average precision over the pool)), one query per synset per round. No Labeler strategy can know this; if the
-oracle cannot meet the target on a measure, no strategy can.
+quality at its last round (target: at most 60% of random's). This script measures what query selection can do
+when it knows the answers, on the same data, model, training and label budget: each round the oracle asks the
+questions with the most to teach, by the true synsets: the most relevant matches shown (a question without one
+gives the triplet loss nothing) that the model ranks below irrelevant ones (value = relevant matches in the top-k x
+(1 - the query's average precision over the pool)), one query per synset per round. No Labeler strategy can know
+this. The oracle is greedy, not optimal, so it is a reference point rather than a proof: where it misses the
+target, a strategy without the answers is not expected to meet it.
 
 Random's curves are read from ``benchmarks/results/labeler_text.json`` (the same seeds, rounds, training and code
 path: ``simulate`` with the Labeler's ``train_fn``, refitting the pretrained encoder every round).
@@ -126,7 +127,7 @@ def summary(oracle: list[list[float]], random: list[list[float]], counts: list[i
 
 def markdown(results: dict) -> str:
     lines = [
-        "# Labeler benchmark: text, an oracle's questions (upper bound for any strategy)",
+        "# Labeler benchmark: text, an oracle's questions (what knowing the answers buys)",
         "",
         f"Machine: {results['machine']}. Command: `{results['command']}`.",
         "",
