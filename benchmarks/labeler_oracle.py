@@ -40,18 +40,15 @@ MEASURES = {"labels": "held out (other synsets)", "pool_labels": "search over th
 
 
 def average_precision_at_r(embeddings: np.ndarray, queries: np.ndarray, classes: np.ndarray) -> np.ndarray:
-    """Each query's AP@R searching the rest of the pool (R = its class's other members; 1.0 when it has none)."""
+    """Each query's AP@R searching the rest of the pool (:func:`finetuner.evaluation.metrics.map_at_r`, R = its
+    class's other members; 1.0 when it has none: nothing to learn)."""
+    from finetuner.evaluation.metrics import map_at_r
+
     sims = embeddings[queries] @ embeddings.T
     sims[np.arange(len(queries)), queries] = -np.inf
     order = np.argsort(-sims, axis=1, kind="stable")
     relevant = (classes[order] == classes[queries][:, None]) & (order != queries[:, None])  # not itself
-    out = np.ones(len(queries))
-    for row, rel in enumerate(relevant):
-        r = int(rel.sum())
-        if r:
-            top = rel[:r]
-            out[row] = float((np.cumsum(top) / np.arange(1, r + 1))[top].sum() / r)
-    return out
+    return np.nan_to_num(map_at_r(relevant, relevant.sum(axis=1)), nan=1.0)
 
 
 def oracle_select(classes: np.ndarray) -> Callable[..., np.ndarray]:
@@ -105,16 +102,14 @@ def oracle_curves(seeds: int, rounds: int, pool_synsets: int, test_synsets: int)
     return curves, counts
 
 
-def first_reaching(counts: list[int], curve: list[float], target: float) -> int | None:
-    return next((c for c, v in zip(counts, curve) if v >= target), None)
-
-
 def summary(oracle: list[list[float]], random: list[list[float]], counts: list[int]) -> dict:
     """Mean curves, labels to reach random's last mean value, and per seed against the same seed's random."""
+    from finetuner.labeler.simulation import labels_to_reach
+
     random = random[: len(oracle)]
     mean_o, mean_r = np.mean(oracle, axis=0), np.mean(random, axis=0)
-    needed = first_reaching(counts, list(mean_o), float(mean_r[-1]))
-    per_seed = [first_reaching(counts, o, r[-1]) for o, r in zip(oracle, random)]
+    needed = labels_to_reach(counts, list(mean_o), float(mean_r[-1]))
+    per_seed = [labels_to_reach(counts, o, r[-1]) for o, r in zip(oracle, random)]
     return {
         "oracle": [round(float(v), 4) for v in mean_o],
         "random": [round(float(v), 4) for v in mean_r],

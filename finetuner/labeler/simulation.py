@@ -109,13 +109,13 @@ def simulate(
     ``refit``: each fit starts from the model's starting weights (on all the labels so far) instead of from the
     previous fit; None decides as the Labeler does (:func:`~finetuner.labeler.training.refits_from_start`).
     ``select``: what picks the queries, called as :func:`~finetuner.labeler.strategies.select_queries` is (the
-    Labeler's strategies by default; a benchmark passes a bound, e.g. an oracle that knows the classes).
+    Labeler's strategies by default; a benchmark passes its own, e.g. an oracle that knows the classes).
     """
     rng = np.random.default_rng(seed)
     model = model_factory()
-    start_weights = get_weights(model)
     if refit is None:
         refit = refits_from_start(model)
+    start_weights = get_weights(model) if refit else None  # read only when each fit starts from them
     result = SimulationResult(strategy)
     result.labels.append(0)
     result.map_at_r.append(map_at_r(embed_fn(model, test_x), test_y))

@@ -167,7 +167,7 @@ def test_active_learning_reaches_the_random_baseline_with_fewer_labels_on_digits
 
 
 def test_the_simulation_asks_the_queries_a_given_select_picks():
-    """``simulate(select=...)``: a benchmark's own selection (e.g. an oracle bound) picks the queries instead of the
+    """``simulate(select=...)``: a benchmark's own selection (e.g. an oracle that knows the classes) picks the queries instead of the
     Labeler's strategies, called as ``select_queries`` is; each round's queries are excluded from the next."""
     torch = pytest.importorskip("torch")
     from finetuner.labeler.simulation import simulate
