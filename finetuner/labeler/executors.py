@@ -22,7 +22,7 @@ from jina import DocumentArray, Executor, requests
 
 from finetuner.labeler.inputs import ModelInputs
 from finetuner.labeler.lifetime import die_with_parent
-from finetuner.labeler.pool import Workdir, render_card
+from finetuner.labeler.pool import Workdir, is_text_pool, render_card
 from finetuner.labeler.store import LabelError, LabelStore, parse_labels
 from finetuner.labeler.strategies import (
     STRATEGIES,
@@ -58,9 +58,12 @@ scratch), fitted after every 50 labels, overfits the pretrained encoder: over 60
 def pool_defaults(docs: Any) -> dict[str, Any]:
     """The settings a pool starts with: :data:`DEFAULT_SETTINGS`, with :data:`TEXT_POOL_SETTINGS` over them when
     every document is text."""
-    if len(docs) and all(doc.content_type == "text" for doc in docs):
-        return {**DEFAULT_SETTINGS, **TEXT_POOL_SETTINGS}
-    return dict(DEFAULT_SETTINGS)
+    return defaults_for(is_text_pool(docs))
+
+
+def defaults_for(text: bool) -> dict[str, Any]:
+    """:func:`pool_defaults` of a pool that is all text (``text``) or not."""
+    return {**DEFAULT_SETTINGS, **TEXT_POOL_SETTINGS} if text else dict(DEFAULT_SETTINGS)
 
 
 def settings_in_force(defaults: dict[str, Any], store: LabelStore) -> dict[str, Any]:
@@ -418,11 +421,11 @@ class TunerExecutor(Executor):
         self._spare: Any = None  # a clone that a save during a fit loads the newest finished weights into
         self._sample: Any = None
         self.store = LabelStore(self.workdir.labels)
-        self._defaults: dict[str, Any] | None = None  # the pool's, read when a caller first leaves a setting out
+        self._defaults: dict[str, Any] | None = None  # the pool's, looked up when a caller first leaves one out
 
     def _pool_defaults(self) -> dict[str, Any]:
         if self._defaults is None:
-            self._defaults = pool_defaults(self.workdir.load_pool())
+            self._defaults = defaults_for(self.workdir.pool_is_text())  # pool.json: the pool itself stays unread
         return self._defaults
 
     def _fit(self, sessions: DocumentArray, epochs: int) -> None:

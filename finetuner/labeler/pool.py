@@ -3,6 +3,7 @@
 Workdir layout::
 
     pool.bin                    the unlabelled pool (DocumentArray, protobuf)
+    pool.json                   {"items", "text"}: what the pool's default settings depend on, without reading it
     labels.sqlite               every label, committed per submit (see store.py)
     checkpoints/latest.json     {"version", "path", "metrics", "time"} of the newest fitted weights
     checkpoints/model-<v>.npz   the model's weights of version v (numpy arrays by name: a Tuner's get_weights)
@@ -30,12 +31,18 @@ from tailor_ir.files import atomic_write, atomic_write_bytes
 MAX_INLINE_BYTES = 8 * 1024 * 1024
 
 
+def is_text_pool(docs: Any) -> bool:
+    """Whether ``docs`` is a non-empty pool of text documents only (which decides its default settings)."""
+    return bool(len(docs)) and all(doc.content_type == "text" for doc in docs)
+
+
 class Workdir:
     """Paths and atomic reads/writes of one Labeler workdir."""
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).expanduser().resolve()
         self.pool = self.root / "pool.bin"
+        self.pool_summary = self.root / "pool.json"
         self.labels = self.root / "labels.sqlite"
         self.checkpoints = self.root / "checkpoints"
         self.latest = self.checkpoints / "latest.json"
@@ -49,8 +56,20 @@ class Workdir:
         return self
 
     def save_pool(self, docs: Any) -> None:
-        """Write the pool atomically."""
+        """Write the pool atomically, then its summary (``pool.json``). The old summary goes first, so a crash in
+        between leaves no summary of another pool (:meth:`pool_is_text` then reads the pool)."""
+        self.pool_summary.unlink(missing_ok=True)
         atomic_write_bytes(self.pool, docs.to_bytes(protocol="protobuf", compress="zlib"))
+        summary = {"items": len(docs), "text": is_text_pool(docs)}
+        atomic_write_bytes(self.pool_summary, json.dumps(summary).encode())
+
+    def pool_is_text(self) -> bool:
+        """Whether every pool document is text (:func:`is_text_pool`), from ``pool.json``; a workdir without one
+        (written by an older Labeler, or cut between the two writes) has its pool read instead."""
+        try:
+            return bool(json.loads(self.pool_summary.read_text())["text"])
+        except (FileNotFoundError, KeyError, ValueError):
+            return is_text_pool(self.load_pool())
 
     def load_pool(self) -> Any:
         """Read the pool."""

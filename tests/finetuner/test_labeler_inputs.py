@@ -229,6 +229,7 @@ def test_executors_called_without_settings_use_the_pools_settings(tmp_path):
             {"query_id": query["query_id"], "match_id": match["id"], "label": 1} for match in query["matches"]
         ]})
         tuner = TunerExecutor(workdir=root, session="defaults-test")
+        tuner.workdir.load_pool = None  # the Tuner takes the text defaults from pool.json, never the whole pool
         assert asyncio.run(tuner.fit(docs=pool.session_docs(), parameters={}))["started"]
         while asyncio.run(tuner.fit_status())["running"]:
             time.sleep(0.05)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import struct
 import zlib
 
@@ -75,6 +76,24 @@ def test_the_pool_round_trips_through_the_workdir(tmp_path):
     assert [d.id for d in again] == ["x", "y"] and again[1].text == "hello"
     np.testing.assert_array_equal(again[0].tensor, np.arange(4.0))
     assert not list(workdir.root.glob(".*"))  # no temporary file left behind
+
+
+def test_the_pool_summary_answers_whether_the_pool_is_text_without_reading_it(tmp_path):
+    """pool.json says whether the pool is all text (its default settings) without loading pool.bin; a new pool
+    replaces it; a workdir without one (an older Labeler's) reads the pool instead."""
+    from docarray import Document, DocumentArray
+
+    workdir = Workdir(tmp_path / "wd").create()
+    workdir.save_pool(DocumentArray([Document(text="a"), Document(text="b")]))
+    assert json.loads(workdir.pool_summary.read_text()) == {"items": 2, "text": True}
+    pool_bytes = workdir.pool.read_bytes()
+    workdir.pool.write_bytes(b"not a pool")  # the answer must come from pool.json alone
+    assert workdir.pool_is_text() is True
+    workdir.save_pool(DocumentArray([Document(text="a"), Document(tensor=np.zeros(2))]))
+    assert workdir.pool_is_text() is False and json.loads(workdir.pool_summary.read_text())["items"] == 2
+    workdir.pool.write_bytes(pool_bytes)
+    workdir.pool_summary.unlink()
+    assert workdir.pool_is_text() is True  # read from the (all-text) pool itself
 
 
 def test_checkpoints_count_up_and_keep_only_the_newest(tmp_path):
