@@ -7,7 +7,8 @@
 2. Labels: simulated labelling of digits (no Flow): the labels that ``uncertainty`` (and ``diversity``) need to
    reach the held-out mAP@R that ``random`` reaches with 500 labels, averaged over seeds. Target: <= 60%.
    The model is a small MLP (64 -> 64 -> 32), trained by the Labeler's default ``train_fn`` (the project's
-   Tuner, TripletLoss on the session data) after every round.
+   Tuner, TripletLoss on the session data) after every round. ``--recipe fit`` trains with ``fit``'s optimiser
+   for a small network instead (the obvious alternative; written to labeler_recipe_fit.json/.md, no latency).
 
 3. Text (``--text``): WordNet noun synsets (Debian ``wordnet-base``), each synset's definition and lemmas one
    class; the packaged pretrained all-MiniLM-L6-v2 tailored with ``to_embedding`` (mean pooling, no projection),
@@ -15,7 +16,8 @@
    ``diversity`` need to reach ``random``'s held-out mAP@R at its last round, and every strategy's mAP@R after N
    labels against the zero-shot model; then submit -> next questions on a 10,000-text pool on a real Flow.
 
-Run: ``python benchmarks/labeler.py`` (writes benchmarks/results/labeler.json and labeler.md);
+Run: ``python benchmarks/labeler.py`` (about 2 minutes on 2 cores; writes benchmarks/results/labeler.json and
+labeler.md);
 ``python benchmarks/labeler.py --text`` writes labeler_text.json and labeler_text.md.
 """
 
@@ -133,13 +135,23 @@ def flow_latency(
     return out
 
 
-def label_efficiency(seeds: int, rounds: int, questions: int, top_k: int, epochs: int) -> dict:
-    """Learning curves per strategy (mean over seeds) and the labels each needs to match random at its budget."""
+RECIPES = {
+    "labeler": "the Labeler's default train_fn (the project's Tuner, TripletLoss on session data; Adam 1e-3, constant)",
+    "fit": "a train_fn with fit's from-scratch optimiser (Adam 3e-3, cosine decay within each fit; "
+           "finetuner.tuner.defaults.SCRATCH)",
+}
+"""The training a digits run uses (``--recipe``): the Labeler's default, or ``fit``'s recipe for a small network."""
+
+
+def label_efficiency(seeds: int, rounds: int, questions: int, top_k: int, epochs: int, recipe: str = "labeler") -> dict:
+    """Learning curves per strategy (mean and spread over seeds) and the labels each needs to match random at its
+    budget (:func:`curve_summary`, as the text run reports them)."""
     import torch
     from sklearn.datasets import load_digits
 
-    from finetuner.labeler.simulation import labels_to_reach, simulate
-    from finetuner.labeler.training import default_embed_fn, default_train_fn
+    from finetuner.labeler.simulation import simulate
+    from finetuner.labeler.training import default_embed_fn, default_train_fn, make_train_fn
+    from finetuner.tuner.defaults import SCRATCH
 
     torch.set_num_threads(1)
     x, y = load_digits(return_X_y=True)
@@ -151,6 +163,8 @@ def label_efficiency(seeds: int, rounds: int, questions: int, top_k: int, epochs
         torch.manual_seed(0)
         return torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 32))
 
+    train_fn = default_train_fn if recipe == "labeler" else make_train_fn(
+        optimizer=SCRATCH.optimizer, learning_rate=SCRATCH.learning_rate, scheduler=SCRATCH.scheduler)
     curves: dict[str, list[list[float]]] = {}
     counts: list[int] = []
     select_ms: list[float] = []
@@ -158,28 +172,12 @@ def label_efficiency(seeds: int, rounds: int, questions: int, top_k: int, epochs
         for seed in range(seeds):
             run = simulate(
                 model_factory, x[pool], y[pool], x[test], y[test], strategy=strategy, embed_fn=default_embed_fn,
-                train_fn=default_train_fn, rounds=rounds, questions=questions, top_k=top_k, epochs=epochs, seed=seed,
+                train_fn=train_fn, rounds=rounds, questions=questions, top_k=top_k, epochs=epochs, seed=seed,
             )
             curves.setdefault(strategy, []).append(run.map_at_r)
             counts = run.labels
             select_ms += run.select_ms
-    mean = {s: np.mean(c, axis=0) for s, c in curves.items()}
-    budget = counts[-1]
-    target = float(mean["random"][-1])
-
-    result = {
-        "labels_axis": counts,
-        "map_at_r": {s: [round(float(v), 4) for v in c] for s, c in mean.items()},
-        "random_budget": budget,
-        "target_map_at_r": round(target, 4),
-        "seeds": seeds,
-        "select_ms_p50_pool_1200": round(float(np.median(select_ms)), 2),
-    }
-    for strategy in ("uncertainty", "diversity"):
-        n = labels_to_reach(counts, mean[strategy], target)
-        result[f"{strategy}_labels_needed"] = n
-        result[f"{strategy}_fraction_of_random"] = None if n is None else round(n / budget, 3)
-    return result
+    return curve_summary(curves, counts, {"recipe": recipe, "select_ms_p50_pool_1200": round(float(np.median(select_ms)), 2)})
 
 
 def wordnet_synsets(limit: int, path: str = "/usr/share/wordnet/data.noun") -> list[list[str]]:
@@ -304,15 +302,15 @@ def text_efficiency(
 
 
 def text_summaries(curves: dict[str, dict[str, list[list[float]]]], counts: list[int], meta: dict) -> dict:
-    """:func:`text_summary` of the held-out curves (``labels``) and, where recorded, of the pool's own search
+    """:func:`curve_summary` of the held-out curves (``labels``) and, where recorded, of the pool's own search
     (``pool_labels``)."""
-    summaries = {"labels": text_summary(curves["held_out"], counts, meta)}
+    summaries = {"labels": curve_summary(curves["held_out"], counts, meta)}
     if curves.get("pool"):
-        summaries["pool_labels"] = text_summary(curves["pool"], counts, meta)
+        summaries["pool_labels"] = curve_summary(curves["pool"], counts, meta)
     return summaries
 
 
-def text_summary(curves: dict[str, list[list[float]]], counts: list[int], meta: dict) -> dict:
+def curve_summary(curves: dict[str, list[list[float]]], counts: list[int], meta: dict) -> dict:
     """Mean and spread of the per-seed curves, and the labels each strategy needs to reach random's last round."""
     from finetuner.labeler.simulation import labels_to_reach
 
@@ -405,8 +403,8 @@ def _curve_rows(eff: dict) -> list[str]:
     if sd:
         rows += ["", "(mean ± sd across seeds)"]
     if "random_area_over_zero_shot" in eff:
-        rows += ["", "Whole curves, paired by seed (mean mAP@R over the rounds after zero-shot, minus the same seed's "
-                 f"random; mean ± standard error over {eff['seeds']} seeds; random's own gain over zero-shot on that "
+        rows += ["", "Whole curves, paired by seed (mean mAP@R over the rounds after the start, minus the same seed's "
+                 f"random; mean ± standard error over {eff['seeds']} seeds; random's own gain over the starting model on that "
                  f"measure is {eff['random_area_over_zero_shot']}): "
                  + ", ".join(f"{s} {eff[f'{s}_area_over_random']:+} ± {eff[f'{s}_area_over_random_se']}"
                              for s in ("uncertainty", "diversity")) + "."]
@@ -518,16 +516,18 @@ def write_results(name: str, results: dict, text: str) -> None:
 def markdown(results: dict) -> str:
     lat, eff = results["latency"], results["labels"]
     lines = [
-        "# Labeler benchmark",
+        "# Labeler benchmark" + ("" if eff.get("recipe", "labeler") == "labeler" else f": digits, {eff['recipe']} recipe"),
         "",
         f"Machine: {results['machine']}. Command: `{results['command']}`.",
         "",
-        *_latency_rows(lat, "item"),
-        "",
+        *(_latency_rows(lat, "item") + [""] if lat else []),
         f"## Labels to reach random's mAP@R at {eff['random_budget']} labels (digits, mean of {eff['seeds']} seeds)",
         "",
-        f"Target mAP@R {eff['target_map_at_r']} (random's mean curve at its last round); model: MLP 64-64-32 "
-        "fitted by the Labeler's default train_fn (the project's Tuner, TripletLoss on session data).",
+        f"Target mAP@R {eff['target_map_at_r']} (random's mean curve at its last round; held-out digits, 597 items, "
+        "the pool 1,200 others); model: MLP 64-64-32 from random weights, fitted after each round of 50 labels for 5 "
+        f"epochs on all the labels so far, on top of its previous fit, by {RECIPES[eff.get('recipe', 'labeler')]}.",
+        "",
+        _resolution_line(eff),
         "",
         "| strategy | labels needed | fraction of random's |",
         "|---|---|---|",
@@ -540,7 +540,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pool", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=None,
+                        help="seeds per strategy (default: 8 for digits, about a minute; 3 for text, about 30 minutes "
+                             "a seed on 2 cores)")
+    parser.add_argument("--recipe", choices=sorted(RECIPES), default="labeler",
+                        help="digits run: the Labeler's default training, or fit's from-scratch optimiser")
     parser.add_argument("--text", action="store_true", help="the WordNet text run instead of the digits run")
     parser.add_argument("--pool-synsets", type=int, default=300, help="text run: synsets in the pool")
     parser.add_argument("--test-synsets", type=int, default=200, help="text run: other synsets, held out")
@@ -573,26 +577,20 @@ def main() -> None:
             "command": "python benchmarks/labeler.py " + " ".join(sys.argv[1:]),
             **(text_summary_from_log(args.from_log, args.pool_synsets, args.test_synsets, 5 * 10, epochs=2,
                                      learning_rate=args.learning_rate) if args.from_log else
-               text_efficiency(args.pool_synsets, args.test_synsets, args.seeds, args.text_rounds,
+               text_efficiency(args.pool_synsets, args.test_synsets, args.seeds or 3, args.text_rounds,
                                questions=5, top_k=10, epochs=2, learning_rate=args.learning_rate)),
         }
         if not args.no_latency:
             results["latency"] = text_latency(args.pool, rounds=10, questions=3, top_k=8)
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / "labeler_text.json").write_text(json.dumps(results, indent=2))
-        (RESULTS / "labeler_text.md").write_text(text_markdown(results))
-        print(text_markdown(results))
+        write_results("labeler_text", results, text_markdown(results))
         return
     results = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "machine": machine,
         "command": "python benchmarks/labeler.py " + " ".join(sys.argv[1:]),
-        "latency": latency(args.pool, args.rounds, questions=3, top_k=8),
-        "labels": label_efficiency(args.seeds, rounds=10, questions=5, top_k=10, epochs=5),
+        "latency": latency(args.pool, args.rounds, questions=3, top_k=8) if args.recipe == "labeler" else None,
+        "labels": label_efficiency(args.seeds or 8, rounds=10, questions=5, top_k=10, epochs=5, recipe=args.recipe),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "labeler.json").write_text(json.dumps(results, indent=2))
-    (RESULTS / "labeler.md").write_text(markdown(results))
-    print(markdown(results))
+    write_results("labeler" if args.recipe == "labeler" else f"labeler_recipe_{args.recipe}", results, markdown(results))
 
 
 if __name__ == "__main__":
