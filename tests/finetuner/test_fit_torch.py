@@ -101,6 +101,23 @@ def test_open_set_validation_is_never_worse_than_the_untrained_embedding() -> No
     assert "model as it was given" in str(summary)
 
 
+@pytest.mark.parametrize(("options", "epochs_run"), [({}, 8), ({"patience": 1}, 3)])
+def test_every_planned_epoch_runs_unless_a_patience_is_given(options: dict, epochs_run: int) -> None:
+    """By default fit runs every planned epoch (its schedule decays the learning rate over all of them) and keeps
+    the best; ``patience=N`` stops after N epochs without improvement. Three far-apart clusters: validation mAP@R
+    is 1.0 from the start, so no epoch improves on the first and none beats the start."""
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 20)
+    points = (np.eye(3, 16)[labels] * 50 + rng.normal(0, 0.1, (60, 16))).astype(np.float32)
+    torch.manual_seed(0)
+    backbone = torch.nn.Sequential(torch.nn.Linear(16, 12), torch.nn.Tanh(), torch.nn.Linear(12, 3))  # a classifier
+    model = finetuner.tailor.to_embedding(backbone, output_dim=None, input_shape=(16,))
+    with pytest.warns(UserWarning, match="RETURNING THE MODEL AS IT WAS GIVEN"):
+        tuned = finetuner.fit(model, (points, labels), epochs=8, progress=False, **options)
+    summary = finetuner.summary(tuned)
+    assert (summary.epochs_run, summary.start, summary.best, summary.returned) == (epochs_run, 1.0, 1.0, "start")
+
+
 def test_fit_tailors_a_general_model_with_tailor_arguments(tmp_path: Path) -> None:
     tuned = finetuner.fit(
         MLP(), digits(range(4)), output_dim=16, input_shape=(64,), epochs=2, validation="none", progress=False,

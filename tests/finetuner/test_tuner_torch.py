@@ -235,6 +235,19 @@ def test_early_stopping_stops_and_restores_best_weights() -> None:
     assert any(not np.array_equal(final[k], snapshots.weights[-1][k]) for k in final)
 
 
+def test_early_stopping_without_patience_runs_every_epoch_and_still_restores_the_best() -> None:
+    snapshots = WeightsPerEpoch()
+    keeper = EarlyStopping(monitor="loss", mode="max", patience=None, restore_best=True)  # epoch 1 stays best
+    tuner = PytorchTuner(mlp(), loss=TripletLoss(miner=TripletMiner("all", "all")), learning_rate=3e-3)
+    state = tuner.fit(train_loader(size=480), epochs=4, callbacks=[snapshots, keeper])
+    assert state.history["epoch"] == [1, 2, 3, 4] and keeper.best_epoch == 1 and keeper.stopped_epoch is None
+    final = tuner.get_weights()
+    for name, value in snapshots.weights[0].items():
+        np.testing.assert_array_equal(final[name], value)
+    with pytest.raises(ValueError, match="patience must be >= 0 or None"):
+        EarlyStopping(patience=-1)
+
+
 def test_metrics_logger_plot_and_best_model_files_hold_every_epoch(tmp_path: Path) -> None:
     callbacks = [
         evaluation(),

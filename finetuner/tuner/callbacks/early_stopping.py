@@ -17,21 +17,22 @@ class EarlyStopping(Callback):
     """Sets ``tuner.state.stop_training`` after ``patience`` epochs without an improvement of ``monitor``.
 
     ``mode='auto'``: lower is better for names containing 'loss', higher otherwise. With ``restore_best``
-    the model gets the weights of its best epoch back when fitting ends.
+    the model gets the weights of its best epoch back when fitting ends. ``patience=None`` never stops: every
+    epoch runs and the callback only keeps (and restores) the best one.
     """
 
     def __init__(
         self,
         monitor: str = "loss",
-        patience: int = 2,
+        patience: int | None = 2,
         mode: Mode = "auto",
         min_delta: float = 0.0,
         restore_best: bool = True,
     ):
-        if patience < 0:
-            raise ValueError(f"patience must be >= 0, got {patience}")
+        if patience is not None and patience < 0:
+            raise ValueError(f"patience must be >= 0 or None, got {patience}")
         self.monitor = monitor
-        self.patience = int(patience)
+        self.patience = None if patience is None else int(patience)
         self.mode = resolve_mode(monitor, mode)
         self.min_delta = float(min_delta)
         self.restore_best = restore_best
@@ -58,7 +59,7 @@ class EarlyStopping(Callback):
                 self.best_weights = tuner.get_weights()
             return
         self.wait += 1
-        if self.wait > self.patience:
+        if self.patience is not None and self.wait > self.patience:
             tuner.state.stop_training = True
             self.stopped_epoch = tuner.state.epoch + 1
 
