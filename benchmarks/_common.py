@@ -46,19 +46,57 @@ def median_seconds(fn: Callable[[], object], repeat: int = 5, warmup: int = 1) -
 
 
 def machine() -> dict:
-    return {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count()}
+    """Where a benchmark ran: Python, architecture, cores, CPU model and its widest x86 vector extension (float
+    results and speeds differ between AVX2 and AVX-512 machines), and the commit (``+changes`` when the work tree
+    differs from it)."""
+    return {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
+            **_cpu(), "commit": _commit()}
+
+
+def _cpu() -> dict:
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {}
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
+    flags = next((set(line.split(":", 1)[1].split()) for line in info.splitlines() if line.startswith("flags")), set())
+    vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return {"cpu": model, "vector": vector}
+
+
+def _commit() -> str:
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":!benchmarks/results"],
+                               cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return sha + ("+changes" if dirty else "")
+
+
+def describe_machine(info: dict | None = None) -> str:
+    """:func:`machine` (or a recorded one) as a line for a results file."""
+    info = info or machine()
+    cpu = info.get("cpu") or info.get("machine")
+    return (f"{cpu} ({info.get('vector', '?')}), {info.get('cpus')} cores, Python {info.get('python')}, "
+            f"commit {info.get('commit', '?')}")
 
 
 def write_results(name: str, rows: Sequence[dict], columns: Sequence[str], notes: Sequence[str] = ()) -> Path:
     """Write ``results/<name>.json`` and ``results/<name>.md`` (a table of ``columns``); return the JSON path."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    payload = {"benchmark": name, "machine": machine(), "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+    payload = {"benchmark": name, "machine": machine(), "time": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
                "rows": list(rows), "notes": list(notes)}
     json_path = RESULTS / f"{name}.json"
     tmp = json_path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(payload, indent=2, default=str))
     os.replace(tmp, json_path)
-    lines = [f"# {name}", "", "| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    lines = [f"# {name}", "", f"Machine: {describe_machine(payload['machine'])}. Run {payload['time']} UTC.", "",
+             "| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
     for row in rows:
         lines.append("| " + " | ".join(_fmt(row.get(c, "")) for c in columns) + " |")
     lines += ["", *[f"- {n}" for n in notes]]

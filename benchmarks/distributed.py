@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import socket
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 
 import numpy as np
 from _common import ROOT, write_results
@@ -81,9 +79,7 @@ def main() -> None:
     for framework in args.frameworks.split(","):
         rows += measure(framework, args.width, args.epochs, args.batch_size)
         print(rows[-2:], flush=True)
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.machine()) if Path("/proc/cpuinfo").exists() else platform.machine()
-    notes = [f"CPU: {cpu}, {os.cpu_count()} cores; gloo on loopback. Both runs use all cores (1 x {os.cpu_count()} "
+    notes = [f"gloo on loopback. Both runs use all cores (1 x {os.cpu_count()} "
              "threads against 2 workers x half the threads), so ~1.0x is the ceiling here; GPUs were not available."]
     print(write_results("distributed", rows, ["framework", "workers", "threads_per_worker", "global_batch", "samples",
                                               "seconds", "samples_per_s", "scaling_efficiency", "mAP@R"], notes))

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -38,6 +37,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import describe_machine  # noqa: E402
+
 os.environ.setdefault("JINA_OPTOUT_TELEMETRY", "1")
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -560,7 +562,7 @@ def main() -> None:
                         help="text run: only the 10,000-text Flow (timing: run it on an otherwise idle machine), written to "
                              "labeler_text_latency.json/.md")
     args = parser.parse_args()
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    machine = describe_machine()
     if args.text and args.latency_only:
         results = {
             "machine": machine,

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -34,6 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import describe_machine  # noqa: E402
 from labeler import RESULTS, TARGET_FRACTION, text_setup, write_results  # noqa: E402
 
 MEASURES = {"labels": "held out (other synsets)", "pool_labels": "search over the pool itself"}
@@ -158,8 +158,7 @@ def main() -> None:
     if counts != text["labels"]["labels_axis"]:
         raise SystemExit(f"label counts {counts} differ from labeler_text.json's {text['labels']['labels_axis']}")
     results = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-                   f"Python {platform.python_version()}",
+        "machine": describe_machine(),
         "command": "python benchmarks/labeler_oracle.py " + " ".join(sys.argv[1:]),
         "seeds": args.seeds,
         "labels_axis": counts,
