@@ -47,8 +47,8 @@ def median_seconds(fn: Callable[[], object], repeat: int = 5, warmup: int = 1) -
 
 def machine() -> dict:
     """Where a benchmark ran: Python, architecture, cores, CPU model and its widest x86 vector extension (float
-    results and speeds differ between AVX2 and AVX-512 machines), and the commit (``+changes`` when the work tree
-    differs from it)."""
+    results and speeds differ between AVX2 and AVX-512 machines), and the commit (``+changes`` when the code
+    measured, :data:`MEASURED_PATHS`, differs from it)."""
     return {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
             **_cpu(), "commit": _commit()}
 
@@ -64,6 +64,10 @@ def _cpu() -> dict:
     return {"cpu": model, "vector": vector}
 
 
+MEASURED_PATHS = ("finetuner", "tailor_ir", "models", "benchmarks", ":!benchmarks/results", "setup.cfg", "constraints.txt")
+"""What a benchmark's numbers can depend on: a change elsewhere (README, tests, results) does not mark a run."""
+
+
 def _commit() -> str:
     import subprocess
 
@@ -71,7 +75,7 @@ def _commit() -> str:
     try:
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":!benchmarks/results"],
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *MEASURED_PATHS],
                                cwd=root, capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
