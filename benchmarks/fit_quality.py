@@ -13,7 +13,7 @@ pytorch-metric-learning (PML) with the same model, loss (TripletMarginLoss 0.2, 
 sampler (MPerClassSampler, 8 per class), batch size and epochs in a hand-written torch loop.
 Wall time: ``fit`` doing the same work as that loop (``validation='none'``, no progress bar) / the loop.
 
-    python benchmarks/fit_quality.py [--seeds 0,1,2,3,4,5,6,7,8,9] [--epochs 20]   # about 4 minutes on 2 cores
+    python benchmarks/fit_quality.py [--seeds 0,1,2,3,4,5,6,7,8,9] [--epochs 20]   # about 5 minutes on 2 cores
 """
 
 from __future__ import annotations
