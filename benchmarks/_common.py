@@ -92,22 +92,23 @@ def describe_machine(info: dict | None = None) -> str:
 
 def write_results(name: str, rows: Sequence[dict], columns: Sequence[str], notes: Sequence[str] = ()) -> Path:
     """Write ``results/<name>.json`` and ``results/<name>.md`` (a table of ``columns``); return the JSON path."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
     payload = {"benchmark": name, "machine": machine(), "time": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
                "rows": list(rows), "notes": list(notes)}
-    json_path = RESULTS / f"{name}.json"
-    tmp = json_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str))
-    os.replace(tmp, json_path)
     lines = [f"# {name}", "", f"Machine: {describe_machine(payload['machine'])}. Run {payload['time']} UTC.", "",
              "| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
     for row in rows:
         lines.append("| " + " | ".join(_fmt(row.get(c, "")) for c in columns) + " |")
     lines += ["", *[f"- {n}" for n in notes]]
-    md_path = RESULTS / f"{name}.md"
-    tmp = md_path.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, md_path)
+    return write_json_and_markdown(name, payload, "\n".join(lines) + "\n")
+
+
+def write_json_and_markdown(name: str, payload: dict, markdown: str) -> Path:
+    """``results/<name>.json`` (``payload``) and ``results/<name>.md``, each written atomically
+    (:func:`tailor_ir.files.atomic_write_bytes`); returns the JSON path."""
+    from tailor_ir.files import atomic_write_bytes
+
+    json_path = atomic_write_bytes(RESULTS / f"{name}.json", json.dumps(payload, indent=2, default=str).encode())
+    atomic_write_bytes(RESULTS / f"{name}.md", markdown.encode())
     return json_path
 
 

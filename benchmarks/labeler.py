@@ -38,10 +38,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import describe_machine  # noqa: E402
+from _common import describe_machine, write_json_and_markdown  # noqa: E402
 
 os.environ.setdefault("JINA_OPTOUT_TELEMETRY", "1")
-RESULTS = ROOT / "benchmarks" / "results"
 
 
 TOKEN = "labeler-benchmark-token"
@@ -508,10 +507,9 @@ def latency_markdown(results: dict) -> str:
 
 
 def write_results(name: str, results: dict, text: str) -> None:
-    """``benchmarks/results/<name>.json`` and ``.md``; prints the Markdown."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2))
-    (RESULTS / f"{name}.md").write_text(text)
+    """``benchmarks/results/<name>.json`` and ``.md`` (:func:`_common.write_json_and_markdown`); prints the
+    Markdown."""
+    write_json_and_markdown(name, results, text)
     print(text)
 
 

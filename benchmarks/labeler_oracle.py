@@ -33,8 +33,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import describe_machine  # noqa: E402
-from labeler import RESULTS, TARGET_FRACTION, text_setup, write_results  # noqa: E402
+from _common import RESULTS, describe_machine  # noqa: E402
+from labeler import TARGET_FRACTION, text_setup, write_results  # noqa: E402
 
 MEASURES = {"labels": "held out (other synsets)", "pool_labels": "search over the pool itself"}
 
