@@ -17,14 +17,14 @@ Defaults (evidence: ``benchmarks/fit_quality.py`` on digits, ``benchmarks/fit_te
 - validation (``validation='auto'``): 20% of the items of every class (of the examples for pair and session
   data, at most 1,000) are held out; the metric is measured before training and after every epoch (all planned
   epochs run unless ``patience`` is given), and the best epoch is returned if it beats the start; otherwise the
-  given model is returned with a warning. A
-  summary (start, returned epoch, why) is printed and kept (:func:`summary`).
+  given model is returned with a warning. A summary (start, returned epoch, why) is printed and kept
+  (:func:`summary`).
 
 For search among classes never trained on pass ``validation='classes'`` (30% of the classes held out). It is
 not the default: on digits (``benchmarks/results/fit_quality.md``) selecting on held-out classes returns the
 untrained model on the closed split too (on 9 of 10 seeds; mAP@R 0.439 instead of 0.943) to protect the open
-split (0.540 instead of 0.341); held-out items of the user's own classes are the data of the user's kind, and the data cannot say
-that the search will be among other classes.
+split (0.540 instead of 0.341); held-out items of the user's own classes are the data of the user's kind, and the
+data cannot say that the search will be among other classes.
 """
 
 from __future__ import annotations
