@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import threading
 import traceback
-from multiprocessing.connection import Client, Listener
+from multiprocessing import AuthenticationError
+from multiprocessing.connection import Listener
 from typing import Any
 
 import numpy as np
@@ -123,13 +125,15 @@ class ModelHost:
                 pass
 
     def _serve(self) -> None:
-        while not self._closed:
+        # Back to accept() after every connection, closed or not: close() wakes it with one more connection, and
+        # a loop that could leave without accepting would leave that connection (and close()) waiting.
+        while True:
             try:
                 conn = self._listener.accept()
-            except OSError:
+            except (OSError, EOFError, AuthenticationError):
                 if self._closed:
                     return
-                continue  # e.g. a client that failed authentication
+                continue  # a peer that hung up during the handshake or failed authentication
             if self._closed:
                 conn.close()
                 return
@@ -151,10 +155,7 @@ class ModelHost:
         if self._closed:
             return
         self._closed = True
-        try:  # wake the accept() so the serving thread ends
-            Client(self.address, family="AF_UNIX", authkey=self.authkey).close()
-        except OSError:
-            pass
+        self._wake_server()
         self._thread.join(timeout=5)
         self._listener.close()
         with self._guard:
@@ -162,3 +163,13 @@ class ModelHost:
         for worker in workers:
             worker.join()
         shutil.rmtree(self._folder, ignore_errors=True)
+
+    def _wake_server(self) -> None:
+        """Connect once, without the handshake, so the serving thread's accept() returns and it sees the host is
+        closed. Waits at most a second: a server busy with a silent peer (or already gone) must not hold close()."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as peer:
+            peer.settimeout(1.0)
+            try:
+                peer.connect(self.address)
+            except OSError:
+                pass

@@ -1,15 +1,20 @@
-"""ModelHost.close() returns only when no fit is training the model any more (Finish during a background fit)."""
+"""ModelHost.close() returns only when no fit is training the model any more (Finish during a background fit), and
+never waits on a peer: a silent one or one with the wrong key must not hold it or stop the server."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
+from multiprocessing import AuthenticationError
+from multiprocessing.connection import Client
 
 import numpy as np
+import pytest
 import torch
 from docarray import Document, DocumentArray
 
-from finetuner.labeler.host import ModelHost, remote_train_fn
+from finetuner.labeler.host import ModelHost, remote_embed_fn, remote_train_fn
 from finetuner.labeler.training import default_embed_fn
 
 
@@ -48,3 +53,38 @@ def test_close_waits_for_the_running_fit_so_the_returned_model_is_no_longer_trai
         assert torch.equal(value, weights[key]), key
     fit.join(timeout=10)
 
+
+
+def _returns_within(seconds: float, function) -> bool:
+    """Run ``function`` in a daemon thread: whether it returned within ``seconds`` (a hang fails, not blocks)."""
+    worker = threading.Thread(target=function, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    return not worker.is_alive()
+
+
+def test_close_returns_while_a_silent_peer_holds_the_server_in_its_handshake():
+    """close() must not wait on a handshake: the server can be busy with another peer, or past its last accept()
+    (CI once hung in close() that way, the serving thread gone and close()'s wake-up call waiting for an answer)."""
+    model = torch.nn.Linear(8, 4)
+    host = ModelHost(model, default_embed_fn, lambda *args: {})
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as silent:
+        silent.connect(host.address)  # connected, never answers the challenge: the server waits on it
+        time.sleep(0.2)
+        assert _returns_within(20, host.close), "close() hung behind a peer that never answered the challenge"
+    with pytest.raises(OSError):
+        remote_embed_fn(host.handle("tuner"), np.ones((1, 8), np.float32))  # and nothing is served any more
+
+
+def test_a_peer_with_the_wrong_key_is_refused_and_the_server_goes_on():
+    model = torch.nn.Linear(8, 4)
+    host = ModelHost(model, default_embed_fn, lambda *args: {})
+    try:
+        with pytest.raises(AuthenticationError):
+            Client(host.address, family="AF_UNIX", authkey=b"not the key")
+        answer: list = []
+        x = np.ones((2, 8), np.float32)
+        assert _returns_within(20, lambda: answer.append(remote_embed_fn(host.handle("tuner"), x)))
+        np.testing.assert_allclose(answer[0], default_embed_fn(model, x), atol=1e-6)
+    finally:
+        assert _returns_within(20, host.close)
