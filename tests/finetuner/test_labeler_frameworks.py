@@ -238,10 +238,15 @@ def test_the_model_host_runs_every_model_operation_in_its_own_process(tmp_path):
                        isinstance(spare, RemoteModel) and spare.role not in ("tuner", "index"), error))
 
         queue = mp.get_context("fork").Queue()
-        process = mp.get_context("fork").Process(target=child, args=(queue,))
+        # daemon: a child stuck on its way out is killed at the end of the run instead of joined forever
+        process = mp.get_context("fork").Process(target=child, args=(queue,), daemon=True)
         process.start()
-        before, metrics, after, from_clone, cloned, error = queue.get(timeout=60)
-        process.join(timeout=30)
+        try:
+            before, metrics, after, from_clone, cloned, error = queue.get(timeout=60)
+            process.join(timeout=30)
+        finally:
+            if process.is_alive():
+                process.kill()
     finally:
         host.close()
     assert "loss" in metrics and cloned and "nope" in error
