@@ -224,15 +224,17 @@ def text_split(pool_synsets: int, test_synsets: int) -> tuple[dict, dict]:
     return texts, classes
 
 
-def _text_meta(texts: dict, pool_synsets: int, test_synsets: int, epochs: int, learning_rate: float | None) -> dict:
-    """The sizes and training settings a text run's results record beside its curves."""
+def _text_meta(texts: dict, pool_synsets: int, test_synsets: int, questions: int, top_k: int, epochs: int,
+               learning_rate: float | None) -> dict:
+    """The sizes, questions and training settings a text run's results record beside its curves."""
     return {
         "pool_items": len(texts["pool"]), "test_items": len(texts["test"]), "pool_synsets": pool_synsets,
-        "test_synsets": test_synsets, "learning_rate": learning_rate, "epochs": epochs,
+        "test_synsets": test_synsets, "questions": questions, "top_k": top_k, "learning_rate": learning_rate,
+        "epochs": epochs,
     }
 
 
-def text_summary_from_log(path: str, pool_synsets: int, test_synsets: int, labels_per_round: int, epochs: int,
+def text_summary_from_log(path: str, pool_synsets: int, test_synsets: int, questions: int, top_k: int, epochs: int,
                           learning_rate: float | None) -> dict:
     """:func:`text_summaries` of the per-seed curves a text run printed (``<strategy> seed <n>: [...] pool [...]
     (<t> s)``), for a run stopped before it wrote its results: only the seeds every strategy finished count."""
@@ -247,8 +249,9 @@ def text_summary_from_log(path: str, pool_synsets: int, test_synsets: int, label
             if found.group(4):
                 curves["pool"].setdefault(found.group(1), []).append(ast.literal_eval(found.group(4)))
     texts, _ = text_split(pool_synsets, test_synsets)
-    counts = [i * labels_per_round for i in range(len(curves["held_out"]["random"][0]))]
-    return text_summaries(curves, counts, _text_meta(texts, pool_synsets, test_synsets, epochs, learning_rate))
+    counts = [i * questions * top_k for i in range(len(curves["held_out"]["random"][0]))]
+    meta = _text_meta(texts, pool_synsets, test_synsets, questions, top_k, epochs, learning_rate)
+    return text_summaries(curves, counts, meta)
 
 
 def text_setup(pool_synsets: int, test_synsets: int):
@@ -299,7 +302,8 @@ def text_efficiency(
             curves["held_out"].setdefault(strategy, []).append(held_out)
             curves["pool"].setdefault(strategy, []).append(pool)
             counts = run.labels
-    return text_summaries(curves, counts, _text_meta(texts, pool_synsets, test_synsets, epochs, learning_rate))
+    meta = _text_meta(texts, pool_synsets, test_synsets, questions, top_k, epochs, learning_rate)
+    return text_summaries(curves, counts, meta)
 
 
 def text_summaries(curves: dict[str, dict[str, list[list[float]]]], counts: list[int], meta: dict) -> dict:
@@ -471,7 +475,8 @@ def text_markdown(results: dict) -> str:
         "",
         f"Pool: {eff['pool_items']} texts of {eff['pool_synsets']} synsets (definition + lemmas, one class each); "
         f"held out: {eff['test_items']} texts of {eff['test_synsets']} other synsets. Answers simulated from synset "
-        f"membership; after each round the Labeler's train_fn fits {eff['epochs']} epoch(s) on all the labels so "
+        f"membership; each round asks {eff.get('questions', 5)} queries x {eff.get('top_k', 10)} matches, then "
+        f"the Labeler's train_fn fits {eff['epochs']} epoch(s) on all the labels so "
         f"far, from the pretrained weights as the Labeler refits a pretrained encoder (TripletLoss, "
         f"lr {eff['learning_rate'] or 'default'}); mean of {eff['seeds']} seed(s).",
         "",
@@ -551,8 +556,11 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=None,
                         help="text run: the train_fn's learning rate (default: the Labeler's, AdamW 5e-5 here)")
     parser.add_argument("--text-rounds", type=int, default=12,
-                        help="text run: rounds of 5 queries x 10 matches; at 12 (600 labels) random's search over "
-                             "the pool is still rising at its last round, at 6 it is level from 200 labels")
+                        help="text run: rounds of labelling, each of --text-questions queries x --text-top-k matches; "
+                             "at 12 rounds of 50 labels (600) random's search over the pool is still rising at its "
+                             "last round, at 6 it is level from 200 labels")
+    parser.add_argument("--text-questions", type=int, default=5, help="text run: queries asked per round")
+    parser.add_argument("--text-top-k", type=int, default=10, help="text run: matches shown (labelled) per query")
     parser.add_argument("--no-latency", action="store_true", help="text run: skip the 10,000-text Flow")
     parser.add_argument("--from-log", default=None,
                         help="text run: write the results from the per-seed curves a stopped run printed to this log")
@@ -575,10 +583,11 @@ def main() -> None:
         results = {
             "machine": machine,
             "command": "python benchmarks/labeler.py " + " ".join(sys.argv[1:]),
-            **(text_summary_from_log(args.from_log, args.pool_synsets, args.test_synsets, 5 * 10, epochs=2,
-                                     learning_rate=args.learning_rate) if args.from_log else
+            **(text_summary_from_log(args.from_log, args.pool_synsets, args.test_synsets, args.text_questions,
+                                     args.text_top_k, epochs=2, learning_rate=args.learning_rate) if args.from_log else
                text_efficiency(args.pool_synsets, args.test_synsets, args.seeds or 3, args.text_rounds,
-                               questions=5, top_k=10, epochs=2, learning_rate=args.learning_rate)),
+                               questions=args.text_questions, top_k=args.text_top_k, epochs=2,
+                               learning_rate=args.learning_rate)),
         }
         if not args.no_latency:
             results["latency"] = text_latency(args.pool, rounds=10, questions=3, top_k=8)
