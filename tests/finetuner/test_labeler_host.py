@@ -54,7 +54,6 @@ def test_close_waits_for_the_running_fit_so_the_returned_model_is_no_longer_trai
     fit.join(timeout=10)
 
 
-
 def _returns_within(seconds: float, function) -> bool:
     """Run ``function`` in a daemon thread: whether it returned within ``seconds`` (a hang fails, not blocks)."""
     worker = threading.Thread(target=function, daemon=True)
@@ -77,6 +76,7 @@ def test_close_returns_while_a_silent_peer_holds_the_server_in_its_handshake():
 
 
 def test_a_peer_with_the_wrong_key_is_refused_and_the_server_goes_on():
+    """A failed handshake used to end the serving thread, after which every call (and close()) waited forever."""
     model = torch.nn.Linear(8, 4)
     host = ModelHost(model, default_embed_fn, lambda *args: {})
     try:
