@@ -214,6 +214,11 @@ def minilm_embedding(output_dim: int | None = None):
     return embedding, ModelInputs.for_model(embedding, collate_fn=tokenizer_collate(minilm_tokenizer()))
 
 
+TEXT_QUESTIONS, TEXT_TOP_K = 5, 10
+"""The text run's questions per round and matches per question unless given (``--text-questions`` /
+``--text-top-k``); results recorded before they were options were all measured at these."""
+
+
 def text_split(pool_synsets: int, test_synsets: int) -> tuple[dict, dict]:
     """``(texts, classes)``, each ``{"pool": array, "test": array}``: disjoint synsets, shuffled with seed 0."""
     synsets = wordnet_synsets(pool_synsets + test_synsets)
@@ -475,7 +480,7 @@ def text_markdown(results: dict) -> str:
         "",
         f"Pool: {eff['pool_items']} texts of {eff['pool_synsets']} synsets (definition + lemmas, one class each); "
         f"held out: {eff['test_items']} texts of {eff['test_synsets']} other synsets. Answers simulated from synset "
-        f"membership; each round asks {eff.get('questions', 5)} queries x {eff.get('top_k', 10)} matches, then "
+        f"membership; each round asks {eff.get('questions', TEXT_QUESTIONS)} queries x {eff.get('top_k', TEXT_TOP_K)} matches, then "
         f"the Labeler's train_fn fits {eff['epochs']} epoch(s) on all the labels so "
         f"far, from the pretrained weights as the Labeler refits a pretrained encoder (TripletLoss, "
         f"lr {eff['learning_rate'] or 'default'}); mean of {eff['seeds']} seed(s).",
@@ -559,8 +564,8 @@ def main() -> None:
                         help="text run: rounds of labelling, each of --text-questions queries x --text-top-k matches; "
                              "at 12 rounds of 50 labels (600) random's search over the pool is still rising at its "
                              "last round, at 6 it is level from 200 labels")
-    parser.add_argument("--text-questions", type=int, default=5, help="text run: queries asked per round")
-    parser.add_argument("--text-top-k", type=int, default=10, help="text run: matches shown (labelled) per query")
+    parser.add_argument("--text-questions", type=int, default=TEXT_QUESTIONS, help="text run: queries asked per round")
+    parser.add_argument("--text-top-k", type=int, default=TEXT_TOP_K, help="text run: matches shown (labelled) per query")
     parser.add_argument("--no-latency", action="store_true", help="text run: skip the 10,000-text Flow")
     parser.add_argument("--from-log", default=None,
                         help="text run: write the results from the per-seed curves a stopped run printed to this log")
