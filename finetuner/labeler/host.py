@@ -5,7 +5,8 @@ anything (its thread pools are gone in the child: the first sizeable op waits fo
 initialised CUDA context. For such models the Labeler starts a :class:`ModelHost` in its own process: the
 Executors get :class:`RemoteModel` handles and every embedding, fit, weight read/write and save runs in the
 parent, on the user's model (role ``tuner``) or on clones of it (``index``, and one per ``clone_model``), over
-an authenticated Unix socket (one connection per call, so any thread may call).
+an authenticated Unix socket (one connection per call, so any thread may call). Each connection is authenticated
+on its own thread, within :data:`HANDSHAKE_SECONDS`: a peer that connects and stays silent holds nobody else.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import struct
 import sys
 import tempfile
 import threading
 import traceback
 from multiprocessing import AuthenticationError
-from multiprocessing.connection import Listener
+from multiprocessing.connection import Connection, Listener, answer_challenge, deliver_challenge
 from typing import Any
 
 import numpy as np
@@ -26,6 +28,9 @@ import numpy as np
 from finetuner.labeler.remote import RemoteError, RemoteModel
 
 __all__ = ["ModelHost", "RemoteError", "RemoteModel", "needs_host", "remote_embed_fn", "remote_train_fn"]
+
+HANDSHAKE_SECONDS = 10.0
+"""How long a peer has to answer the host's challenge (and to send its own) before it is dropped."""
 
 
 def needs_host(model: Any) -> bool:
@@ -62,7 +67,9 @@ class ModelHost:
         self._folder = tempfile.mkdtemp(prefix="ftlabel-")
         self.address = os.path.join(self._folder, "host.sock")
         self.authkey = os.urandom(32)
-        self._listener = Listener(self.address, family="AF_UNIX", authkey=self.authkey)
+        # No authkey here: accept() would run the handshake on the serving thread, where a silent peer blocks
+        # every other caller; each connection is authenticated on its own worker instead (_authenticated).
+        self._listener = Listener(self.address, family="AF_UNIX")
         self._guard = threading.Lock()
         self._closed = False
         self._workers: set[threading.Thread] = set()  # calls in flight (a fit may run for minutes)
@@ -130,24 +137,47 @@ class ModelHost:
         while True:
             try:
                 conn = self._listener.accept()
-            except (OSError, EOFError, AuthenticationError):
+            except OSError:
                 if self._closed:
                     return
-                continue  # a peer that hung up during the handshake or failed authentication
+                continue
             if self._closed:
                 conn.close()
                 return
-            worker = threading.Thread(target=self._answered, args=(conn,), daemon=True)
-            with self._guard:
-                self._workers.add(worker)
+            worker = threading.Thread(target=self._answered, args=(conn,), name="model-call", daemon=True)
             worker.start()
 
-    def _answered(self, conn: Any) -> None:
+    def _answered(self, conn: Connection) -> None:
+        """Authenticate ``conn``, then answer its call as one of the calls in flight that close() waits for (a
+        peer still in its handshake is not one: close() never waits on it)."""
+        if not self._authenticated(conn):
+            conn.close()
+            return
+        with self._guard:
+            if self._closed:
+                conn.close()
+                return
+            self._workers.add(threading.current_thread())
         try:
             self._answer(conn)
         finally:
             with self._guard:
                 self._workers.discard(threading.current_thread())
+
+    def _authenticated(self, conn: Connection) -> bool:
+        """The handshake ``Listener.accept`` runs with an authkey (both sides prove the key), with a deadline: a
+        receive that waits past :data:`HANDSHAKE_SECONDS` fails. False for a wrong key, a hang-up or a timeout."""
+        # A second handle on the same socket, to set its receive timeout (the Connection has no timeout of its own).
+        with socket.socket(fileno=os.dup(conn.fileno())) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(HANDSHAKE_SECONDS))
+            try:
+                deliver_challenge(conn, self.authkey)
+                answer_challenge(conn, self.authkey)
+            except (OSError, EOFError, AuthenticationError):
+                return False
+            finally:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(0.0))
+        return True
 
     def close(self) -> None:
         """Stop serving, wait for the calls in flight (a running fit) to finish, and remove the socket, so the
@@ -166,10 +196,16 @@ class ModelHost:
 
     def _wake_server(self) -> None:
         """Connect once, without the handshake, so the serving thread's accept() returns and it sees the host is
-        closed. Waits at most a second: a server busy with a silent peer (or already gone) must not hold close()."""
+        closed. Waits at most a second: a server already gone must not hold close()."""
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as peer:
             peer.settimeout(1.0)
             try:
                 peer.connect(self.address)
             except OSError:
                 pass
+
+
+def _timeval(seconds: float) -> bytes:
+    """``seconds`` as the ``struct timeval`` that ``SO_RCVTIMEO`` takes (0: no timeout)."""
+    whole = int(seconds)
+    return struct.pack("ll", whole, int((seconds - whole) * 1_000_000))

@@ -1,5 +1,6 @@
 """ModelHost.close() returns only when no fit is training the model any more (Finish during a background fit), and
-never waits on a peer: a silent one or one with the wrong key must not hold it or stop the server."""
+never waits on a peer: a silent one or one with the wrong key must not hold it, stop the server or delay the other
+callers."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 import torch
 from docarray import Document, DocumentArray
 
+from finetuner.labeler import host as host_module
 from finetuner.labeler.host import ModelHost, remote_embed_fn, remote_train_fn
 from finetuner.labeler.training import default_embed_fn
 
@@ -86,5 +88,30 @@ def test_a_peer_with_the_wrong_key_is_refused_and_the_server_goes_on():
         x = np.ones((2, 8), np.float32)
         assert _returns_within(20, lambda: answer.append(remote_embed_fn(host.handle("tuner"), x)))
         np.testing.assert_allclose(answer[0], default_embed_fn(model, x), atol=1e-6)
+    finally:
+        assert _returns_within(20, host.close)
+
+
+def test_a_silent_peer_holds_no_other_caller_and_is_dropped_after_the_handshake_deadline(monkeypatch):
+    """Each connection is authenticated on its own thread: a local peer that connects and never answers the
+    challenge used to block every model call behind it until it left."""
+    monkeypatch.setattr(host_module, "HANDSHAKE_SECONDS", 1.0)
+    model = torch.nn.Linear(8, 4)
+    host = ModelHost(model, default_embed_fn, lambda *args: {})
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as silent:
+            silent.connect(host.address)
+            silent.settimeout(20)
+            challenge = silent.recv(1024)  # the host's challenge arrives at once, on the peer's own thread
+            assert challenge
+            answer: list = []
+            x = np.ones((2, 8), np.float32)
+            assert _returns_within(20, lambda: answer.append(remote_embed_fn(host.handle("tuner"), x))), (
+                "a model call waited behind a peer in its handshake"
+            )
+            np.testing.assert_allclose(answer[0], default_embed_fn(model, x), atol=1e-6)
+            started = time.monotonic()
+            assert silent.recv(1024) == b"", "the silent peer was not dropped"  # the host hung up on it
+            assert time.monotonic() - started < 15
     finally:
         assert _returns_within(20, host.close)
