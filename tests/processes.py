@@ -9,6 +9,8 @@ import socket
 from pathlib import Path
 
 LOOPBACK = "127.0.0.1"
+CALL_TIMEOUT_S = 120
+"""Deadline for one call to a test server (a Jina Client or Flow post): a stuck server fails its test, not CI."""
 
 
 def free_port() -> int:

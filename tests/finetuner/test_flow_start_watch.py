@@ -18,6 +18,7 @@ from jina.excepts import RuntimeFailToStart
 
 from finetuner.serving import start_watch
 from finetuner.serving.jina_env import prepare_jina
+from tests.processes import CALL_TIMEOUT_S
 
 STALL_S = 3
 
@@ -61,7 +62,7 @@ def test_an_executor_silent_after_ready_is_restarted_and_the_flow_serves(
     begun = time.monotonic()
     with caplog.at_level(logging.WARNING, logger="finetuner.serving"), _flow(marker, deaf_starts=1) as flow:
         waited = time.monotonic() - begun
-        out = flow.post("/", inputs=DocumentArray([Document(text="hello")]), return_results=True)
+        out = flow.post("/", inputs=DocumentArray([Document(text="hello")]), return_results=True, timeout=CALL_TIMEOUT_S)
     assert marker.read_text().splitlines() == ["start", "start"]
     assert [doc.tags.get("seen") for doc in out] == [True]
     assert "'deaf/rep-0' started but its server did not answer for 3 s; killed and started again" in caplog.text
@@ -84,9 +85,9 @@ def test_an_executor_silent_twice_fails_the_start_with_its_name(
 def test_a_healthy_start_is_not_restarted(tmp_path: Path, short_stall: None) -> None:
     marker = tmp_path / "starts.txt"
     with _flow(marker, deaf_starts=0) as flow:
-        flow.post("/", inputs=DocumentArray([Document(text="hello")]))
+        flow.post("/", inputs=DocumentArray([Document(text="hello")]), timeout=CALL_TIMEOUT_S)
         time.sleep(STALL_S + 1)  # the watch ends with the start: a ready, idle Executor is never killed
-        out = flow.post("/", inputs=DocumentArray([Document(text="again")]), return_results=True)
+        out = flow.post("/", inputs=DocumentArray([Document(text="again")]), return_results=True, timeout=CALL_TIMEOUT_S)
     assert marker.read_text().splitlines() == ["start"]
     assert [doc.tags.get("seen") for doc in out] == [True]
 

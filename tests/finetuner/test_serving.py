@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import importlib
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -35,7 +36,7 @@ from finetuner.serving.deploy import (
     export_kubernetes,
 )
 from finetuner.serving.model import EmbeddingRuntime, ModelFileError
-from tests.processes import descendants, free_port, port_bound
+from tests.processes import CALL_TIMEOUT_S, descendants, free_port, port_bound
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -170,7 +171,7 @@ def _inputs(framework: str, n: int, seed: int) -> np.ndarray:
 def test_served_torch_embeddings_match_the_tuned_model(image_model, image_flow, protocol):
     tuned, _ = image_model
     x = _inputs("torch", 5, seed=1)
-    result = _client(image_flow, protocol).post("/encode", _docs(list(x)))
+    result = _client(image_flow, protocol).post("/encode", _docs(list(x)), timeout=CALL_TIMEOUT_S)
     assert result.embeddings.shape == (5, 6)
     np.testing.assert_allclose(result.embeddings, finetuner.embed(x, tuned), atol=1e-4, rtol=0)
 
@@ -181,7 +182,7 @@ def test_served_keras_and_paddle_embeddings_match_the_tuned_model(framework, tmp
     assert EmbeddingModelMeta.from_file(path).preprocess["layout"] == ("NHWC" if framework == "keras" else "NCHW")
     x = _inputs(framework, 5, seed=2)
     with build_flow(path, protocols=["grpc"], threads=1) as flow:
-        result = _client(flow, "grpc").post("/encode", _docs(list(x)))
+        result = _client(flow, "grpc").post("/encode", _docs(list(x)), timeout=CALL_TIMEOUT_S)
     assert result.embeddings.shape == (5, 6)
     np.testing.assert_allclose(result.embeddings, finetuner.embed(x, tuned), atol=1e-4, rtol=0)
 
@@ -192,7 +193,7 @@ def test_two_replicas_answer_concurrent_clients(image_model, image_flow):
 
     async def one(x):
         async for response in _client(image_flow, "grpc", asyncio_=True).post(
-            "/encode", _docs(list(x)), return_responses=True
+            "/encode", _docs(list(x)), return_responses=True, timeout=CALL_TIMEOUT_S
         ):
             return response
 
@@ -226,11 +227,11 @@ def test_bad_document_fails_its_request_by_name_and_flow_keeps_serving(image_flo
     good = np.zeros((1, 8, 8), np.float32)
     bad = Document(id="the-bad-one") if tensor is None else Document(id="the-bad-one", tensor=tensor)
     with pytest.raises(BadServer) as info:
-        client.post("/encode", DocumentArray([Document(id="fine", tensor=good), bad]))
+        client.post("/encode", DocumentArray([Document(id="fine", tensor=good), bad]), timeout=CALL_TIMEOUT_S)
     text = str(info.value)
     assert "the-bad-one" in text and "'fine'" not in text
     assert re.search(message, text), text
-    after = client.post("/encode", _docs([good]))
+    after = client.post("/encode", _docs([good]), timeout=CALL_TIMEOUT_S)
     assert after.embeddings.shape == (1, 6)
 
 
@@ -251,7 +252,7 @@ def test_non_finite_or_overflowing_input_is_refused_by_name(image_flow, protocol
     docs = DocumentArray([Document(id="a-fine-one", tensor=np.zeros((1, 8, 8), np.float32)),
                           Document(id="the-bad-one", tensor=bad)])
     with pytest.raises(BadServer) as info:
-        _client(image_flow, protocol).post("/encode", docs)
+        _client(image_flow, protocol).post("/encode", docs, timeout=CALL_TIMEOUT_S)
     text = str(info.value)
     assert "the-bad-one" in text and "a-fine-one" not in text and message in text, text
 
@@ -321,10 +322,10 @@ def test_non_finite_values_the_model_ignores_fail_an_http_request_by_name(image_
         return DocumentArray([Document(id="a-good-one", tensor=np.zeros((1, 8, 8), np.float32)),
                               Document(id="the-parent", tensor=np.zeros((1, 8, 8), np.float32), chunks=[nan_chunk])])
 
-    grpc = _client(image_flow, "grpc").post("/encode", docs())
+    grpc = _client(image_flow, "grpc").post("/encode", docs(), timeout=CALL_TIMEOUT_S)
     assert grpc.embeddings.shape == (2, 6) and np.isnan(grpc[1].chunks[0].tensor).all()
     with pytest.raises(BadServer) as info:
-        _client(image_flow, "http").post("/encode", docs())
+        _client(image_flow, "http").post("/encode", docs(), timeout=CALL_TIMEOUT_S)
     text = str(info.value)
     assert "the-parent" in text and "chunks.tensor" in text and "a-good-one" not in text, text
 
@@ -367,7 +368,7 @@ def test_text_documents_with_minilm_end_to_end(minilm_model):
     assert fused_op_counts(check_model_file(path)[0]).get("Attention") == 6  # export fused every layer
     with build_flow(path, threads=2) as flow:
         for protocol in ("grpc", "http"):
-            result = _client(flow, protocol).post("/encode", _docs(texts=texts))
+            result = _client(flow, protocol).post("/encode", _docs(texts=texts), timeout=CALL_TIMEOUT_S)
             assert result.embeddings.shape == (3, 384)
             np.testing.assert_allclose(result.embeddings, expected, atol=1e-4)
         np.testing.assert_allclose(np.linalg.norm(result.embeddings, axis=1), 1.0, atol=1e-5)
@@ -447,7 +448,9 @@ def cli_served(model: Path, protocol: str) -> Iterator[tuple[subprocess.Popen, l
     try:
         seen: list[str] = []
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
+        while (left := deadline - time.monotonic()) > 0:
+            if not select.select([proc.stdout], [], [], left)[0]:
+                break  # silent until the deadline: the assertion below shows what it printed
             line = proc.stdout.readline()
             if not line:
                 break
@@ -471,7 +474,7 @@ def test_cli_serve_prints_addresses_answers_and_stops_on_sigterm(image_model):
 
     with cli_served(image_model[1], "grpc") as (proc, _):
         result = Client(host="127.0.0.1", port=proc.port, protocol="grpc").post(
-            "/", _docs([np.zeros((1, 8, 8), np.float32)])
+            "/", _docs([np.zeros((1, 8, 8), np.float32)]), timeout=CALL_TIMEOUT_S
         )
         assert result.embeddings.shape == (1, 6)
         proc.send_signal(signal.SIGTERM)

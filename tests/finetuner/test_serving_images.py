@@ -24,6 +24,7 @@ from finetuner.onnx_meta import EmbeddingModelMeta
 from finetuner.serving import build_flow, endpoints
 from finetuner.serving.images import ImageError, ImagePreprocessing, ImageSource, decode_image
 from finetuner.serving.pipelines import image_preprocessing
+from tests.processes import CALL_TIMEOUT_S
 
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 TRANSFORM = T.Compose([T.Resize(40), T.CenterCrop(32), T.ToTensor(), T.Normalize(MEAN, STD)])
@@ -268,7 +269,7 @@ def test_served_jpeg_bytes_embed_like_the_model_on_the_decoded_image(image_model
         Document(id="file", uri=files[2].name),
         Document(id="tensor", tensor=TRANSFORM(Image.open(files[0]).convert("RGB")).numpy()),
     ])
-    result = _client(flow, protocol).post("/encode", docs)
+    result = _client(flow, protocol).post("/encode", docs, timeout=CALL_TIMEOUT_S)
     assert [d.id for d in result] == ["blob", "data-uri", "file", "tensor"]
     expected = _expected(image_model[0], [*files, files[0]])
     np.testing.assert_allclose(result.embeddings, expected, atol=1e-4, rtol=0)
@@ -288,8 +289,8 @@ def test_drop_image_content_answers_ids_and_embeddings_without_the_images(image_
         ])
 
     client = _client(flow, "http")
-    echoed = client.post("/encode", docs())
-    dropped = client.post("/encode", docs(), parameters={"drop_image_content": True})
+    echoed = client.post("/encode", docs(), timeout=CALL_TIMEOUT_S)
+    dropped = client.post("/encode", docs(), parameters={"drop_image_content": True}, timeout=CALL_TIMEOUT_S)
     assert echoed[0].blob == blob and echoed[1].uri.startswith("data:")
     assert [d.id for d in dropped] == ["blob", "data-uri", "file"]
     assert not dropped[0].blob and not dropped[1].uri and dropped[2].uri == files[1].name
@@ -311,7 +312,7 @@ def test_bad_images_fail_their_request_by_name_and_the_flow_keeps_serving(image_
     }
     client = _client(flow, "grpc")
     with pytest.raises(BadServer) as info:
-        client.post("/encode", DocumentArray([Document(id="fine", blob=jpeg), *bad.values()]))
+        client.post("/encode", DocumentArray([Document(id="fine", blob=jpeg), *bad.values()]), timeout=CALL_TIMEOUT_S)
     status = info.value.args[0].status
     text = f"{status.description} {status.exception.args}"
     assert "'fine'" not in text
@@ -319,5 +320,5 @@ def test_bad_images_fail_their_request_by_name_and_the_flow_keeps_serving(image_
                            ("huge", "more pixels than the limit"), ("outside", "outside the allowed folder"),
                            ("text-file", "not a JPEG/PNG/WEBP")]:
         assert f"Document {doc_id!r}: " in text and reason in text, (doc_id, text)
-    after = client.post("/encode", DocumentArray([Document(id="fine", blob=jpeg)]))
+    after = client.post("/encode", DocumentArray([Document(id="fine", blob=jpeg)]), timeout=CALL_TIMEOUT_S)
     assert after.embeddings.shape == (1, 6)
