@@ -29,8 +29,9 @@ from finetuner.labeler.remote import RemoteError, RemoteModel
 
 __all__ = ["ModelHost", "RemoteError", "RemoteModel", "needs_host", "remote_embed_fn", "remote_train_fn"]
 
-HANDSHAKE_SECONDS = 10.0
-"""How long a peer has to answer the host's challenge (and to send its own) before it is dropped."""
+HANDSHAKE_SECONDS = 30.0
+"""How long a peer has to answer the host's challenge (and to send its own) before it is dropped: long enough for
+a caller starved of CPU by a running fit, short enough that a silent peer does not keep a thread for long."""
 
 
 def needs_host(model: Any) -> bool:
