@@ -11,10 +11,10 @@ import asyncio
 import contextlib
 import importlib
 import os
-import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -447,16 +447,18 @@ def cli_served(model: Path, protocol: str) -> Iterator[tuple[subprocess.Popen, l
     proc.port = port  # type: ignore[attr-defined]
     try:
         seen: list[str] = []
-        deadline = time.monotonic() + 120
-        while (left := deadline - time.monotonic()) > 0:
-            if not select.select([proc.stdout], [], [], left)[0]:
-                break  # silent until the deadline: the assertion below shows what it printed
-            line = proc.stdout.readline()
-            if not line:
-                break
-            seen.append(line)
-            if "serving on" in line:
-                break
+
+        def read_until_serving() -> None:
+            for line in iter(proc.stdout.readline, ""):
+                seen.append(line)
+                if "serving on" in line:
+                    return
+
+        # On a thread, so a server that stays silent fails the test at the deadline instead of blocking it in
+        # readline(); what it read after that line stays in proc.stdout's buffer for the test to read.
+        reader = threading.Thread(target=read_until_serving, daemon=True)
+        reader.start()
+        reader.join(120)
         assert f"serving on {protocol}://127.0.0.1:{port}\n" in seen, "".join(seen)
         yield proc, seen
     finally:
