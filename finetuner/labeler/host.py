@@ -150,14 +150,12 @@ class ModelHost:
 
     def _answered(self, conn: Connection) -> None:
         """Authenticate ``conn``, then answer its call as one of the calls in flight that close() waits for (a
-        peer still in its handshake is not one: close() never waits on it)."""
+        peer still in its handshake is not one: close() never waits on it; one that gets past it while the host
+        closes is told so by :meth:`_answer`)."""
         if not self._authenticated(conn):
             conn.close()
             return
         with self._guard:
-            if self._closed:
-                conn.close()
-                return
             self._workers.add(threading.current_thread())
         try:
             self._answer(conn)

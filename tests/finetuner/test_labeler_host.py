@@ -4,11 +4,12 @@ callers."""
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
 from multiprocessing import AuthenticationError
-from multiprocessing.connection import Client
+from multiprocessing.connection import Client, Connection, answer_challenge, deliver_challenge
 
 import numpy as np
 import pytest
@@ -115,3 +116,24 @@ def test_a_silent_peer_holds_no_other_caller_and_is_dropped_after_the_handshake_
             assert time.monotonic() - started < 15
     finally:
         assert _returns_within(20, host.close)
+
+
+def test_a_peer_that_authenticates_while_the_host_closes_is_refused_by_name_and_not_waited_on():
+    """close() does not wait on a peer in its handshake; if that peer then completes it, its call is refused with
+    the reason (no model operation runs on a closed host)."""
+    model = torch.nn.Linear(8, 4)
+    calls: list = []
+    host = ModelHost(model, lambda m, x: calls.append(x) or default_embed_fn(m, x), lambda *args: {})
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as late:
+        late.connect(host.address)
+        conn = Connection(os.dup(late.fileno()))  # a blocking socket, as Client() uses; poll() gives deadlines
+        assert conn.poll(20), "the host sent no challenge"  # the host is waiting on this peer's answer
+        assert _returns_within(20, host.close), "close() waited on a peer in its handshake"
+        answer_challenge(conn, host.authkey)  # what Client() does: prove the key, then check the host's
+        deliver_challenge(conn, host.authkey)
+        conn.send(("embed", "tuner", (np.ones((1, 8), np.float32),)))
+        assert conn.poll(20), "no answer to a call made while the host closed"
+        status, (kind, message, _) = conn.recv()
+        conn.close()
+    assert (status, kind) == ("error", "RuntimeError") and "closing" in message
+    assert calls == []
