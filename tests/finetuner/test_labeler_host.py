@@ -65,13 +65,13 @@ def _returns_within(seconds: float, function) -> bool:
     return not worker.is_alive()
 
 
-def test_close_returns_while_a_silent_peer_holds_the_server_in_its_handshake():
-    """close() must not wait on a handshake: the server can be busy with another peer, or past its last accept()
-    (CI once hung in close() that way, the serving thread gone and close()'s wake-up call waiting for an answer)."""
+def test_close_returns_while_a_silent_peer_is_in_its_handshake():
+    """close() must not wait on a handshake: a peer can be in one, or the server past its last accept() (CI once
+    hung in close() that way, the serving thread gone and close()'s wake-up call waiting for an answer)."""
     model = torch.nn.Linear(8, 4)
     host = ModelHost(model, default_embed_fn, lambda *args: {})
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as silent:
-        silent.connect(host.address)  # connected, never answers the challenge: the server waits on it
+        silent.connect(host.address)  # connected, never answers the challenge: its handshake thread waits on it
         time.sleep(0.2)
         assert _returns_within(20, host.close), "close() hung behind a peer that never answered the challenge"
     with pytest.raises(OSError):
