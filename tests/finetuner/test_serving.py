@@ -158,6 +158,7 @@ def test_flow_listens_on_loopback_only(image_flow):
     assert gateway_ports <= set(listening), (gateway_ports, listening)
     assert len(listening) > len(gateway_ports), "the Executors' own ports should be listed too"
     assert all(address in ("127.0.0.1", "::1") for address in listening.values()), listening
+    assert image_flow.address_private == "127.0.0.1"  # the start banner's "Private" row, not the LAN address
     import jina.orchestrate.orchestrator
 
     assert jina.orchestrate.orchestrator.get_public_ip() is None
