@@ -1,13 +1,18 @@
-"""An Executor that is ready but never answers its health check is restarted once, then fails the Flow start.
+"""An Executor that is ready but never answers its health check, or whose process is killed before it is ready, is
+restarted once, then fails the Flow start.
 
 The stall is made for real: the Executor's process replaces gRPC's health ``Check`` with one that never replies,
 before Jina registers it, so the Flow's readiness checks time out exactly as they did in the rare hang seen in CI.
+The death is real too: the Executor's process sends itself SIGKILL while it loads, as a crash in native code ends
+it, without a word to the Flow.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -43,6 +48,32 @@ class DeafForFirstStarts(Executor):
     def echo(self, docs: DocumentArray, **kwargs: object) -> None:
         for doc in docs:
             doc.tags["seen"] = True
+
+
+class DiesOnFirstStarts(Executor):
+    """Counts its starts in ``marker``; the first ``fatal_starts`` of them kill their own process while loading."""
+
+    def __init__(self, marker: str, fatal_starts: int, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        path = Path(marker)
+        with path.open("a") as f:
+            f.write("start\n")
+        if len(path.read_text().splitlines()) <= fatal_starts:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    @requests
+    def echo(self, docs: DocumentArray, **kwargs: object) -> None:
+        for doc in docs:
+            doc.tags["seen"] = True
+
+
+def _dying_flow(marker: Path, fatal_starts: int) -> Flow:
+    """Jina alone would wait for the dead process until timeout_ready: 60 s here (10 minutes by default)."""
+    prepare_jina()
+    return Flow().add(
+        name="dies", uses=DiesOnFirstStarts, uses_with={"marker": str(marker), "fatal_starts": fatal_starts},
+        timeout_ready=60_000,
+    )
 
 
 def _flow(marker: Path, deaf_starts: int) -> Flow:
@@ -90,6 +121,38 @@ def test_a_healthy_start_is_not_restarted(tmp_path: Path, short_stall: None) -> 
         out = flow.post("/", inputs=DocumentArray([Document(text="again")]), return_results=True, timeout=CALL_TIMEOUT_S)
     assert marker.read_text().splitlines() == ["start"]
     assert [doc.tags.get("seen") for doc in out] == [True]
+
+
+def test_an_executor_killed_before_ready_is_started_again_and_the_flow_serves(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    marker = tmp_path / "starts.txt"
+    begun = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="finetuner.serving"), _dying_flow(marker, fatal_starts=1) as flow:
+        waited = time.monotonic() - begun
+        out = flow.post("/", inputs=DocumentArray([Document(text="hello")]), return_results=True, timeout=CALL_TIMEOUT_S)
+    assert marker.read_text().splitlines() == ["start", "start"]
+    assert [doc.tags.get("seen") for doc in out] == [True]
+    assert "'dies/rep-0' exited before it was ready (killed by SIGKILL); started again" in caplog.text
+    assert waited < 50  # well within the 60 s timeout_ready that Jina alone would wait out
+
+
+def test_an_executor_killed_at_every_start_fails_the_start_with_its_name_and_signal(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    marker = tmp_path / "starts.txt"
+    begun = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="finetuner.serving"), pytest.raises(RuntimeFailToStart):
+        _dying_flow(marker, fatal_starts=99).start()
+    assert time.monotonic() - begun < 50
+    assert marker.read_text().splitlines() == ["start", "start"]
+    assert "Executor 'dies/rep-0' exited before it was ready (killed by SIGKILL), 2 times" in caplog.text
+
+
+def test_exits_are_described_by_signal_name_or_code() -> None:
+    assert start_watch.describe_exit(-signal.SIGSEGV) == "killed by SIGSEGV"
+    assert start_watch.describe_exit(-200) == "killed by signal 200"
+    assert start_watch.describe_exit(3) == "exit code 3"
 
 
 @pytest.mark.parametrize("raw", ["soon", "0", "-5"])
