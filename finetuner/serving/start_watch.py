@@ -15,8 +15,9 @@ pool to embed) is not timed: only the silence after it.
 
 The same fork can also kill the Executor's process outright. A death after the Executor's own start wait has
 returned is not watched (seen twice in one-thread test-suite runs: a MiniLM Executor's process gone, its gateway
-idle, the Flow start waiting on it; the watch did not catch it). Before ready it is: a process that dies of a Python exception tells the Flow (its ``is_shutdown`` event) and the start fails at once;
-one killed by a signal tells nobody. The watch polls the process: gone before ready, without having said so, it
+idle, the Flow start waiting on it; the watch did not catch it). Before ready it is: a process that dies of a
+Python exception tells the Flow (its ``is_shutdown`` event) and the start fails at once; one killed by a signal
+tells nobody. The watch polls the process: gone before ready, without having said so, it
 is started again the same way, once, and a second death fails the start naming the Executor and its exit.
 
 :func:`install` patches Jina's pod start-up wait; :func:`finetuner.serving.jina_env.prepare_jina` calls it.
