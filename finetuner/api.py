@@ -501,33 +501,7 @@ def _as_training_data(train_data: Any, preprocess_fn: Any, augment_fn: Any) -> A
             raise DataError(f"(X, y): y has shape {n_y} but X has {n_x} rows: pass one label per row of X")
     if is_pair_data(train_data):
         return as_dataset(train_data, preprocess_fn=preprocess_fn, augment_fn=augment_fn)
-    _require_two_classes(train_data)
     return train_data
-
-
-def _require_two_classes(train_data: Any) -> None:
-    """Class data of one class has nothing to tell apart: every loss is zero or constant, and fit would train on it
-    and hand the model back "not improved". Said up front instead, with what to give. Other data passes."""
-    from finetuner.data import DataError
-    from finetuner.data.content import is_document
-    from finetuner.data.splits import class_labels
-
-    is_xy = isinstance(train_data, tuple)  # its length was checked above
-    is_docs = hasattr(train_data, "__getitem__") and hasattr(train_data, "__len__") and len(train_data) > 0
-    if not is_xy and not (is_docs and is_document(train_data[0])):
-        return  # a dataset object or a generator: read only by the loader, never twice
-    try:
-        labels = class_labels(train_data)
-    except DataError:
-        return  # not class data (sessions, unlabelled Documents): nothing to count here
-    classes = set(labels.tolist())
-    if len(classes) < 2:
-        label = f"every label is {next(iter(classes))!r}" if classes else "there are no items"
-        raise DataError(
-            f"class data needs at least 2 classes and {label}: fine-tuning learns what tells classes apart. "
-            "Give items of two or more classes, pairs (anchor, positive), or unlabelled Documents for "
-            "self-supervised training"
-        )
 
 
 def _validation_split(train_data: Any, eval_data: Any, validation: str, seed: int) -> tuple[Any, Any]:

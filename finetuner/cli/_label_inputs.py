@@ -70,9 +70,8 @@ def _is_text_pool(docs: Any) -> bool:
 
 
 def require_model(args: argparse.Namespace) -> None:
-    """Images and texts need a model that takes them: the default digits MLP does not. Data that is not there is
-    left to the pool loader, which says so (a mistyped path is the first thing to fix, not the missing model)."""
-    if args.model is None and is_user_data(args.data) and Path(args.data).expanduser().exists():
+    """Images and texts need a model that takes them: the default digits MLP does not."""
+    if args.model is None and is_user_data(args.data):
         raise ValueError(f"--data {args.data} needs --model, e.g. torchvision.models:resnet18 --output-dim 64 for "
                          "images or a Hugging Face model folder --output-dim 64 for text")
 

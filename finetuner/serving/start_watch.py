@@ -1,5 +1,4 @@
-"""Restart an Executor whose server never answers after it says it is ready, or whose process dies before it is
-ready, instead of waiting on it forever.
+"""Restart an Executor whose server never answers after it says it is ready, instead of waiting on it forever.
 
 A Flow start forks one process per Executor. Each sets its ``is_ready`` event once its gRPC server has started,
 and the Flow then health-checks it until it answers. Very rarely (about once in fifteen test-suite runs) a forked
@@ -11,14 +10,7 @@ A healthy server answers the first health check within milliseconds of being rea
 ready but has not answered for ``FINETUNER_FLOW_STALL_S`` seconds (default 60) is stuck: its process is killed
 and started again from the same arguments, once. A second stall fails the Flow start (Jina's
 ``RuntimeFailToStart``) with a logged error naming the Executor. Loading time before ``is_ready`` (a model, a
-pool to embed) is not timed: only the silence after it.
-
-The same fork can also kill the Executor's process outright. A death after the Executor's own start wait has
-returned is not watched (seen twice in one-thread test-suite runs: a MiniLM Executor's process gone, its gateway
-idle, the Flow start waiting on it; the watch did not catch it). Before ready it is: a process that dies of a
-Python exception tells the Flow (its ``is_shutdown`` event) and the start fails at once; one killed by a signal
-tells nobody. The watch polls the process: gone before ready, without having said so, it
-is started again the same way, once, and a second death fails the start naming the Executor and its exit.
+pool to embed) is not watched: only the silence after it.
 
 :func:`install` patches Jina's pod start-up wait; :func:`finetuner.serving.jina_env.prepare_jina` calls it.
 """
@@ -27,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import threading
 import time
 from typing import Any
@@ -53,14 +44,12 @@ def stall_seconds() -> float:
 
 
 class StallWatch:
-    """Watches one starting pod from a thread: kills its process once it is ready but silent for ``stall_s``, and
-    tells the waiting Flow when the process died before it was ready. :attr:`trouble` says which, else None."""
+    """Watches one starting pod from a thread; kills its process once it is ready but silent for ``stall_s``."""
 
     def __init__(self, pod: Any, stall_s: float) -> None:
         self.pod = pod
         self.stall_s = stall_s
-        self.trouble: str | None = None
-        self.killed = False
+        self.stalled = False
         self._lock = threading.Lock()
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._watch, name=f"stall-watch-{pod.name}", daemon=True)
@@ -70,54 +59,24 @@ class StallWatch:
         return self
 
     def stop(self) -> bool:
-        """Stop watching; True when the pod was found stalled (its process killed) or dead before ready."""
+        """Stop watching; True when the pod was found stalled (and its process killed)."""
         with self._lock:
             self._stopped.set()
         self._thread.join()
-        return self.trouble is not None
+        return self.stalled
 
     def _watch(self) -> None:
         ready_since: float | None = None
         while not self._stopped.wait(POLL_S):
             if ready_since is None and self.pod.is_ready.is_set():
                 ready_since = time.monotonic()
-            if ready_since is None and (exit_code := _silent_exit(self.pod)) is not None:
-                self._end(f"exited before it was ready ({describe_exit(exit_code)})", kill=False)
-                return
             if ready_since is not None and time.monotonic() - ready_since > self.stall_s:
-                self._end(f"started but its server did not answer for {self.stall_s:.0f} s", kill=True)
+                with self._lock:
+                    if self._stopped.is_set():
+                        return
+                    self.stalled = True
+                    _kill(self.pod)
                 return
-
-    def _end(self, trouble: str, kill: bool) -> None:
-        with self._lock:
-            if self._stopped.is_set():
-                return
-            self.trouble = trouble
-            self.killed = kill
-            if kill:
-                _kill(self.pod)
-            else:
-                self.pod.is_shutdown.set()  # what the dead process could not say: the Flow's wait returns
-
-
-def _silent_exit(pod: Any) -> int | None:
-    """The exit code of a pod's process that ended without setting ``is_ready`` or ``is_shutdown``, else None.
-
-    The exit is read first: anything the process set, it set before it ended."""
-    exit_code = getattr(pod.worker, "exitcode", None)
-    if exit_code is None or pod.is_shutdown.is_set() or pod.is_ready.is_set():
-        return None
-    return exit_code
-
-
-def describe_exit(exit_code: int) -> str:
-    """``killed by SIGKILL`` for a negative multiprocessing exit code, else ``exit code N``."""
-    if exit_code < 0:
-        try:
-            return f"killed by {signal.Signals(-exit_code).name}"
-        except ValueError:
-            return f"killed by signal {-exit_code}"
-    return f"exit code {exit_code}"
 
 
 def _kill(pod: Any) -> None:
@@ -145,7 +104,7 @@ def _watchable(pod: Any) -> bool:
 
 
 def _watched(wait: Any) -> Any:
-    """Jina's async pod wait, with a stall and exit watch and one restart."""
+    """Jina's async pod wait, with a stall watch and one restart."""
 
     async def async_wait_start_success(pod: Any) -> None:
         if not _watchable(pod):
@@ -163,17 +122,18 @@ def _watched(wait: Any) -> Any:
                     return
             if attempt == RESTARTS:
                 break
-            again = "killed and started again" if watch.killed else "started again"
-            logger.warning("Executor %r %s; %s", pod.name, watch.trouble, again)
+            logger.warning(
+                "Executor %r started but its server did not answer for %.0f s; killed and started again",
+                pod.name, stall_s,
+            )
             _restart(pod)
-        hint = f"; on a slow or busy machine raise {STALL_ENV}" if watch.killed else ""
         logger.error(
-            "Executor %r %s, %d times; the Flow start fails. Start it again%s.",
-            pod.name, watch.trouble, RESTARTS + 1, hint,
+            "Executor %r started but its server did not answer for %.0f s, %d times; the Flow start fails. "
+            "Start it again; on a slow or busy machine raise %s.", pod.name, stall_s, RESTARTS + 1, STALL_ENV,
         )
         from jina.excepts import RuntimeFailToStart
 
-        raise RuntimeFailToStart(f"Executor {pod.name!r} {watch.trouble}")
+        raise RuntimeFailToStart(f"Executor {pod.name!r} did not answer after starting")
 
     async_wait_start_success.finetuner_watched = True
     return async_wait_start_success

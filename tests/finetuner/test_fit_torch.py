@@ -135,21 +135,6 @@ def test_unknown_keyword_is_an_error_with_a_suggestion() -> None:
         finetuner.fit(MLP(), digits(range(3)), learnig_rate=0.1)
 
 
-@pytest.mark.parametrize("validation", ["auto", "none"])
-def test_class_data_of_one_class_is_refused_before_training(validation: str) -> None:
-    """One class has nothing to tell apart: fit used to train on it and hand the model back "not improved", with
-    advice about the learning rate. Refused up front, naming the label, in every data form and validation mode."""
-    from finetuner.data import DataError
-
-    x = np.random.default_rng(0).random((40, 64), dtype=np.float32)
-    for data, label in [((x, np.full(40, 3)), "3"), ((x, ["cat"] * 40), "'cat'"), (digits([5]), "5")]:
-        with pytest.raises(DataError, match=f"at least 2 classes and every label is {label}"):
-            finetuner.fit(MLP(), data, input_shape=(64,), validation=validation, progress=False)
-    two = finetuner.fit(MLP(), (x, np.arange(40) % 2), input_shape=(64,), epochs=1, validation=validation,
-                        progress=False)
-    assert np.isfinite(finetuner.embed(x[:2], two)).all()  # two classes train
-
-
 def test_non_model_is_a_type_error() -> None:
     with pytest.raises(TypeError, match="torch.nn.Module, a keras.Model or a paddle.nn.Layer"):
         finetuner.fit(object(), digits(range(3)))

@@ -152,13 +152,6 @@ def test_the_label_command_turns_options_into_the_pools_model_input(tmp_path):
         _label_inputs.require_model(label_args("--data", str(tmp_path / "t.txt")))
 
 
-def test_a_mistyped_data_path_is_named_before_the_missing_model(tmp_path):
-    from finetuner.cli.label import prepare
-
-    with pytest.raises(ValueError, match="data '.*typo.txt' does not exist"):
-        prepare(label_args("--data", str(tmp_path / "typo.txt")))  # no --model either
-
-
 def test_a_text_pool_finds_the_tokenizer_exported_beside_the_model(tmp_path):
     """``finetuner label --model tuned.onnx`` on text needs nothing else when export wrote ``tuned.tokenizer/``."""
     import shutil
